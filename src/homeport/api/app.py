@@ -1,0 +1,73 @@
+"""`create_app(settings)`: builds every collaborator explicitly and wires the HTTP stack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ..services.chat import ChatService
+from ..services.completions import CompletionService
+from ..services.embeddings import EmbeddingService
+from ..services.keys import KeyStore
+from ..services.models import LoadProgress, ModelRegistry
+from ..settings import Settings
+from ..storage.db import Database
+from .errors import install_error_handlers
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware
+from .routes import chat, completions, embeddings, health, models
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("homeport")
+
+
+def _log_progress(model_id: str, state: str, seconds: float) -> None:
+    log.info("model %s: %s (%.1fs)", model_id, state, seconds)
+
+
+def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await db.migrate()
+        if settings.api_key is not None:
+            await keys.ensure(settings.api_key.get_secret_value(), name="HOMEPORT_API_KEY")
+        loading = asyncio.create_task(_load(app, registry, progress))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await registry.close()
+            await db.close()
+
+    db = Database(settings.resolved_database_url)
+    keys = KeyStore(db)
+    registry = ModelRegistry(settings)
+    app = FastAPI(title="Homeport", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.keys = keys
+    app.state.registry = registry
+    app.state.load_error = None
+    app.state.chat = ChatService(registry)
+    app.state.completions = CompletionService(registry)
+    app.state.embeddings = EmbeddingService(registry)
+    install_error_handlers(app)
+    for module in (health, models, chat, completions, embeddings):
+        app.include_router(module.router)
+    # Added innermost first: the request id wraps everything, including 413 answers.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def _load(app: FastAPI, registry: ModelRegistry, progress: LoadProgress) -> None:
+    try:
+        await registry.load(progress)
+    except Exception as exc:  # reported by /readyz; the process keeps serving what loaded
+        app.state.load_error = str(exc)
+        log.exception("loading models failed")

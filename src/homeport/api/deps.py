@@ -1,0 +1,33 @@
+"""Request dependencies: the authenticated key and the services on app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..errors import AuthenticationFailed
+from ..services.keys import ApiKey
+
+__all__ = ["authenticate", "CurrentKey"]
+
+
+async def authenticate(request: Request) -> ApiKey:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed(
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). Create one with `homeport keys create`."
+        )
+    key = await request.app.state.keys.verify(secret.strip())
+    if key is None:
+        raise AuthenticationFailed(f"Incorrect API key provided: {_redact(secret.strip())}.")
+    return key
+
+
+def _redact(secret: str) -> str:
+    return secret[:3] + "*" * 4 + secret[-4:] if len(secret) > 8 else "*" * len(secret)
+
+
+CurrentKey = Annotated[ApiKey, Depends(authenticate)]

@@ -1,0 +1,67 @@
+"""The one place where errors become HTTP responses in OpenAI's shape."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import HomeportError, InvalidRequest
+from ..protocol.errors import ErrorDetail, ErrorResponse
+
+__all__ = ["install_error_handlers", "error_body", "error_response"]
+
+log = logging.getLogger("homeport")
+
+_STATUS_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
+
+
+def error_body(exc: HomeportError) -> dict:
+    detail = ErrorDetail(message=exc.message, type=exc.type, param=exc.param, code=exc.code)
+    return ErrorResponse(error=detail).model_dump()
+
+
+def error_response(exc: HomeportError) -> JSONResponse:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(math.ceil(exc.retry_after))
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+
+
+async def _homeport_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HomeportError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path})"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}"
+    else:
+        message = str(exc.detail)
+    err = HomeportError(message)
+    err.status, err.type = exc.status_code, _STATUS_TYPES.get(exc.status_code, "invalid_request_error")
+    return error_response(err)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # Only path/query parameters reach FastAPI's validation; bodies are parsed in api/body.py.
+    return error_response(InvalidRequest(str(exc)))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(HomeportError("The server had an error while processing your request."))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HomeportError, _homeport_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

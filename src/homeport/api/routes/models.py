@@ -1,0 +1,20 @@
+"""GET /v1/models, GET /v1/models/{model}."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ...protocol.models import Model, ModelList
+from ..deps import CurrentKey
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, key: CurrentKey) -> ModelList:
+    return request.app.state.registry.list()
+
+
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(model: str, request: Request, key: CurrentKey) -> Model:
+    return request.app.state.registry.retrieve(model)

@@ -1,0 +1,113 @@
+"""The engine seam: what a chat engine and an embedding engine promise the services.
+
+A chat engine turns prompt token ids into sampled tokens. Text assembly, stop strings,
+choices and wire shapes live above it (services), so a continuous-batching scheduler can
+replace the first one-sequence-at-a-time engine without touching routes or services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+__all__ = [
+    "SamplingParams",
+    "GenerationRequest",
+    "Token",
+    "Finish",
+    "ChatEngine",
+    "EmbeddingEngine",
+    "Message",
+]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    top_logprobs: int | None = None
+    """None: no logprobs. 0..20: the sampled token's logprob plus that many alternatives."""
+    grammar: str | None = None
+    """A GBNF grammar the output must match (structured outputs)."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: list[int]
+    sampling: SamplingParams
+
+
+@dataclass(frozen=True)
+class Token:
+    """One sampled token. `piece` is raw bytes: a token may hold part of a UTF-8 character."""
+
+    id: int
+    piece: bytes
+    logprob: float | None = None
+    top: list[tuple[bytes, float]] | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Last item of a generation: `stop` (end-of-turn token) or `length` (max_tokens)."""
+
+    reason: Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A chat message as templates see it: plain role and text."""
+
+    role: str
+    content: str
+
+
+class ChatEngine(Protocol):
+    """A loaded chat model. Implementations: `llamacpp.LlamaCppEngine`, `fake.FakeChatEngine`."""
+
+    context_length: int
+    vocab_size: int
+    fingerprint: str
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of `text`; `special` parses control tokens such as `<|im_start|>`."""
+        ...
+
+    def token_piece(self, token: int) -> bytes:
+        """The bytes a token id stands for (for echo and logprobs)."""
+        ...
+
+    def apply_chat_template(self, messages: list[Message]) -> list[int]:
+        """The prompt ids for a conversation, ending where the assistant's turn begins."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
+        """Sample tokens until end of turn or max_tokens; closing the iterator cancels the work.
+
+        Raises EngineOverloaded when its queue is full.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EmbeddingEngine(Protocol):
+    dimensions: int
+    max_tokens: int
+    vocab_size: int
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]: ...
+
+    async def embed(self, batch: list[list[int]]) -> np.ndarray:
+        """Unit vectors, shape (len(batch), dimensions)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,81 @@
+"""Deterministic engines for fast tests of everything above the engine seam (never the default).
+
+The chat engine's tokens are UTF-8 bytes (id = byte value); it answers with words chosen by
+a hash of the prompt and seed, and ends its turn after `reply_tokens` tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from .base import Finish, GenerationRequest, Message, Token
+
+__all__ = ["FakeChatEngine", "FakeEmbeddingEngine"]
+
+_WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+class FakeChatEngine:
+    fingerprint = "fp_fake000000"
+    vocab_size = 256
+
+    def __init__(self, context_length: int = 2048, reply_tokens: int = 24, delay_s: float = 0.0) -> None:
+        self.context_length = context_length
+        self._reply_tokens = reply_tokens
+        self._delay_s = delay_s
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def token_piece(self, token: int) -> bytes:
+        return bytes([token])
+
+    def apply_chat_template(self, messages: list[Message]) -> list[int]:
+        text = "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
+        return self.tokenize(text, special=True)
+
+    def reply(self, prompt: list[int], seed: int | None) -> bytes:
+        digest = hashlib.sha256(bytes(prompt) + str(seed).encode()).digest()
+        words = " ".join(_WORDS[b % len(_WORDS)] for b in digest)
+        return words.encode()[: self._reply_tokens]
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
+        params = request.sampling
+        reply = self.reply(request.prompt, params.seed)
+        for byte in reply[: params.max_tokens]:
+            if self._delay_s:
+                await asyncio.sleep(self._delay_s)
+            piece = bytes([byte])
+            if params.top_logprobs is None:
+                yield Token(byte, piece)
+            else:
+                yield Token(byte, piece, -0.1, [(piece, -0.1)][: params.top_logprobs])
+        yield Finish("length" if len(reply) > params.max_tokens else "stop")
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeEmbeddingEngine:
+    dimensions = 16
+    max_tokens = 256
+    vocab_size = 256
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return [list(t.encode("utf-8")) for t in texts]
+
+    async def embed(self, batch: list[list[int]]) -> np.ndarray:
+        out = np.empty((len(batch), self.dimensions), dtype=np.float32)
+        for i, ids in enumerate(batch):
+            digest = hashlib.sha256(bytes(ids)).digest()
+            vec = np.frombuffer(digest[: self.dimensions], dtype=np.uint8).astype(np.float32) - 127.5
+            out[i] = vec / (math.sqrt(float((vec**2).sum())) or 1.0)
+        return out
+
+    async def close(self) -> None:
+        return None

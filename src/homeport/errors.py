@@ -1,0 +1,116 @@
+"""Homeport's error hierarchy. Services raise these; `api/errors.py` maps them to HTTP once.
+
+    HomeportError                      500 server_error
+    ├── InvalidRequest                 400 invalid_request_error
+    │   ├── ContextLengthExceeded      400 code=context_length_exceeded
+    │   └── UnsupportedParameter       400 code=unsupported_parameter
+    ├── AuthenticationFailed           401 invalid_request_error, code=invalid_api_key
+    ├── PermissionDenied               403
+    ├── NotFound                       404
+    │   └── ModelNotFound              404 code=model_not_found
+    ├── RequestTooLarge                413
+    ├── RateLimited                    429 (Retry-After)
+    ├── EngineOverloaded               503 (Retry-After)
+    └── EngineError                    500
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HomeportError",
+    "InvalidRequest",
+    "ContextLengthExceeded",
+    "UnsupportedParameter",
+    "AuthenticationFailed",
+    "PermissionDenied",
+    "NotFound",
+    "ModelNotFound",
+    "RequestTooLarge",
+    "RateLimited",
+    "EngineOverloaded",
+    "EngineError",
+]
+
+
+class HomeportError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+
+class InvalidRequest(HomeportError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+    def __init__(self, param: str, detail: str = "") -> None:
+        message = f"Unsupported parameter: '{param}' is not supported by Homeport's local models."
+        super().__init__(f"{message} {detail}".strip(), param=param)
+
+
+class AuthenticationFailed(HomeportError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(HomeportError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(HomeportError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model: str, param: str | None = "model") -> None:
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param=param)
+
+
+class RequestTooLarge(HomeportError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(HomeportError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class EngineOverloaded(HomeportError):
+    status = 503
+    type = "server_error"
+    code = "engine_overloaded"
+
+
+class EngineError(HomeportError):
+    status = 500
+    type = "server_error"

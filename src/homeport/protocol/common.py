@@ -1,0 +1,66 @@
+"""Types shared by several API families: usage, stream options, stop, base request model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+__all__ = [
+    "Request",
+    "Wire",
+    "Stop",
+    "StreamOptions",
+    "Usage",
+    "PromptTokensDetails",
+    "CompletionTokensDetails",
+]
+
+
+class Request(BaseModel):
+    """Base of every request body: unknown fields are an error, as on api.openai.com."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Wire(BaseModel):
+    """Base of response objects. Fields named in `omit_if_none` are left out rather than sent
+    as null: the spec makes them optional but not nullable (e.g. `message.tool_calls`)."""
+
+    omit_if_none: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_nones(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        for name in self.omit_if_none:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
+
+
+Stop = str | Annotated[list[str], Field(min_length=1, max_length=4)] | None
+
+
+class StreamOptions(Request):
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+    audio_tokens: int = 0
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+    audio_tokens: int = 0
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None

@@ -1,0 +1,177 @@
+"""Legacy text completions: one or more prompts × n choices, echo, logprobs, streaming."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+from ..backends.base import ChatEngine, SamplingParams, Token
+from ..errors import InvalidRequest, UnsupportedParameter
+from ..ids import new_id
+from ..protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
+from ..protocol.common import Usage
+from .generation import Piece, generate_text, parse_logit_bias, resolve_max_tokens, stop_list
+from .models import ModelRegistry
+
+__all__ = ["CompletionService"]
+
+_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+
+
+@dataclass
+class _Prompt:
+    ids: list[int]
+    text: str
+    sampling: SamplingParams
+
+
+@dataclass
+class _Plan:
+    request: CompletionRequest
+    engine: ChatEngine
+    prompts: list[_Prompt]
+    stops: list[str]
+    n: int
+
+    def jobs(self) -> list[tuple[int, _Prompt, SamplingParams]]:
+        """(choice index, prompt, sampling) in OpenAI's order: prompt-major, then n."""
+        out = []
+        for p, prompt in enumerate(self.prompts):
+            for i in range(self.n):
+                seed = prompt.sampling.seed
+                sampling = prompt.sampling if seed is None or i == 0 else replace(prompt.sampling, seed=seed + i)
+                out.append((p * self.n + i, prompt, sampling))
+        return out
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(len(p.ids) for p in self.prompts)
+
+
+class CompletionService:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    def plan(self, request: CompletionRequest) -> _Plan:
+        if request.suffix:
+            raise UnsupportedParameter("suffix", "The local models have no fill-in-the-middle mode.")
+        if request.echo and request.logprobs is not None:
+            raise InvalidRequest("Setting 'echo' and 'logprobs' at the same time is not supported.", param="echo")
+        n = request.n or 1
+        if request.best_of not in (None, n):
+            raise UnsupportedParameter("best_of", "Only best_of equal to n (the default) is available.")
+        if request.stream_options is not None and not request.stream:
+            raise InvalidRequest(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+            )
+        config, engine = self._registry.chat(request.model, "v1/completions")
+        requested = _DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
+        base = SamplingParams(
+            max_tokens=requested,
+            temperature=config.temperature if request.temperature is None else request.temperature,
+            top_p=config.top_p if request.top_p is None else request.top_p,
+            seed=request.seed,
+            presence_penalty=request.presence_penalty or 0.0,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            logit_bias=parse_logit_bias(request.logit_bias, engine.vocab_size),
+            top_logprobs=request.logprobs,
+        )
+        prompts = []
+        for ids, text in _prompts(request.prompt, engine):
+            max_tokens = resolve_max_tokens(requested, len(ids), engine.context_length, "max_tokens")
+            prompts.append(_Prompt(ids, text, replace(base, max_tokens=max_tokens)))
+        return _Plan(request, engine, prompts, stop_list(request.stop), n)
+
+    async def create(self, plan: _Plan) -> Completion:
+        choices, completion_tokens = [], 0
+        for index, prompt, sampling in plan.jobs():
+            text, tokens, finish = "", [], "stop"
+            async for item in generate_text(plan.engine, prompt.ids, sampling, plan.stops):
+                tokens += item.tokens
+                if isinstance(item, Piece):
+                    text += item.text
+                else:
+                    finish, completion_tokens = item.finish_reason, completion_tokens + item.completion_tokens
+            prefix = prompt.text if plan.request.echo else ""
+            logprobs = _logprobs(tokens, len(prefix)) if sampling.top_logprobs is not None else None
+            choices.append(CompletionChoice(index=index, text=prefix + text, logprobs=logprobs, finish_reason=finish))
+        return Completion(
+            id=new_id("cmpl-"),
+            created=int(time.time()),
+            model=plan.request.model,
+            choices=choices,
+            usage=_usage(plan.prompt_tokens, completion_tokens),
+            system_fingerprint=plan.engine.fingerprint,
+        )
+
+    async def stream(self, plan: _Plan) -> AsyncIterator[Completion]:
+        base = {
+            "id": new_id("cmpl-"),
+            "created": int(time.time()),
+            "model": plan.request.model,
+            "system_fingerprint": plan.engine.fingerprint,
+        }
+        completion_tokens = 0
+        for index, prompt, sampling in plan.jobs():
+            offset = 0
+            if plan.request.echo:
+                yield Completion(**base, choices=[CompletionChoice(index=index, text=prompt.text, finish_reason=None)])
+                offset = len(prompt.text)
+            async for item in generate_text(plan.engine, prompt.ids, sampling, plan.stops):
+                logprobs = _logprobs(item.tokens, offset) if sampling.top_logprobs is not None else None
+                if isinstance(item, Piece):
+                    choice = CompletionChoice(index=index, text=item.text, logprobs=logprobs, finish_reason=None)
+                    offset += len(item.text)
+                else:
+                    completion_tokens += item.completion_tokens
+                    choice = CompletionChoice(index=index, text="", logprobs=logprobs, finish_reason=item.finish_reason)  # type: ignore[arg-type]
+                yield Completion(**base, choices=[choice])
+        if plan.request.stream_options and plan.request.stream_options.include_usage:
+            yield Completion(**base, choices=[], usage=_usage(plan.prompt_tokens, completion_tokens))
+
+
+def _prompts(prompt: object, engine: ChatEngine) -> list[tuple[list[int], str]]:
+    if prompt is None or isinstance(prompt, str):
+        prompts: list = [prompt or ""]
+    elif prompt and isinstance(prompt[0], int):  # type: ignore[index]
+        prompts = [prompt]
+    else:
+        prompts = list(prompt)  # type: ignore[call-overload]
+    out = []
+    for i, p in enumerate(prompts):
+        param = "prompt" if len(prompts) == 1 else f"prompt.[{i}]"
+        if isinstance(p, str):
+            ids = engine.tokenize(p, special=True)
+            text = p
+        else:
+            if any(not 0 <= t < engine.vocab_size for t in p):
+                raise InvalidRequest(f"Token ids must be in 0..{engine.vocab_size - 1}.", param=param)
+            ids = list(p)
+            text = b"".join(engine.token_piece(t) for t in ids).decode("utf-8", "replace")
+        if not ids:
+            raise InvalidRequest("The prompt is empty.", param=param)
+        out.append((ids, text))
+    return out
+
+
+def _logprobs(tokens: list[Token], offset: int) -> CompletionLogprobs:
+    strings = [t.piece.decode("utf-8", "replace") for t in tokens]
+    offsets = []
+    for s in strings:
+        offsets.append(offset)
+        offset += len(s)
+    return CompletionLogprobs(
+        tokens=strings,
+        token_logprobs=[t.logprob for t in tokens],
+        top_logprobs=[{p.decode("utf-8", "replace"): lp for p, lp in (t.top or [])} for t in tokens],
+        text_offset=offsets,
+    )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )

