@@ -1,0 +1,105 @@
+"""Fixtures: real Homeport servers on free loopback ports, driven by the official SDK."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+API_KEY = "sk-hp-test-key-0123456789"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Server:
+    base_url: str
+    process: subprocess.Popen
+    data_dir: Path
+    log: Path
+
+    @property
+    def root(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tmp: Path, config: dict, env: dict[str, str] | None = None, timeout: float = 180) -> Server:
+    """Start `homeport serve` in a subprocess and wait for /readyz."""
+    port = _free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    full_env = {
+        **os.environ,
+        "HOMEPORT_DATA_DIR": str(tmp / "data"),
+        "HOMEPORT_API_KEY": API_KEY,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    log = tmp / "server.log"
+    cmd = [sys.executable, "-m", "homeport", "serve", "--port", str(port), "--config", str(tmp / "config.yaml")]
+    process = subprocess.Popen(cmd, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"homeport exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{root}/readyz", timeout=2).status_code == 200:
+                return Server(f"{root}/v1", process, tmp / "data", log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"homeport not ready after {timeout}s:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Homeport on the real default models, with `gpt-4o-mini` aliased to the default chat model."""
+    config = {"aliases": {"gpt-4o-mini": "smollm2-135m-instruct"}, "max_request_bytes": 2_000_000}
+    srv = start_server(tmp_path_factory.mktemp("homeport"), config)
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def client(server: Server):  # -> openai.OpenAI
+    from openai import OpenAI
+
+    with OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(server: Server):  # -> openai.AsyncOpenAI
+    from openai import AsyncOpenAI
+
+    async with AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
