@@ -51,11 +51,11 @@ def _param_parts(loc: tuple[Any, ...], data: Any) -> list[str]:
     """Follow pydantic's error location through the actual body; union tags are skipped."""
     parts: list[str] = []
     node = data
-    for step in loc:
+    for i, step in enumerate(loc):
         if isinstance(step, int) and isinstance(node, list) and 0 <= step < len(node):
             parts.append(f"[{step}]")
             node = node[step]
-        elif isinstance(step, str) and isinstance(node, dict):
-            parts.append(step)
+        elif isinstance(step, str) and isinstance(node, dict) and (step in node or i == len(loc) - 1):
+            parts.append(step)  # a key the client sent, or the missing field itself
             node = node.get(step)
     return parts

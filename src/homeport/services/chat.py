@@ -62,7 +62,9 @@ class ChatService:
         max_tokens = request.max_completion_tokens or request.max_tokens
         param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         sampling = SamplingParams(
-            max_tokens=resolve_max_tokens(max_tokens, len(prompt), engine.context_length, param),
+            max_tokens=resolve_max_tokens(
+                max_tokens, len(prompt), engine.context_length, prompt_param="messages", max_param=param
+            ),
             temperature=config.temperature if request.temperature is None else request.temperature,
             top_p=config.top_p if request.top_p is None else request.top_p,
             seed=request.seed,
@@ -92,7 +94,7 @@ class ChatService:
             created=int(time.time()),
             model=plan.request.model,
             choices=choices,
-            usage=_usage(len(plan.prompt), completion_tokens),
+            usage=Usage.of(len(plan.prompt), completion_tokens),
             system_fingerprint=plan.engine.fingerprint,
             metadata=plan.request.metadata,
         )
@@ -137,24 +139,12 @@ class ChatService:
             finally:
                 await items.aclose()
         if want_usage:
-            yield ChatCompletionChunk(**base, choices=[], usage=_usage(len(plan.prompt), completion_tokens))
+            yield ChatCompletionChunk(**base, choices=[], usage=Usage.of(len(plan.prompt), completion_tokens))
 
 
 def _chunk_choice(index: int, delta: Delta, with_logprobs: bool) -> ChatChunkChoice:
     logprobs = ChoiceLogprobs(content=[], refusal=None) if with_logprobs else None
     return ChatChunkChoice(index=index, delta=delta, logprobs=logprobs)
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    from ..protocol.common import CompletionTokensDetails, PromptTokensDetails
-
-    return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-        prompt_tokens_details=PromptTokensDetails(),
-        completion_tokens_details=CompletionTokensDetails(),
-    )
 
 
 def _logprobs(tokens: list[Token]) -> ChoiceLogprobs:

@@ -79,7 +79,9 @@ class CompletionService:
         )
         prompts = []
         for ids, text in _prompts(request.prompt, engine):
-            max_tokens = resolve_max_tokens(requested, len(ids), engine.context_length, "max_tokens")
+            max_tokens = resolve_max_tokens(
+                requested, len(ids), engine.context_length, prompt_param="prompt", max_param="max_tokens"
+            )
             prompts.append(_Prompt(ids, text, replace(base, max_tokens=max_tokens)))
         return _Plan(request, engine, prompts, stop_list(request.stop), n)
 
@@ -101,7 +103,7 @@ class CompletionService:
             created=int(time.time()),
             model=plan.request.model,
             choices=choices,
-            usage=_usage(plan.prompt_tokens, completion_tokens),
+            usage=Usage.of(plan.prompt_tokens, completion_tokens),
             system_fingerprint=plan.engine.fingerprint,
         )
 
@@ -128,7 +130,7 @@ class CompletionService:
                     choice = CompletionChoice(index=index, text="", logprobs=logprobs, finish_reason=item.finish_reason)  # type: ignore[arg-type]
                 yield Completion(**base, choices=[choice])
         if plan.request.stream_options and plan.request.stream_options.include_usage:
-            yield Completion(**base, choices=[], usage=_usage(plan.prompt_tokens, completion_tokens))
+            yield Completion(**base, choices=[], usage=Usage.of(plan.prompt_tokens, completion_tokens))
 
 
 def _prompts(prompt: object, engine: ChatEngine) -> list[tuple[list[int], str]]:
@@ -166,12 +168,4 @@ def _logprobs(tokens: list[Token], offset: int) -> CompletionLogprobs:
         token_logprobs=[t.logprob for t in tokens],
         top_logprobs=[{p.decode("utf-8", "replace"): lp for p, lp in (t.top or [])} for t in tokens],
         text_offset=offsets,
-    )
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
     )

@@ -90,15 +90,17 @@ def stop_list(stop: str | list[str] | None) -> list[str]:
     return [s for s in stops if s]
 
 
-def resolve_max_tokens(requested: int | None, prompt_tokens: int, context_length: int, param: str) -> int:
+def resolve_max_tokens(
+    requested: int | None, prompt_tokens: int, context_length: int, *, prompt_param: str, max_param: str
+) -> int:
     """OpenAI's rule: prompt + max output must fit the context; unset means 'the rest'."""
     if prompt_tokens >= context_length or (requested is not None and prompt_tokens + requested > context_length):
         wanted = prompt_tokens + (requested or 0)
         raise ContextLengthExceeded(
             f"This model's maximum context length is {context_length} tokens. However, you requested "
-            f"{wanted} tokens ({prompt_tokens} in the messages, {requested or 0} in the completion). "
-            "Please reduce the length of the messages or completion.",
-            param="messages" if param == "messages" else param,
+            f"{wanted} tokens ({prompt_tokens} in the {prompt_param}, {requested or 0} in the completion). "
+            f"Please reduce the length of the {prompt_param} or completion.",
+            param=prompt_param if prompt_tokens >= context_length else max_param,
         )
     return requested if requested is not None else context_length - prompt_tokens
 
