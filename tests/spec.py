@@ -38,7 +38,9 @@ def _registry_and_schemas():  # -> (Registry, dict)
     if cache_file.exists():
         spec = pickle.loads(cache_file.read_bytes())
     else:
-        spec = _nullable_to_anyof(yaml.load(SPEC_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        spec = _nullable_to_anyof(
+            yaml.load(SPEC_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        )
         cache_file.write_bytes(pickle.dumps(spec))
     registry = Registry().with_resource(_ROOT, Resource.from_contents(spec, default_specification=DRAFT202012))
     return registry, spec["components"]["schemas"]

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,18 +20,18 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="YAML or TOML settings file.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML or TOML settings file.")]
 
 
-def _settings(config: Path | None, **overrides: object) -> Settings:
+def _settings(config: Path | None, **overrides: Any) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
     return Settings(config_file=config, **given) if config else Settings(**given)
 
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port to listen on (default 8080).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 8080).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Start the API server; models load in the background (GET /readyz turns 200)."""

@@ -1,17 +1,17 @@
 """Homeport's error hierarchy. Services raise these; `api/errors.py` maps them to HTTP once.
 
-    HomeportError                      500 server_error
-    ├── InvalidRequest                 400 invalid_request_error
-    │   ├── ContextLengthExceeded      400 code=context_length_exceeded
-    │   └── UnsupportedParameter       400 code=unsupported_parameter
-    ├── AuthenticationFailed           401 invalid_request_error, code=invalid_api_key
-    ├── PermissionDenied               403
-    ├── NotFound                       404
-    │   └── ModelNotFound              404 code=model_not_found
-    ├── RequestTooLarge                413
-    ├── RateLimited                    429 (Retry-After)
-    ├── EngineOverloaded               503 (Retry-After)
-    └── EngineError                    500
+HomeportError                      500 server_error
+├── InvalidRequest                 400 invalid_request_error
+│   ├── ContextLengthExceeded      400 code=context_length_exceeded
+│   └── UnsupportedParameter       400 code=unsupported_parameter
+├── AuthenticationFailed           401 invalid_request_error, code=invalid_api_key
+├── PermissionDenied               403
+├── NotFound                       404
+│   └── ModelNotFound              404 code=model_not_found
+├── RequestTooLarge                413
+├── RateLimited                    429 (Retry-After)
+├── EngineOverloaded               503 (Retry-After)
+└── EngineError                    500
 """
 
 from __future__ import annotations

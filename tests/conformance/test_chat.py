@@ -22,7 +22,10 @@ def test_basic_completion_shape_and_usage(client) -> None:
         messages=[
             {"role": "system", "content": "You are terse."},
             {"role": "developer", "content": "Answer in English."},
-            {"role": "user", "content": [{"type": "text", "text": "What is the capital"}, {"type": "text", "text": "of France?"}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "What is the capital"}, {"type": "text", "text": "of France?"}],
+            },
             {"role": "assistant", "content": "Do you mean today?"},
             {"role": "user", "content": "Yes."},
         ],
@@ -71,7 +74,13 @@ def test_n_choices(client) -> None:
 
 
 def test_same_seed_same_output(client) -> None:
-    kwargs = dict(model=MODEL, messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=40, temperature=1.0, seed=1234)
+    kwargs = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Tell me a story."}],
+        max_tokens=40,
+        temperature=1.0,
+        seed=1234,
+    )
     first = client.chat.completions.create(**kwargs).choices[0].message.content
     client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=5)  # disturb the engine's cache
     again = client.chat.completions.create(**kwargs).choices[0].message.content
@@ -111,7 +120,9 @@ def _token_id(token: str) -> int:
 
 
 def test_logprobs_and_top_logprobs(client) -> None:
-    out = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=6, logprobs=True, top_logprobs=3, temperature=0)
+    out = client.chat.completions.create(
+        model=MODEL, messages=ASK, max_tokens=6, logprobs=True, top_logprobs=3, temperature=0
+    )
     validate("CreateChatCompletionResponse", wire(out))
     content = out.choices[0].logprobs.content
     assert len(content) == out.usage.completion_tokens
@@ -162,7 +173,9 @@ def test_streaming_raw_sse_framing(server) -> None:
 
 
 def test_streaming_n_and_logprobs(client) -> None:
-    stream = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4, stream=True, n=2, logprobs=True, seed=3)
+    stream = client.chat.completions.create(
+        model=MODEL, messages=ASK, max_tokens=4, stream=True, n=2, logprobs=True, seed=3
+    )
     chunks = list(stream)
     for chunk in chunks:
         validate("CreateChatCompletionStreamResponse", wire(chunk))

@@ -93,17 +93,20 @@ def test_malformed_json_is_400(server) -> None:
         ({"messages": "hello"}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.[0]"),
         ({"messages": [{"role": "user"}]}, "messages.[0].content"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]},
-         "messages.[0].content.[0].type"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]},
+            "messages.[0].content.[0].type",
+        ),
         ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
         ({"modalities": ["text", "audio"]}, "modalities"),
     ],
 )
 def test_invalid_parameters_are_400_naming_the_param(client, extra: dict, param: str) -> None:
     body = {"model": CHAT, "messages": ASK, **extra}
+    named = {k: v for k, v in body.items() if k in ("model", "messages")}
+    rest = {k: v for k, v in body.items() if k not in named}
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(**{k: v for k, v in body.items() if k in ("model", "messages")},
-                                       extra_body={k: v for k, v in body.items() if k not in ("model", "messages")})  # fmt: skip
+        client.chat.completions.create(**named, extra_body=rest)
     error = _check(err.value, 400, param)
     assert error["type"] == "invalid_request_error" and error["message"]
 

@@ -8,15 +8,16 @@ tests/backends/test_bert.py, which compares against vectors it produced).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 __all__ = ["BertEncoder", "BertEngine"]
 
@@ -51,6 +52,13 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return sign * (1.0 - poly * np.exp(-a * a))
 
 
+def _special_id(tokenizer: Tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise ValueError(f"tokenizer has no {token} token")
+    return int(token_id)
+
+
 def _prepare_weights(raw: dict[str, np.ndarray], layers: int) -> dict[str, np.ndarray]:
     """float32, dense weights stored (in, out) and contiguous, Q/K/V fused into one matrix."""
     w = {k: v.astype(np.float32) for k, v in raw.items()}
@@ -69,7 +77,6 @@ class BertEncoder:
 
     def __init__(self, model_dir: Path, max_tokens: int = 512) -> None:
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
         raw = json.loads((model_dir / "config.json").read_text())
         self.config = _Config(
@@ -86,8 +93,8 @@ class BertEncoder:
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._cls = self._tokenizer.token_to_id("[CLS]")
-        self._sep = self._tokenizer.token_to_id("[SEP]")
+        self._cls = _special_id(self._tokenizer, "[CLS]")
+        self._sep = _special_id(self._tokenizer, "[SEP]")
         # Tokenizers' Rust core is thread safe, but set-and-call sequences are not.
         self._lock = threading.Lock()
 

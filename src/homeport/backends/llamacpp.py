@@ -65,7 +65,7 @@ class LlamaCppEngine:
         self.fingerprint = _fingerprint(path, llama_cpp.__version__)
         self._queue_size = settings.queue_size
         self._retry_after = settings.retry_after_s
-        self._jobs = 0  # running + waiting; touched only on the event loop
+        self._jobs = 0  # running + waiting requests still wanted; touched only on the event loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
 
     # ---- tokens -------------------------------------------------------------------------
@@ -99,8 +99,7 @@ class LlamaCppEngine:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         self._jobs += 1
-        future = loop.run_in_executor(self._executor, self._run, request, emit, cancel)
-        future.add_done_callback(lambda _: self._done())
+        loop.run_in_executor(self._executor, self._run, request, emit, cancel)
         try:
             while True:
                 item = await queue.get()
@@ -113,9 +112,7 @@ class LlamaCppEngine:
             # The single worker thread serialises engine access, so nothing waits here:
             # the loop sees the flag at its next token and the next job starts.
             cancel.set()
-
-    def _done(self) -> None:
-        self._jobs -= 1
+            self._jobs -= 1
 
     def _run(self, request: GenerationRequest, emit: _Emit, cancel: threading.Event) -> None:
         if cancel.is_set():

@@ -20,6 +20,7 @@ __all__ = [
     "ChoiceLogprobs",
     "TokenLogprob",
     "TopLogprob",
+    "ContentPart",
 ]
 
 

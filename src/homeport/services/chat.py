@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 from ..backends.base import ChatEngine, Message, SamplingParams, Token
 from ..errors import InvalidRequest, UnsupportedParameter
@@ -16,6 +17,7 @@ from ..protocol.chat import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChoiceLogprobs,
+    ContentPart,
     Delta,
     ResponseMessage,
     TokenLogprob,
@@ -88,7 +90,7 @@ class ChatService:
                     finish, completion_tokens = item.finish_reason, completion_tokens + item.completion_tokens
             logprobs = _logprobs(tokens) if plan.sampling.top_logprobs is not None else None
             message = ResponseMessage(content=text)
-            choices.append(ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish))
+            choices.append(ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
         return ChatCompletion(
             id=new_id("chatcmpl-"),
             created=int(time.time()),
@@ -106,40 +108,39 @@ class ChatService:
         an HTTP error rather than inside a 200 stream.
         """
         want_usage = bool(plan.request.stream_options and plan.request.stream_options.include_usage)
-        base = {
-            "id": new_id("chatcmpl-"),
-            "created": int(time.time()),
-            "model": plan.request.model,
-            "system_fingerprint": plan.engine.fingerprint,
-        }
+        chunk = partial(
+            ChatCompletionChunk,
+            id=new_id("chatcmpl-"),
+            created=int(time.time()),
+            model=plan.request.model,
+            system_fingerprint=plan.engine.fingerprint,
+        )
         with_logprobs = plan.sampling.top_logprobs is not None
         completion_tokens = 0
         for index in range(plan.n):
             items = generate_text(plan.engine, plan.prompt, plan.sampling_for(index), plan.stops)
             try:
                 first = await anext(items)
-                yield ChatCompletionChunk(
-                    **base, choices=[_chunk_choice(index, Delta(role="assistant", content=""), with_logprobs)]
-                )
+                yield chunk(choices=[_chunk_choice(index, Delta(role="assistant", content=""), with_logprobs)])
                 item: Piece | Done = first
                 while True:
                     if isinstance(item, Done):
                         completion_tokens += item.completion_tokens
-                        choice = ChatChunkChoice(index=index, delta=Delta(), finish_reason=item.finish_reason)
+                        choice = ChatChunkChoice(index=index, delta=Delta(), finish_reason=item.finish_reason)  # type: ignore[arg-type]
                         if with_logprobs and item.tokens:
                             choice.logprobs = _logprobs(item.tokens)
-                        yield ChatCompletionChunk(**base, choices=[choice])
+                        yield chunk(choices=[choice])
                         break
                     delta = Delta(content=item.text)
                     choice = ChatChunkChoice(index=index, delta=delta)
                     if with_logprobs:
                         choice.logprobs = _logprobs(item.tokens)
-                    yield ChatCompletionChunk(**base, choices=[choice])
+                    yield chunk(choices=[choice])
                     item = await anext(items)
             finally:
                 await items.aclose()
         if want_usage:
-            yield ChatCompletionChunk(**base, choices=[], usage=Usage.of(len(plan.prompt), completion_tokens))
+            yield chunk(choices=[], usage=Usage.of(len(plan.prompt), completion_tokens))
 
 
 def _chunk_choice(index: int, delta: Delta, with_logprobs: bool) -> ChatChunkChoice:
@@ -151,7 +152,9 @@ def _logprobs(tokens: list[Token]) -> ChoiceLogprobs:
     content = []
     for t in tokens:
         top = [TopLogprob(token=_text(p), logprob=lp, bytes=list(p)) for p, lp in (t.top or [])]
-        content.append(TokenLogprob(token=_text(t.piece), logprob=t.logprob or 0.0, bytes=list(t.piece), top_logprobs=top))
+        content.append(
+            TokenLogprob(token=_text(t.piece), logprob=t.logprob or 0.0, bytes=list(t.piece), top_logprobs=top)
+        )
     return ChoiceLogprobs(content=content, refusal=None)
 
 
@@ -190,13 +193,13 @@ def _messages(request: ChatCompletionRequest) -> list[Message]:
     return out
 
 
-def _text_content(content: object, i: int) -> str:
+def _text_content(content: str | list[ContentPart] | None, i: int) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     parts = []
-    for j, part in enumerate(content):  # type: ignore[attr-defined]
+    for j, part in enumerate(content):
         if part.type != "text":
             raise InvalidRequest(
                 f"Content parts of type '{part.type}' are not supported by this model; send text.",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 from ..backends.base import ChatEngine, SamplingParams, Token
 from ..errors import InvalidRequest, UnsupportedParameter
 from ..ids import new_id
-from ..protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from ..protocol.common import Usage
+from ..protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from .generation import Piece, generate_text, parse_logit_bias, resolve_max_tokens, stop_list
 from .models import ModelRegistry
 
@@ -97,7 +98,7 @@ class CompletionService:
                     finish, completion_tokens = item.finish_reason, completion_tokens + item.completion_tokens
             prefix = prompt.text if plan.request.echo else ""
             logprobs = _logprobs(tokens, len(prefix)) if sampling.top_logprobs is not None else None
-            choices.append(CompletionChoice(index=index, text=prefix + text, logprobs=logprobs, finish_reason=finish))
+            choices.append(CompletionChoice(index=index, text=prefix + text, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
         return Completion(
             id=new_id("cmpl-"),
             created=int(time.time()),
@@ -108,17 +109,18 @@ class CompletionService:
         )
 
     async def stream(self, plan: _Plan) -> AsyncIterator[Completion]:
-        base = {
-            "id": new_id("cmpl-"),
-            "created": int(time.time()),
-            "model": plan.request.model,
-            "system_fingerprint": plan.engine.fingerprint,
-        }
+        chunk = partial(
+            Completion,
+            id=new_id("cmpl-"),
+            created=int(time.time()),
+            model=plan.request.model,
+            system_fingerprint=plan.engine.fingerprint,
+        )
         completion_tokens = 0
         for index, prompt, sampling in plan.jobs():
             offset = 0
             if plan.request.echo:
-                yield Completion(**base, choices=[CompletionChoice(index=index, text=prompt.text, finish_reason=None)])
+                yield chunk(choices=[CompletionChoice(index=index, text=prompt.text, finish_reason=None)])
                 offset = len(prompt.text)
             async for item in generate_text(plan.engine, prompt.ids, sampling, plan.stops):
                 logprobs = _logprobs(item.tokens, offset) if sampling.top_logprobs is not None else None
@@ -128,9 +130,9 @@ class CompletionService:
                 else:
                     completion_tokens += item.completion_tokens
                     choice = CompletionChoice(index=index, text="", logprobs=logprobs, finish_reason=item.finish_reason)  # type: ignore[arg-type]
-                yield Completion(**base, choices=[choice])
+                yield chunk(choices=[choice])
         if plan.request.stream_options and plan.request.stream_options.include_usage:
-            yield Completion(**base, choices=[], usage=Usage.of(plan.prompt_tokens, completion_tokens))
+            yield chunk(choices=[], usage=Usage.of(plan.prompt_tokens, completion_tokens))
 
 
 def _prompts(prompt: object, engine: ChatEngine) -> list[tuple[list[int], str]]:

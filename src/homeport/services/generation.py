@@ -8,7 +8,7 @@ start of a stop string.
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from ..backends.base import ChatEngine, Finish, GenerationRequest, SamplingParams, Token
@@ -34,12 +34,13 @@ class Done:
 
 async def generate_text(
     engine: ChatEngine, prompt: list[int], sampling: SamplingParams, stops: list[str]
-) -> AsyncIterator[Piece | Done]:
+) -> AsyncGenerator[Piece | Done, None]:
     """Yield Pieces, then one Done. Closing early stops the engine."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     text, sent, count = "", 0, 0
     pending: list[Token] = []
     generation = engine.generate(GenerationRequest(prompt, sampling))
+    assert isinstance(generation, AsyncGenerator)
     try:
         async for item in generation:
             if isinstance(item, Finish):

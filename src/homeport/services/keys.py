@@ -96,4 +96,4 @@ class KeyStore:
                 .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
                 .values(revoked_at=int(time.time()))
             )
-        return bool(result.rowcount)
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -43,7 +43,7 @@ class ModelRegistry:
 
     # ---- lookups ------------------------------------------------------------------------
 
-    def list(self) -> ModelList:
+    def models(self) -> ModelList:
         data = []
         for name, model_id in self._names.items():
             cfg = self._entries[model_id].config

@@ -12,7 +12,7 @@ router = APIRouter()
 
 @router.get("/v1/models")
 async def list_models(request: Request, key: CurrentKey) -> ModelList:
-    return request.app.state.registry.list()
+    return request.app.state.registry.models()
 
 
 @router.get("/v1/models/{model:path}")

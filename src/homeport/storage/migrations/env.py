@@ -20,7 +20,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url") or "")
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()
