@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -41,86 +42,104 @@ def _rss_kib(pid: int, field: str) -> int:
     return 0
 
 
-def bench_http(base_url: str, runs: int, tokens: int) -> dict:
-    from openai import OpenAI
+class Http:
+    """The path under test: the official SDK talking to a Homeport server over loopback."""
 
-    client = OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=600)
-    client.chat.completions.create(model=CHAT, messages=PROMPT, max_tokens=8)  # warm-up
-    rates = []
-    for _ in range(runs):
+    def __init__(self, base_url: str) -> None:
+        from openai import OpenAI
+
+        self.client = OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=600)
+        self.client.chat.completions.create(model=CHAT, messages=PROMPT, max_tokens=8)  # warm-up
+        self.client.embeddings.create(model=EMBED, input=SENTENCES[:10])
+
+    def generate(self, tokens: int) -> float:
         start = time.perf_counter()
-        out = client.chat.completions.create(
+        out = self.client.chat.completions.create(
             model=CHAT, messages=PROMPT, max_tokens=tokens, temperature=0, logit_bias=EOT
         )
         elapsed = time.perf_counter() - start
         assert out.usage.completion_tokens == tokens, out.usage
-        rates.append(tokens / elapsed)
-    ttft = []
-    for i in range(20):
+        return tokens / elapsed
+
+    def ttft(self, i: int) -> float:
         start = time.perf_counter()
-        stream = client.chat.completions.create(
-            model=CHAT, messages=[{"role": "user", "content": f"Say hi #{i}."}], max_tokens=4, stream=True
-        )
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                ttft.append(time.perf_counter() - start)
-                break
-        stream.close()
-    client.embeddings.create(model=EMBED, input=SENTENCES[:10])  # warm-up
-    emb_rates = {}
-    for batch in (1000, 100):
+        messages = [{"role": "user", "content": f"Say hi #{i}."}]
+        with self.client.chat.completions.create(model=CHAT, messages=messages, max_tokens=4, stream=True) as stream:
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    return time.perf_counter() - start
+        raise AssertionError("no content")
+
+    def embed(self, batch: int) -> float:
         start = time.perf_counter()
         for i in range(0, len(SENTENCES), batch):
-            client.embeddings.create(model=EMBED, input=SENTENCES[i : i + batch])
-        emb_rates[batch] = len(SENTENCES) / (time.perf_counter() - start)
-    return {"tok_s": statistics.median(rates), "ttft_s": ttft, "embed_texts_s": emb_rates}
+            self.client.embeddings.create(model=EMBED, input=SENTENCES[i : i + batch])
+        return len(SENTENCES) / (time.perf_counter() - start)
 
 
-def bench_in_process(runs: int, tokens: int) -> dict:
-    import os
+class InProcess:
+    """The ceiling: the same weights called directly, no HTTP, no Homeport."""
 
-    from llama_cpp import Llama
+    def __init__(self) -> None:
+        from llama_cpp import Llama
 
-    from homeport.backends.bert import BertEncoder
-    from homeport.services.models import locate_weights
-    from homeport.settings import DEFAULT_MODELS
+        from homeport.backends.bert import BertEncoder
+        from homeport.services.models import locate_weights
+        from homeport.settings import DEFAULT_MODELS
 
-    gguf = locate_weights(DEFAULT_MODELS[0], Path(tempfile.gettempdir()))
-    threads = os.cpu_count() or 1
-    llm = Llama(str(gguf), n_ctx=8192, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
-    llm.create_chat_completion(messages=PROMPT, max_tokens=8)  # warm-up
-    rates = []
-    for _ in range(runs):
+        tmp = Path(tempfile.gettempdir())
+        threads = os.cpu_count() or 1
+        gguf = locate_weights(DEFAULT_MODELS[0], tmp)
+        self.llm = Llama(str(gguf), n_ctx=8192, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
+        self.llm.create_chat_completion(messages=PROMPT, max_tokens=8)  # warm-up
+        self.encoder = BertEncoder(locate_weights(DEFAULT_MODELS[2], tmp))
+        self.encoder.embed_tokens(self.encoder.tokenize(SENTENCES[:10]))
+
+    def generate(self, tokens: int) -> float:
         start = time.perf_counter()
-        out = llm.create_chat_completion(messages=PROMPT, max_tokens=tokens, temperature=0, logit_bias={2: -100.0})
+        out = self.llm.create_chat_completion(messages=PROMPT, max_tokens=tokens, temperature=0, logit_bias={2: -100.0})
         elapsed = time.perf_counter() - start
         assert out["usage"]["completion_tokens"] == tokens, out["usage"]
-        rates.append(tokens / elapsed)
-    llm.close()
-    encoder = BertEncoder(locate_weights(DEFAULT_MODELS[2], Path(tempfile.gettempdir())))
-    encoder.embed_tokens(encoder.tokenize(SENTENCES[:10]))
-    start = time.perf_counter()
-    encoder.embed_tokens(encoder.tokenize(SENTENCES))
-    return {"tok_s": statistics.median(rates), "embed_texts_s": len(SENTENCES) / (time.perf_counter() - start)}
+        return tokens / elapsed
+
+    def embed(self) -> float:
+        start = time.perf_counter()
+        self.encoder.embed_tokens(self.encoder.tokenize(SENTENCES))
+        return len(SENTENCES) / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "foundation.json")
     args = parser.parse_args()
 
+    # Runs alternate between the two sides so that drifts in this shared machine's speed hit
+    # both alike; each side has the machine alone while it runs (the other one is idle).
+    gen: dict[str, list[float]] = {"http": [], "local": []}
+    emb: dict[str, list[float]] = {"http_1000": [], "http_100": [], "local": []}
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), {})
         try:
             loaded_rss = _rss_kib(server.process.pid, "VmRSS")
-            http = bench_http(server.base_url, args.runs, args.tokens)
+            ours, theirs = Http(server.base_url), InProcess()
+            for _ in range(args.runs):
+                gen["http"].append(ours.generate(args.tokens))
+                gen["local"].append(theirs.generate(args.tokens))
+                emb["http_1000"].append(ours.embed(1000))
+                emb["http_100"].append(ours.embed(100))
+                emb["local"].append(theirs.embed())
+            ttfts = [ours.ttft(i) for i in range(20)]
             peak_rss = _rss_kib(server.process.pid, "VmHWM")
         finally:
             stop_server(server)
-    local = bench_in_process(args.runs, args.tokens)
-
+    http = {
+        "tok_s": statistics.median(gen["http"]),
+        "ttft_s": ttfts,
+        "embed_texts_s": {1000: statistics.median(emb["http_1000"]), 100: statistics.median(emb["http_100"])},
+    }
+    local = {"tok_s": statistics.median(gen["local"]), "embed_texts_s": statistics.median(emb["local"])}
     ttft = sorted(http["ttft_s"])
     p50, p90 = 1000 * ttft[len(ttft) // 2], 1000 * ttft[int(len(ttft) * 0.9)]
     emb_local = local["embed_texts_s"]
@@ -139,11 +158,12 @@ def main() -> None:
         print(f"{name:<{width}}  {ours:>14}  {theirs:>10}  {ratio:>6}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = {
-        "machine": {"cpus": __import__("os").cpu_count()},
+        "machine": {"cpus": os.cpu_count()},
         "max_tokens": args.tokens,
         "runs": args.runs,
         "homeport": {**http, "rss_loaded_mib": loaded_rss / 1024, "rss_peak_mib": peak_rss / 1024},
         "in_process": local,
+        "samples": {"generation_tok_s": gen, "embeddings_texts_s": emb},
     }
     args.json.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {args.json}")
