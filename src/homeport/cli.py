@@ -18,7 +18,7 @@ from .storage.db import Database
 app = typer.Typer(help="Homeport: the OpenAI API, self-hosted.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML or TOML settings file.")]
 
@@ -40,6 +40,7 @@ def serve(
     from .api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = _settings(config, host=host, port=port)
     first_key = asyncio.run(_bootstrap(settings))
     base_url = f"http://{settings.host}:{settings.port}/v1"
