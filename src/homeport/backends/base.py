@@ -36,7 +36,10 @@ class SamplingParams:
     top_logprobs: int | None = None
     """None: no logprobs. 0..20: the sampled token's logprob plus that many alternatives."""
     grammar: str | None = None
-    """A GBNF grammar the output must match (structured outputs)."""
+    """A GBNF grammar (root rule `root`) the output must match (structured outputs, tool calls)."""
+    grammar_trigger: str | None = None
+    """With `grammar`: a regex llama.cpp full-matches against the output so far; the grammar
+    applies from its first capture group on (lazy grammars, for tool_choice=auto)."""
 
 
 @dataclass(frozen=True)

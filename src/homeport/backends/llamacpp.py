@@ -10,6 +10,7 @@ token. A continuous-batching scheduler can replace `_run` behind the same `gener
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import os
 import random
@@ -17,10 +18,11 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import EngineError, EngineOverloaded
+from ..errors import EngineError, EngineOverloaded, HomeportError, InvalidRequest
 from ..settings import EngineSettings
 from .base import Finish, GenerationRequest, Message, SamplingParams, Token
 from .templates import ChatTemplate
@@ -119,6 +121,8 @@ class LlamaCppEngine:
             return
         try:
             self._decode(request, emit, cancel)
+        except HomeportError as exc:
+            emit(exc)
         except Exception as exc:  # surfaced to the waiting request, not swallowed
             emit(EngineError(f"llama.cpp failed: {exc}"))
 
@@ -157,7 +161,7 @@ class LlamaCppEngine:
         best = best[np.argsort(-logprobs[best])]
         return logprobs, [(self.token_piece(int(i)), float(logprobs[i])) for i in best]
 
-    def _sampler(self, params: SamplingParams):  # -> llama_cpp._internals.LlamaSampler
+    def _sampler(self, params: SamplingParams) -> Any:  # llama_cpp._internals.LlamaSampler
         from llama_cpp._internals import LlamaSampler
 
         sampler = LlamaSampler()
@@ -166,9 +170,7 @@ class LlamaCppEngine:
         if params.presence_penalty or params.frequency_penalty:
             sampler.add_penalties(self._n_vocab, -1, 1.0, params.frequency_penalty, params.presence_penalty)
         if params.grammar:
-            from llama_cpp import LlamaGrammar
-
-            sampler.add_grammar(self._llm._model, LlamaGrammar.from_string(params.grammar, verbose=False))
+            self._add_grammar(sampler, params.grammar, params.grammar_trigger)
         if params.temperature == 0:
             sampler.add_greedy()
             return sampler
@@ -178,6 +180,20 @@ class LlamaCppEngine:
         seed = params.seed if params.seed is not None else random.getrandbits(32)
         sampler.add_dist(seed & 0xFFFFFFFF)
         return sampler
+
+    def _add_grammar(self, sampler: Any, grammar: str, trigger: str | None) -> None:
+        lib = self._lib
+        if trigger is None:
+            grammar_sampler = lib.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
+        else:
+            patterns = (ctypes.c_char_p * 1)(trigger.encode())
+            no_tokens = (lib.llama_token * 0)()
+            grammar_sampler = lib.llama_sampler_init_grammar_lazy_patterns(
+                self._vocab, grammar.encode(), b"root", patterns, 1, no_tokens, 0
+            )
+        if not grammar_sampler:  # llama.cpp could not parse it: adding NULL would crash the chain
+            raise InvalidRequest("The output constraint could not be compiled into a grammar.")
+        lib.llama_sampler_chain_add(sampler.sampler, grammar_sampler)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -21,6 +21,14 @@ __all__ = [
     "TokenLogprob",
     "TopLogprob",
     "ContentPart",
+    "FunctionTool",
+    "NamedToolChoice",
+    "ResponseFormat",
+    "ResponseFormatJsonObject",
+    "ResponseFormatJsonSchema",
+    "ToolCall",
+    "ToolCallDelta",
+    "FunctionCall",
 ]
 
 
@@ -79,6 +87,9 @@ class AssistantMessage(Request):
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None
     audio: dict[str, Any] | None = None
+    # Not in the request schema, but present when code appends a response message to the
+    # history, as OpenAI's own examples do: accepted and ignored, like api.openai.com.
+    annotations: list[dict[str, Any]] | None = None
 
 
 class ToolMessage(Request):
@@ -96,6 +107,70 @@ class FunctionMessage(Request):
 ChatMessage = Annotated[
     SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
     Field(discriminator="role"),
+]
+
+
+class FunctionDefinition(Request):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class CustomTool(BaseModel):
+    """Parsed so the error can name it; free-form custom tools are not served."""
+
+    type: Literal["custom"]
+
+
+Tool = Annotated[FunctionTool | CustomTool, Field(discriminator="type")]
+
+
+class NamedFunction(Request):
+    name: str
+
+
+class NamedToolChoice(Request):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class OtherToolChoice(BaseModel):
+    type: Literal["allowed_tools", "custom"]
+
+
+ToolChoice = (
+    Literal["none", "auto", "required"] | Annotated[NamedToolChoice | OtherToolChoice, Field(discriminator="type")]
+)
+
+
+class JsonSchemaFormat(Request):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    schema_: Annotated[dict[str, Any] | None, Field(alias="schema")] = None
+    strict: bool | None = None
+
+
+class ResponseFormatText(Request):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(Request):
+    type: Literal["json_object"]
+
+
+class ResponseFormatJsonSchema(Request):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormat = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
 ]
 
 
@@ -122,11 +197,10 @@ class ChatCompletionRequest(Request):
     service_tier: str | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    # Tools and structured outputs (validated in the service).
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     # In the spec, not served by local models: any non-null value is a 400 naming it.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
-from ..backends.base import ChatEngine, Message, SamplingParams, Token
+from ..backends.base import ChatEngine, SamplingParams, Token
 from ..errors import InvalidRequest, UnsupportedParameter
 from ..ids import new_id
 from ..protocol.chat import (
@@ -17,16 +17,20 @@ from ..protocol.chat import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChoiceLogprobs,
-    ContentPart,
     Delta,
+    FunctionCall,
     ResponseMessage,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
     TopLogprob,
 )
 from ..protocol.common import Usage
-from ..settings import ModelConfig
+from .chat_messages import to_turns
 from .generation import Done, Piece, generate_text, parse_logit_bias, resolve_max_tokens, stop_list
 from .models import ModelRegistry
+from .structured import Structure, plan_structure
+from .toolcalls import ArgsDelta, CallStart, Event, Text, ToolCallParser
 
 __all__ = ["ChatService"]
 
@@ -39,18 +43,19 @@ class _Plan:
     """A validated request, ready to run."""
 
     request: ChatCompletionRequest
-    config: ModelConfig
     engine: ChatEngine
     prompt: list[int]
     sampling: SamplingParams
     stops: list[str]
     n: int
+    structure: Structure
 
     def sampling_for(self, choice: int) -> SamplingParams:
         seed = self.sampling.seed
-        if seed is None or choice == 0:
-            return self.sampling
-        return SamplingParams(**{**self.sampling.__dict__, "seed": seed + choice})
+        return self.sampling if seed is None or choice == 0 else replace(self.sampling, seed=seed + choice)
+
+    def parser(self) -> ToolCallParser | None:
+        return ToolCallParser() if self.structure.calls_possible else None
 
 
 class ChatService:
@@ -60,7 +65,8 @@ class ChatService:
     def plan(self, request: ChatCompletionRequest) -> _Plan:
         _reject_unsupported(request)
         config, engine = self._registry.chat(request.model)
-        prompt = engine.apply_chat_template(_messages(request))
+        structure = plan_structure(request)
+        prompt = engine.apply_chat_template(to_turns(request, structure.prompt))
         max_tokens = request.max_completion_tokens or request.max_tokens
         param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         sampling = SamplingParams(
@@ -74,22 +80,30 @@ class ChatService:
             frequency_penalty=request.frequency_penalty or 0.0,
             logit_bias=parse_logit_bias(request.logit_bias, engine.vocab_size),
             top_logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+            grammar=structure.grammar,
+            grammar_trigger=structure.trigger,
         )
-        return _Plan(request, config, engine, prompt, sampling, stop_list(request.stop), request.n or 1)
+        return _Plan(request, engine, prompt, sampling, stop_list(request.stop), request.n or 1, structure)
 
     async def create(self, plan: _Plan) -> ChatCompletion:
         choices, completion_tokens = [], 0
         for index in range(plan.n):
             text, tokens, finish = "", [], "stop"
             async for item in generate_text(plan.engine, plan.prompt, plan.sampling_for(index), plan.stops):
+                tokens += item.tokens
                 if isinstance(item, Piece):
                     text += item.text
-                    tokens += item.tokens
                 else:
-                    tokens += item.tokens
                     finish, completion_tokens = item.finish_reason, completion_tokens + item.completion_tokens
-            logprobs = _logprobs(tokens) if plan.sampling.top_logprobs is not None else None
             message = ResponseMessage(content=text)
+            parser = plan.parser()
+            if parser is not None:
+                events = parser.feed(text) + parser.finish()
+                content = "".join(e.text for e in events if isinstance(e, Text))
+                calls = [_tool_call(c.name, c.arguments) for c in parser.calls]
+                message = ResponseMessage(content=content if content or not calls else None, tool_calls=calls or None)
+                finish = "tool_calls" if calls and finish == "stop" else finish
+            logprobs = _logprobs(tokens) if plan.sampling.top_logprobs is not None else None
             choices.append(ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
         return ChatCompletion(
             id=new_id("chatcmpl-"),
@@ -102,12 +116,11 @@ class ChatService:
         )
 
     async def stream(self, plan: _Plan) -> AsyncIterator[ChatCompletionChunk]:
-        """Per choice: a role chunk, content chunks, a finish chunk; then the usage chunk if asked.
+        """Per choice: a role chunk, content or tool-call chunks, a finish chunk; then usage if asked.
 
-        The engine is started before the first chunk is yielded, so a full queue surfaces as
-        an HTTP error rather than inside a 200 stream.
+        The engine is started before the first chunk is yielded, so a full queue or a bad
+        grammar surfaces as an HTTP error rather than inside a 200 stream.
         """
-        want_usage = bool(plan.request.stream_options and plan.request.stream_options.include_usage)
         chunk = partial(
             ChatCompletionChunk,
             id=new_id("chatcmpl-"),
@@ -120,41 +133,81 @@ class ChatService:
         for index in range(plan.n):
             items = generate_text(plan.engine, plan.prompt, plan.sampling_for(index), plan.stops)
             try:
-                first = await anext(items)
-                yield chunk(choices=[_chunk_choice(index, Delta(role="assistant", content=""), with_logprobs)])
-                item: Piece | Done = first
+                item: Piece | Done = await anext(items)
+                role = ChatChunkChoice(index=index, delta=Delta(role="assistant", content=""))
+                if with_logprobs:
+                    role.logprobs = ChoiceLogprobs(content=[], refusal=None)
+                yield chunk(choices=[role])
+                deltas = _Deltas(plan.parser())
+                carry: list[Token] = []  # sampled tokens whose text is not out yet (for logprobs)
                 while True:
                     if isinstance(item, Done):
                         completion_tokens += item.completion_tokens
-                        choice = ChatChunkChoice(index=index, delta=Delta(), finish_reason=item.finish_reason)  # type: ignore[arg-type]
-                        if with_logprobs and item.tokens:
-                            choice.logprobs = _logprobs(item.tokens)
+                        for delta in deltas.finish():
+                            yield chunk(choices=[ChatChunkChoice(index=index, delta=delta)])
+                        reason = "tool_calls" if deltas.called and item.finish_reason == "stop" else item.finish_reason
+                        choice = ChatChunkChoice(index=index, delta=Delta(), finish_reason=reason)  # type: ignore[arg-type]
+                        if with_logprobs and (carry or item.tokens):
+                            choice.logprobs = _logprobs(carry + item.tokens)
                         yield chunk(choices=[choice])
                         break
-                    delta = Delta(content=item.text)
-                    choice = ChatChunkChoice(index=index, delta=delta)
-                    if with_logprobs:
-                        choice.logprobs = _logprobs(item.tokens)
-                    yield chunk(choices=[choice])
+                    carry += item.tokens
+                    for delta in deltas.feed(item.text):
+                        choice = ChatChunkChoice(index=index, delta=delta)
+                        if with_logprobs:
+                            choice.logprobs, carry = _logprobs(carry), []
+                        yield chunk(choices=[choice])
                     item = await anext(items)
             finally:
                 await items.aclose()
-        if want_usage:
+        if plan.request.stream_options and plan.request.stream_options.include_usage:
             yield chunk(choices=[], usage=Usage.of(len(plan.prompt), completion_tokens))
 
 
-def _chunk_choice(index: int, delta: Delta, with_logprobs: bool) -> ChatChunkChoice:
-    logprobs = ChoiceLogprobs(content=[], refusal=None) if with_logprobs else None
-    return ChatChunkChoice(index=index, delta=delta, logprobs=logprobs)
+class _Deltas:
+    """Text pieces → content deltas, or tool-call deltas when the model calls tools."""
+
+    def __init__(self, parser: ToolCallParser | None) -> None:
+        self._parser = parser
+        self._ids: dict[int, str] = {}
+
+    @property
+    def called(self) -> bool:
+        return bool(self._parser and self._parser.calls)
+
+    def feed(self, text: str) -> list[Delta]:
+        if self._parser is None:
+            return [Delta(content=text)] if text else []
+        return [d for e in self._parser.feed(text) if (d := self._delta(e)) is not None]
+
+    def finish(self) -> list[Delta]:
+        if self._parser is None:
+            return []
+        return [d for e in self._parser.finish() if (d := self._delta(e)) is not None]
+
+    def _delta(self, event: Event) -> Delta | None:
+        if isinstance(event, Text):
+            return Delta(content=event.text) if event.text else None
+        if isinstance(event, CallStart):
+            self._ids[event.index] = new_id("call_", 24)
+            function = {"name": event.name, "arguments": ""}
+            call = ToolCallDelta(index=event.index, id=self._ids[event.index], type="function", function=function)
+            return Delta(tool_calls=[call])
+        if isinstance(event, ArgsDelta):
+            return Delta(tool_calls=[ToolCallDelta(index=event.index, function={"arguments": event.text})])
+        return None  # CallEnd: the arguments are all out already
+
+
+def _tool_call(name: str, arguments: str) -> ToolCall:
+    return ToolCall(id=new_id("call_", 24), function=FunctionCall(name=name, arguments=arguments))
 
 
 def _logprobs(tokens: list[Token]) -> ChoiceLogprobs:
     content = []
     for t in tokens:
         top = [TopLogprob(token=_text(p), logprob=lp, bytes=list(p)) for p, lp in (t.top or [])]
-        content.append(
-            TokenLogprob(token=_text(t.piece), logprob=t.logprob or 0.0, bytes=list(t.piece), top_logprobs=top)
-        )
+        entry = TokenLogprob(token=_text(t.piece), logprob=t.logprob or 0.0, bytes=list(t.piece), top_logprobs=top)
+        content.append(entry)
     return ChoiceLogprobs(content=content, refusal=None)
 
 
@@ -168,42 +221,9 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
             raise UnsupportedParameter(name)
     if request.modalities not in (None, ["text"]):
         raise UnsupportedParameter("modalities", "Only text output is available.")
-    if request.tools:
-        raise UnsupportedParameter("tools", "Function calling is not available yet.")
-    if request.response_format and request.response_format.get("type") != "text":
-        raise UnsupportedParameter("response_format", "Only {'type': 'text'} is available yet.")
     if request.top_logprobs is not None and not request.logprobs:
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
     if request.stream_options is not None and not request.stream:
         raise InvalidRequest(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
         )
-
-
-def _messages(request: ChatCompletionRequest) -> list[Message]:
-    out = []
-    for i, m in enumerate(request.messages):
-        if m.role in ("tool", "function"):
-            raise InvalidRequest(f"Messages with role '{m.role}' need tools, which are not available yet.",
-                                 param=f"messages.[{i}].role")  # fmt: skip
-        if m.role == "assistant" and (m.tool_calls or m.function_call):
-            raise UnsupportedParameter(f"messages.[{i}].tool_calls", "Function calling is not available yet.")
-        role = "system" if m.role == "developer" else m.role
-        out.append(Message(role, _text_content(m.content, i)))
-    return out
-
-
-def _text_content(content: str | list[ContentPart] | None, i: int) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for j, part in enumerate(content):
-        if part.type != "text":
-            raise InvalidRequest(
-                f"Content parts of type '{part.type}' are not supported by this model; send text.",
-                param=f"messages.[{i}].content.[{j}].type",
-            )
-        parts.append(part.text)
-    return "\n".join(parts)
