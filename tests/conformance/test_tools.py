@@ -97,8 +97,16 @@ def test_multi_turn_with_tool_results(client) -> None:
 
 
 def test_streamed_tool_calls_reassemble(client) -> None:
-    stream = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required",
-                                            stream=True, stream_options={"include_usage": True}, max_tokens=150)  # fmt: skip
+    usage = {"include_usage": True}
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice="required",
+        stream=True,
+        stream_options=usage,
+        max_tokens=150,
+    )
     chunks = list(stream)
     for chunk in chunks:
         validate("CreateChatCompletionStreamResponse", wire(chunk))
@@ -151,8 +159,13 @@ def test_json_schema_strict_and_parse_helper(client) -> None:
     assert out.choices[0].finish_reason == "stop"
     parsed = out.choices[0].message.parsed
     assert isinstance(parsed, City) and parsed.name
-    schema = {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"},
-              "maxItems": 3}, "score": {"type": "integer"}}, "required": ["tags", "score"], "additionalProperties": False}  # fmt: skip
+    tags = {"type": "array", "items": {"type": "string"}, "maxItems": 3}
+    schema = {
+        "type": "object",
+        "properties": {"tags": tags, "score": {"type": "integer"}},
+        "required": ["tags", "score"],
+        "additionalProperties": False,
+    }
     raw = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Tag this: sunny beach holiday"}], max_tokens=100,
         response_format={"type": "json_schema", "json_schema": {"name": "tags", "schema": schema, "strict": True}},

@@ -55,6 +55,7 @@ def plan_structure(request: ChatCompletionRequest) -> Structure:
         return Structure(tools, prompt, grammar, calls_possible=True)
     if choice == "required":
         return Structure(tools, prompt, gbnf.tool_calls_grammar(signatures, parallel=parallel), calls_possible=True)
+    assert isinstance(choice, _Named)
     named = [(n, s) for n, s in signatures if n == choice.name]
     return Structure(tools, prompt, gbnf.tool_calls_grammar(named, parallel=False), calls_possible=True)
 
