@@ -53,11 +53,24 @@ def test_named_function_is_the_only_call(client) -> None:
     assert len(calls) == 1
 
 
-def test_parallel_false_gives_one_call(client) -> None:
+@pytest.mark.parametrize("parallel", [False, None])
+def test_one_call_unless_parallel_is_asked_for(client, parallel: bool | None) -> None:
+    extra = {} if parallel is None else {"parallel_tool_calls": parallel}
     out = client.chat.completions.create(
-        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", parallel_tool_calls=False, max_tokens=150
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=150, **extra
     )
     assert len(_check_calls(out.choices[0].message, set(SCHEMAS))) == 1
+
+
+def test_parallel_calls_when_asked(client) -> None:
+    ask = [{"role": "user", "content": "Weather in Paris and in Rome, and the time in Tokyo?"}]
+    out = client.chat.completions.create(
+        model=MODEL, messages=ask, tools=TOOLS, tool_choice="required", parallel_tool_calls=True, max_tokens=300
+    )
+    calls = out.choices[0].message.tool_calls or []
+    assert 1 <= len(calls) <= 8
+    for call in calls:
+        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
 
 
 def test_none_never_calls(client) -> None:

@@ -19,12 +19,14 @@ __all__ = [
     "TOOL_CALL_OPEN",
     "TOOL_CALL_CLOSE",
     "TOOL_CALL_TRIGGER",
+    "MAX_PARALLEL_CALLS",
     "check_schema",
     "schema_grammar",
     "tool_calls_grammar",
 ]
 
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+MAX_PARALLEL_CALLS = 8  # a bound lets a model that repeats its call still finish its turn
 # Lazy activation for tool_choice=auto: llama.cpp full-matches this against all text so far
 # and constrains from the capture group on. Anchored at the start on purpose: a pattern that
 # searches the whole buffer costs time quadratic in the output on every token.
@@ -129,9 +131,7 @@ def tool_calls_grammar(
         alternatives.append(f"{head} {args}")
     converter._add_rule("call-body", " | ".join(alternatives))
     converter._add_rule("call", f'"{TOOL_CALL_OPEN}" "\\n"? call-body "}}" "\\n"? "{TOOL_CALL_CLOSE}"')
-    # Parallel: at most one call per tool on average. Small models, once they have called,
-    # tend to repeat the call until max_tokens; the bound lets them finish.
-    more = len(tools) - 1 if parallel else 0
+    more = MAX_PARALLEL_CALLS - 1 if parallel else 0
     converter._add_rule("calls", f'call ("\\n" call){{0,{more}}}' if more else "call")
     body = "calls"
     if answer_schema is not None:

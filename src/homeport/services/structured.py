@@ -45,7 +45,10 @@ def plan_structure(request: ChatCompletionRequest) -> Structure:
     if not tools or choice == "none":
         return Structure(grammar=answer_grammar)
     signatures = [(name, tool.function.parameters or {}) for name, tool in tools.items()]
-    parallel = request.parallel_tool_calls is not False
+    # Several calls in one turn only when asked for: like llama.cpp's server, and unlike
+    # api.openai.com whose default is true. Small models offered "another call?" after each
+    # call tend to repeat the same call until max_tokens.
+    parallel = request.parallel_tool_calls is True
     prompt = _tools_prompt(list(tools.values()), parallel)
     if choice == "auto":
         if answer_schema is None:
