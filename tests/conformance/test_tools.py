@@ -172,7 +172,8 @@ def test_json_schema_strict_and_parse_helper(client) -> None:
     assert out.choices[0].finish_reason == "stop"
     parsed = out.choices[0].message.parsed
     assert isinstance(parsed, City) and parsed.name
-    tags = {"type": "array", "items": {"type": "string"}, "maxItems": 3}
+    # Bounded strings and arrays: a 135M model may otherwise loop inside a string until max_tokens.
+    tags = {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 3}
     schema = {
         "type": "object",
         "properties": {"tags": tags, "score": {"type": "integer"}},
@@ -180,9 +181,10 @@ def test_json_schema_strict_and_parse_helper(client) -> None:
         "additionalProperties": False,
     }
     raw = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Tag this: sunny beach holiday"}], max_tokens=100,
+        model=MODEL, messages=[{"role": "user", "content": "Tag this: sunny beach holiday"}], max_tokens=200,
         response_format={"type": "json_schema", "json_schema": {"name": "tags", "schema": schema, "strict": True}},
     )  # fmt: skip
+    assert raw.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads(raw.choices[0].message.content), schema)
 
 

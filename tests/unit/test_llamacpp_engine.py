@@ -77,3 +77,23 @@ async def test_logprobs_are_a_distribution(engine: LlamaCppEngine) -> None:
         assert token.top is not None and len(token.top) == 5
         assert math.isclose(token.logprob, token.top[0][1], abs_tol=1e-5)  # greedy = most likely
         assert sum(math.exp(lp) for _, lp in token.top) <= 1.0 + 1e-5
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+async def test_grammar_is_enforced_on_both_sampling_paths(engine: LlamaCppEngine, temperature: float) -> None:
+    # The model would rather say something else: every token goes through the grammar check.
+    grammar = 'root ::= "maybe" | "perhaps so"'
+    for seed in range(4):
+        items = await _collect(engine, _request(engine, 20, temperature=temperature, seed=seed, grammar=grammar))
+        text = b"".join(t.piece for t in items if isinstance(t, Token)).decode()
+        assert text in ("maybe", "perhaps so") and items[-1] == Finish("stop")
+
+
+@pytest.mark.anyio
+async def test_bad_grammar_is_an_invalid_request(engine: LlamaCppEngine) -> None:
+    from homeport.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest):
+        await _collect(engine, _request(engine, 5, grammar="root ::= (unclosed"))
+    assert len(await _collect(engine, _request(engine, 2))) == 3  # the engine still serves

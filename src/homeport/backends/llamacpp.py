@@ -10,21 +10,19 @@ token. A continuous-batching scheduler can replace `_run` behind the same `gener
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import os
-import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import EngineError, EngineOverloaded, HomeportError, InvalidRequest
+from ..errors import EngineError, EngineOverloaded, HomeportError
 from ..settings import EngineSettings
-from .base import Finish, GenerationRequest, Message, SamplingParams, Token
+from .base import Finish, GenerationRequest, Message, Token
+from .llamacpp_sampling import build_sampler
 from .templates import ChatTemplate
 
 __all__ = ["LlamaCppEngine"]
@@ -136,23 +134,27 @@ class LlamaCppEngine:
         keep = 0 if params.seed is not None else _common_prefix(llm.input_ids[: llm.n_tokens], prompt)
         llm.n_tokens = min(keep, len(prompt) - 1)
         pending = prompt[llm.n_tokens :]
-        sampler = self._sampler(params)
-        for _ in range(params.max_tokens):
-            if cancel.is_set():
-                return
-            llm.eval(pending)
-            logprob, top = self._logprobs(params.top_logprobs) if params.top_logprobs is not None else (None, None)
-            token = sampler.sample(llm._ctx, -1)
-            if self._lib.llama_vocab_is_eog(self._vocab, token):
-                emit(Finish("stop"))
-                return
-            lp = None if logprob is None else float(logprob[token])
-            emit(Token(token, self._llm._model.detokenize([token]), lp, top))
-            pending = [token]
-        emit(Finish("length"))
+        sampler = build_sampler(self._lib, self._vocab, self._n_vocab, params)
+        try:
+            for _ in range(params.max_tokens):
+                if cancel.is_set():
+                    return
+                llm.eval(pending)
+                logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
+                want = params.top_logprobs
+                logprob, top = self._logprobs(logits, want) if want is not None else (None, None)
+                token = sampler.sample(llm._ctx, logits)
+                if self._lib.llama_vocab_is_eog(self._vocab, token):
+                    emit(Finish("stop"))
+                    return
+                lp = None if logprob is None else float(logprob[token])
+                emit(Token(token, self._llm._model.detokenize([token]), lp, top))
+                pending = [token]
+            emit(Finish("length"))
+        finally:
+            sampler.close()
 
-    def _logprobs(self, k: int) -> tuple[np.ndarray, list[tuple[bytes, float]]]:
-        raw = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
+    def _logprobs(self, raw: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[bytes, float]]]:
         shifted = raw - raw.max()
         logprobs = shifted - np.log(np.exp(shifted).sum())
         if k == 0:
@@ -160,40 +162,6 @@ class LlamaCppEngine:
         best = np.argpartition(-logprobs, k)[:k]
         best = best[np.argsort(-logprobs[best])]
         return logprobs, [(self.token_piece(int(i)), float(logprobs[i])) for i in best]
-
-    def _sampler(self, params: SamplingParams) -> Any:  # llama_cpp._internals.LlamaSampler
-        from llama_cpp._internals import LlamaSampler
-
-        sampler = LlamaSampler()
-        if params.logit_bias:
-            sampler.add_logit_bias(self._n_vocab, params.logit_bias)
-        if params.presence_penalty or params.frequency_penalty:
-            sampler.add_penalties(self._n_vocab, -1, 1.0, params.frequency_penalty, params.presence_penalty)
-        if params.grammar:
-            self._add_grammar(sampler, params.grammar, params.grammar_trigger)
-        if params.temperature == 0:
-            sampler.add_greedy()
-            return sampler
-        if params.top_p < 1.0:
-            sampler.add_top_p(params.top_p, 1)
-        sampler.add_temp(params.temperature)
-        seed = params.seed if params.seed is not None else random.getrandbits(32)
-        sampler.add_dist(seed & 0xFFFFFFFF)
-        return sampler
-
-    def _add_grammar(self, sampler: Any, grammar: str, trigger: str | None) -> None:
-        lib = self._lib
-        if trigger is None:
-            grammar_sampler = lib.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
-        else:
-            patterns = (ctypes.c_char_p * 1)(trigger.encode())
-            no_tokens = (lib.llama_token * 0)()
-            grammar_sampler = lib.llama_sampler_init_grammar_lazy_patterns(
-                self._vocab, grammar.encode(), b"root", patterns, 1, no_tokens, 0
-            )
-        if not grammar_sampler:  # llama.cpp could not parse it: adding NULL would crash the chain
-            raise InvalidRequest("The output constraint could not be compiled into a grammar.")
-        lib.llama_sampler_chain_add(sampler.sampler, grammar_sampler)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
