@@ -234,3 +234,18 @@ def test_langchain_tools_and_structured_output(server) -> None:
     assert isinstance(reply.tool_calls[0]["args"]["city"], str)
     structured = llm.with_structured_output(City).invoke("Tell me about Rome.")
     assert isinstance(structured, City)
+
+
+def test_auto_with_response_format_gives_a_call_or_the_json(client) -> None:
+    answer = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 40}},
+              "required": ["answer"], "additionalProperties": False}  # fmt: skip
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": answer, "strict": True}}
+    for seed in range(2):
+        out = client.chat.completions.create(
+            model=MODEL, messages=ASK, tools=TOOLS, response_format=fmt, max_tokens=150, seed=seed
+        )
+        message = out.choices[0].message
+        if message.tool_calls:
+            _check_calls(message, set(SCHEMAS))
+        else:
+            jsonschema.validate(json.loads(message.content), answer)
