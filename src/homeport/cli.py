@@ -107,11 +107,16 @@ def _with_store(settings: Settings, action):  # type: ignore[no-untyped-def]
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    project: Annotated[str | None, typer.Option(help="Project the key belongs to (created if new).")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute (default: unlimited).")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute (default: unlimited).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a key; its secret is printed once, on the last line."""
-    key, secret = _with_store(_settings(config), lambda store: store.create(name))
-    console.print(f"Created {key.id} ({key.name}). The secret is shown only now:")
+    create = lambda store: store.create(name, project=project, rpm=rpm, tpm=tpm)  # noqa: E731
+    key, secret = _with_store(_settings(config), create)
+    limits = ", ".join(f"{v} {k}" for k, v in (("rpm", rpm), ("tpm", tpm)) if v is not None) or "no limits"
+    console.print(f"Created {key.id} ({key.name}, project {project or '-'}, {limits}). The secret is shown only now:")
     print(secret)
 
 
@@ -121,7 +126,8 @@ def keys_list(config: ConfigOption = None) -> None:
     for key in _with_store(_settings(config), lambda store: store.list()):
         state = "revoked" if key.revoked_at else "active"
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_at))
-        print(f"{key.id}  {key.redacted}  {state:8} {created}  {key.name}")
+        limits = f"rpm={key.rpm or '-'} tpm={key.tpm or '-'}"
+        print(f"{key.id}  {key.redacted}  {state:8} {created}  {limits}  {key.name}")
 
 
 @keys_app.command("revoke")

@@ -51,6 +51,7 @@ class HomeportError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
+        self.headers: dict[str, str] = {}  # extra response headers (e.g. x-ratelimit-*)
 
 
 class InvalidRequest(HomeportError):

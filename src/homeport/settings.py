@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path.home() / ".homeport", description="Database, files and assembled models.")
     database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir).")
     api_key: SecretStr | None = Field(None, description="A key that is always valid (development).")
+    redis_url: str | None = Field(
+        None, description="Redis for state shared by replicas (rate limits); in-process when unset."
+    )
+    redis_prefix: str = Field("homeport", description="Prefix of every Redis key Homeport writes.")
     max_request_bytes: int = Field(16 * 1024 * 1024, description="Larger request bodies get 413.")
     models: list[ModelConfig] = Field(default_factory=lambda: list(DEFAULT_MODELS))
     aliases: dict[str, str] = Field(

@@ -13,6 +13,7 @@ from ..services.chat import ChatService
 from ..services.completions import CompletionService
 from ..services.embeddings import EmbeddingService
 from ..services.keys import KeyStore
+from ..services.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.models import LoadProgress, ModelRegistry
 from ..settings import Settings
 from ..storage.db import Database
@@ -42,6 +43,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             await registry.close()
+            await app.state.limiter.close()
             await db.close()
 
     db = Database(settings.resolved_database_url)
@@ -53,6 +55,9 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.keys = keys
     app.state.registry = registry
     app.state.load_error = None
+    app.state.limiter = (
+        RedisRateLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryRateLimiter()
+    )
     app.state.chat = ChatService(registry)
     app.state.completions = CompletionService(registry)
     app.state.embeddings = EmbeddingService(registry)

@@ -26,7 +26,7 @@ def error_body(exc: HomeportError) -> dict:
 
 
 def error_response(exc: HomeportError) -> JSONResponse:
-    headers = {}
+    headers = dict(exc.headers)
     if exc.retry_after is not None:
         headers["retry-after"] = str(math.ceil(exc.retry_after))
     return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
@@ -16,8 +16,15 @@ __all__ = ["event_stream"]
 log = logging.getLogger("homeport")
 
 
-async def event_stream(first: BaseModel, rest: AsyncIterator[BaseModel]) -> StreamingResponse:
-    """A streaming response whose first event was already produced (so errors before it were HTTP errors)."""
+def event_stream(
+    first: BaseModel,
+    rest: AsyncIterator[BaseModel],
+    *,
+    headers: dict[str, str] | None = None,
+    on_close: Callable[[], Awaitable[None]] | None = None,
+) -> StreamingResponse:
+    """A streaming response whose first event was already produced (so errors before it were
+    HTTP errors). `on_close` runs when the stream ends, however it ends."""
 
     async def frames() -> AsyncIterator[bytes]:
         try:
@@ -31,9 +38,12 @@ async def event_stream(first: BaseModel, rest: AsyncIterator[BaseModel]) -> Stre
             yield _frame(_json(error_body(HomeportError("The server had an error while streaming."))))
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
+            if on_close is not None:
+                await on_close()
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+    all_headers = {"cache-control": "no-cache", **(headers or {})}
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=all_headers)
 
 
 def _frame(payload: str) -> bytes:

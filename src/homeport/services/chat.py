@@ -49,6 +49,13 @@ class _Plan:
     stops: list[str]
     n: int
     structure: Structure
+    usage: Usage | None = None
+    """Set once the response is complete (for settling rate limits and metering)."""
+
+    @property
+    def token_estimate(self) -> int:
+        """What rate limits reserve up front: the prompt plus every choice's max output."""
+        return len(self.prompt) + self.n * self.sampling.max_tokens
 
     def sampling_for(self, choice: int) -> SamplingParams:
         seed = self.sampling.seed
@@ -105,12 +112,13 @@ class ChatService:
                 finish = "tool_calls" if calls and finish == "stop" else finish
             logprobs = _logprobs(tokens) if plan.sampling.top_logprobs is not None else None
             choices.append(ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
+        plan.usage = Usage.of(len(plan.prompt), completion_tokens)
         return ChatCompletion(
             id=new_id("chatcmpl-"),
             created=int(time.time()),
             model=plan.request.model,
             choices=choices,
-            usage=Usage.of(len(plan.prompt), completion_tokens),
+            usage=plan.usage,
             system_fingerprint=plan.engine.fingerprint,
             metadata=plan.request.metadata,
         )
@@ -160,8 +168,9 @@ class ChatService:
                     item = await anext(items)
             finally:
                 await items.aclose()
+        plan.usage = Usage.of(len(plan.prompt), completion_tokens)
         if plan.request.stream_options and plan.request.stream_options.include_usage:
-            yield chunk(choices=[], usage=Usage.of(len(plan.prompt), completion_tokens))
+            yield chunk(choices=[], usage=plan.usage)
 
 
 class _Deltas:

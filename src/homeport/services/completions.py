@@ -34,6 +34,12 @@ class _Plan:
     prompts: list[_Prompt]
     stops: list[str]
     n: int
+    usage: Usage | None = None
+    """Set once the response is complete (for settling rate limits and metering)."""
+
+    @property
+    def token_estimate(self) -> int:
+        return sum(len(p.ids) + self.n * p.sampling.max_tokens for p in self.prompts)
 
     def jobs(self) -> list[tuple[int, _Prompt, SamplingParams]]:
         """(choice index, prompt, sampling) in OpenAI's order: prompt-major, then n."""
@@ -99,12 +105,13 @@ class CompletionService:
             prefix = prompt.text if plan.request.echo else ""
             logprobs = _logprobs(tokens, len(prefix)) if sampling.top_logprobs is not None else None
             choices.append(CompletionChoice(index=index, text=prefix + text, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
+        plan.usage = Usage.of(plan.prompt_tokens, completion_tokens)
         return Completion(
             id=new_id("cmpl-"),
             created=int(time.time()),
             model=plan.request.model,
             choices=choices,
-            usage=Usage.of(plan.prompt_tokens, completion_tokens),
+            usage=plan.usage,
             system_fingerprint=plan.engine.fingerprint,
         )
 
@@ -131,8 +138,9 @@ class CompletionService:
                     completion_tokens += item.completion_tokens
                     choice = CompletionChoice(index=index, text="", logprobs=logprobs, finish_reason=item.finish_reason)  # type: ignore[arg-type]
                 yield chunk(choices=[choice])
+        plan.usage = Usage.of(plan.prompt_tokens, completion_tokens)
         if plan.request.stream_options and plan.request.stream_options.include_usage:
-            yield chunk(choices=[], usage=Usage.of(plan.prompt_tokens, completion_tokens))
+            yield chunk(choices=[], usage=plan.usage)
 
 
 def _prompts(prompt: object, engine: ChatEngine) -> list[tuple[list[int], str]]:

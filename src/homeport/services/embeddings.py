@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends.base import EmbeddingEngine
 from ..errors import ContextLengthExceeded, InvalidRequest
 from ..protocol.embeddings import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from .models import ModelRegistry
@@ -13,11 +15,22 @@ from .models import ModelRegistry
 __all__ = ["EmbeddingService"]
 
 
+@dataclass
+class _Plan:
+    request: EmbeddingRequest
+    engine: EmbeddingEngine
+    batch: list[list[int]]
+
+    @property
+    def token_estimate(self) -> int:
+        return sum(len(ids) for ids in self.batch)
+
+
 class EmbeddingService:
     def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
 
-    async def create(self, request: EmbeddingRequest) -> EmbeddingList:
+    def plan(self, request: EmbeddingRequest) -> _Plan:
         _, engine = self._registry.embedding(request.model)
         if request.dimensions is not None and request.dimensions > engine.dimensions:
             raise InvalidRequest(
@@ -32,6 +45,10 @@ class EmbeddingService:
                     f"input {i} has {len(ids)} tokens. Please reduce the length of the input.",
                     param="input",
                 )
+        return _Plan(request, engine, batch)
+
+    async def create(self, plan: _Plan) -> EmbeddingList:
+        request, engine, batch = plan.request, plan.engine, plan.batch
         vectors = await engine.embed(batch)
         if request.dimensions is not None and request.dimensions < engine.dimensions:
             # Shorten like text-embedding-3: keep the leading dimensions, then renormalise.

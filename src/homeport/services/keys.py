@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..ids import new_id
 from ..storage.db import Database
-from ..storage.tables import ApiKeyRow
+from ..storage.tables import ApiKeyRow, ProjectRow
 
 __all__ = ["ApiKey", "KeyStore", "hash_secret"]
 
@@ -32,6 +33,10 @@ class ApiKey:
     created_at: int
     revoked_at: int | None
     project_id: str | None = None
+    rpm: int | None = None
+    """Requests per minute this key may make (None: unlimited)."""
+    tpm: int | None = None
+    """Tokens per minute (prompt + max output reserved up front, settled after)."""
 
 
 def hash_secret(secret: str) -> str:
@@ -43,26 +48,53 @@ def _redact(secret: str) -> str:
 
 
 def _from_row(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id)
+    return ApiKey(row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id, row.rpm, row.tpm)
 
 
 class KeyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, name: str, secret: str | None = None) -> tuple[ApiKey, str]:
+    async def create(
+        self,
+        name: str,
+        secret: str | None = None,
+        *,
+        project: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> tuple[ApiKey, str]:
         """A new key and its secret (the only time the secret is available)."""
         secret = secret or _SECRET_PREFIX + secrets.token_urlsafe(24)
+        project_id = await self.ensure_project(project) if project else None
         row = ApiKeyRow(
             id=new_id("key_", 24),
             name=name,
             redacted=_redact(secret),
             secret_hash=hash_secret(secret),
             created_at=int(time.time()),
+            project_id=project_id,
+            rpm=rpm,
+            tpm=tpm,
         )
         async with self._db.sessions() as session, session.begin():
             session.add(row)
         return _from_row(row), secret
+
+    async def ensure_project(self, name: str) -> str:
+        """The id of the project with this name, created if missing."""
+        async with self._db.sessions() as session:
+            found = await session.scalar(select(ProjectRow.id).where(ProjectRow.name == name))
+        if found is not None:
+            return found
+        row = ProjectRow(id=new_id("proj_", 24), name=name, created_at=int(time.time()))
+        try:
+            async with self._db.sessions() as session, session.begin():
+                session.add(row)
+        except IntegrityError:  # created meanwhile by another process
+            async with self._db.sessions() as session:
+                return (await session.scalar(select(ProjectRow.id).where(ProjectRow.name == name))) or row.id
+        return row.id
 
     async def ensure(self, secret: str, name: str) -> ApiKey:
         """The key with this secret, created if missing (seeding HOMEPORT_API_KEY)."""

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from ...protocol.chat import ChatCompletionRequest
 from ..body import parse_body
 from ..deps import CurrentKey
-from ..sse import event_stream
+from ..gate import respond
 
 router = APIRouter()
 
@@ -16,10 +16,4 @@ router = APIRouter()
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
-    service = request.app.state.chat
-    plan = service.plan(body)
-    if body.stream:
-        chunks = service.stream(plan)
-        return await event_stream(await anext(chunks), chunks)
-    result = await service.create(plan)
-    return Response(result.model_dump_json(), media_type="application/json")
+    return await respond(request, key, request.app.state.chat, body)

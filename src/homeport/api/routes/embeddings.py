@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from ...protocol.embeddings import EmbeddingRequest
 from ..body import parse_body
 from ..deps import CurrentKey
+from ..gate import respond
 
 router = APIRouter()
 
@@ -15,5 +16,4 @@ router = APIRouter()
 @router.post("/v1/embeddings", response_model=None)
 async def create_embedding(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, EmbeddingRequest)
-    result = await request.app.state.embeddings.create(body)
-    return Response(result.model_dump_json(), media_type="application/json")
+    return await respond(request, key, request.app.state.embeddings, body)
