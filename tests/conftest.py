@@ -39,6 +39,11 @@ def _free_port() -> int:
 
 def start_server(tmp: Path, config: dict, env: dict[str, str] | None = None, timeout: float = 180) -> Server:
     """Start `homeport serve` in a subprocess and wait for /readyz."""
+    return wait_ready(launch_server(tmp, config, env), timeout)
+
+
+def launch_server(tmp: Path, config: dict, env: dict[str, str] | None = None) -> Server:
+    """Start `homeport serve` in a subprocess; returns at once (see wait_ready)."""
     port = _free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
@@ -52,19 +57,22 @@ def start_server(tmp: Path, config: dict, env: dict[str, str] | None = None, tim
     log = tmp / "server.log"
     cmd = [sys.executable, "-m", "homeport", "serve", "--port", str(port), "--config", str(tmp / "config.yaml")]
     process = subprocess.Popen(cmd, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
+    return Server(f"http://127.0.0.1:{port}/v1", process, tmp / "data", log)
+
+
+def wait_ready(server: Server, timeout: float = 180) -> Server:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"homeport exited early:\n{log.read_text()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"homeport exited early:\n{server.log.read_text()}")
         try:
-            if httpx.get(f"{root}/readyz", timeout=2).status_code == 200:
-                return Server(f"{root}/v1", process, tmp / "data", log)
+            if httpx.get(f"{server.root}/readyz", timeout=2).status_code == 200:
+                return server
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"homeport not ready after {timeout}s:\n{log.read_text()}")
+    server.process.kill()
+    raise RuntimeError(f"homeport not ready after {timeout}s:\n{server.log.read_text()}")
 
 
 def stop_server(server: Server) -> None:

@@ -1,0 +1,117 @@
+"""Rate limits through the SDK; and exact limits across 3 replicas on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import launch_server, stop_server, wait_ready
+from tests.spec import validate
+
+FAKE_MODELS = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}]
+ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+def _create_key(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "homeport", "keys", "create", *args],
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _wait_for_fresh_window(margin: float = 15) -> None:
+    """Limits count per clock minute: start a burst well inside one."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.2)
+
+
+def test_limited_key_gets_headers_then_429(server) -> None:
+    env = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
+    secret = _create_key(env, "--name", "limited", "--project", "demo", "--rpm", "3")
+    _wait_for_fresh_window(5)
+    client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
+    for expected_remaining in ("2", "1", "0"):
+        raw = client.chat.completions.with_raw_response.create(
+            model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        assert raw.headers["x-ratelimit-limit-requests"] == "3"
+        assert raw.headers["x-ratelimit-remaining-requests"] == expected_remaining
+        assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}])
+    validate("ErrorResponse", err.value.response.json())
+    assert err.value.code == "rate_limit_exceeded"
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 60
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory):
+    """Three Homeport processes sharing a fresh PostgreSQL database and one Redis."""
+    asyncpg = pytest.importorskip("asyncpg")
+    db = f"homeport_replicas_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test", timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f"CREATE DATABASE {db}"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
+    env = {
+        "HOMEPORT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db}",
+        "HOMEPORT_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "HOMEPORT_REDIS_PREFIX": f"hp-test-{secrets.token_hex(4)}",
+    }
+    servers = []
+    try:
+        for i in range(3):  # started together: their migrations must not collide
+            servers.append(launch_server(tmp_path_factory.mktemp(f"replica{i}"), {"models": FAKE_MODELS}, env=env))
+        for server in servers:
+            wait_ready(server)
+        yield servers, env
+    finally:
+        for s in servers:
+            stop_server(s)
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+
+
+def test_limit_is_exact_across_three_replicas(replicas) -> None:
+    servers, env = replicas
+    secret = _create_key(env, "--name", "shared", "--project", "p1", "--rpm", "10")
+    _wait_for_fresh_window()
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {secret}"}) as http:
+            calls = [http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK) for i in range(30)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 10 and codes.count(429) == 20  # not 10 × 3 replicas
+
+
+def test_key_created_and_revoked_anywhere_holds_everywhere(replicas) -> None:
+    servers, env = replicas
+    secret = _create_key(env, "--name", "temp")
+    for server in servers:
+        with openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0) as client:
+            assert client.models.list().data
+    listed = subprocess.run([sys.executable, "-m", "homeport", "keys", "list"], env={**os.environ, **env},
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    key_id = next(line.split()[0] for line in listed.splitlines() if line.endswith(" temp"))
+    subprocess.run([sys.executable, "-m", "homeport", "keys", "revoke", key_id], env={**os.environ, **env}, check=True)
+    for server in servers:
+        with openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError):
+                client.models.list()

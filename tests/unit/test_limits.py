@@ -1,0 +1,66 @@
+"""Rate limiters: exact admission within a window, token settling, OpenAI header formats."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import pytest
+
+from homeport.errors import RateLimited
+from homeport.services.limits import WINDOW_S, MemoryRateLimiter, RedisRateLimiter, _duration, ratelimit_headers
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request):
+    if WINDOW_S - time.time() % WINDOW_S < 2:  # counts are per minute: don't straddle a boundary
+        await asyncio.sleep(2.1)
+    if request.param == "memory":
+        yield MemoryRateLimiter()
+        return
+    redis = pytest.importorskip("redis.asyncio")
+    try:
+        await redis.from_url("redis://127.0.0.1:6379/0").ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"Redis not reachable on 127.0.0.1:6379: {exc}")
+    limiter = RedisRateLimiter("redis://127.0.0.1:6379/0", prefix=f"hp-test-{secrets.token_hex(4)}")
+    yield limiter
+    await limiter.close()
+
+
+@pytest.mark.anyio
+async def test_exactly_rpm_requests_are_admitted_concurrently(limiter) -> None:
+    results = await asyncio.gather(*(limiter.reserve("k1", 7, None, 0) for _ in range(20)), return_exceptions=True)
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    rejected = [r for r in results if isinstance(r, RateLimited)]
+    assert len(admitted) == 7 and len(rejected) == 13
+    assert 0 < rejected[0].retry_after <= 60
+    assert rejected[0].headers["x-ratelimit-remaining-requests"] == "0"
+
+
+@pytest.mark.anyio
+async def test_tokens_are_reserved_then_settled(limiter) -> None:
+    first = await limiter.reserve("k2", None, 100, 80)
+    with pytest.raises(RateLimited) as err:
+        await limiter.reserve("k2", None, 100, 30)  # 80 + 30 > 100
+    assert "tokens" in err.value.message
+    await limiter.settle(first, 20)  # the request really used 20
+    second = await limiter.reserve("k2", None, 100, 30)
+    assert second.tokens_used == 50
+    headers = ratelimit_headers(second)
+    assert headers["x-ratelimit-limit-tokens"] == "100" and headers["x-ratelimit-remaining-tokens"] == "50"
+    assert "x-ratelimit-limit-requests" not in headers
+
+
+@pytest.mark.anyio
+async def test_a_rejected_request_takes_nothing(limiter) -> None:
+    await limiter.reserve("k3", 2, 10, 10)
+    with pytest.raises(RateLimited):
+        await limiter.reserve("k3", 2, 10, 1)  # tokens full: the request is not counted either
+    r = await limiter.reserve("k3", 2, 10, 0)
+    assert r.requests_used == 2
+
+
+def test_duration_format() -> None:
+    assert _duration(0.012) == "12ms" and _duration(1.2) == "2s" and _duration(59) == "59s" and _duration(61) == "1m1s"
