@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ..metrics import Metrics
 from ..services.chat import ChatService
 from ..services.completions import CompletionService
 from ..services.embeddings import EmbeddingService
@@ -18,8 +19,8 @@ from ..services.models import LoadProgress, ModelRegistry
 from ..settings import Settings
 from ..storage.db import Database
 from .errors import install_error_handlers
-from .middleware import BodyLimitMiddleware, RequestIdMiddleware
-from .routes import chat, completions, embeddings, health, models
+from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from .routes import chat, completions, embeddings, health, models, ops
 
 __all__ = ["create_app"]
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.keys = keys
     app.state.registry = registry
     app.state.load_error = None
+    app.state.metrics = metrics = Metrics()
     app.state.limiter = (
         RedisRateLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryRateLimiter()
     )
@@ -62,10 +64,11 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.completions = CompletionService(registry)
     app.state.embeddings = EmbeddingService(registry)
     install_error_handlers(app)
-    for module in (health, models, chat, completions, embeddings):
+    for module in (health, models, chat, completions, embeddings, ops):
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -73,6 +76,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
 async def _load(app: FastAPI, registry: ModelRegistry, progress: LoadProgress) -> None:
     try:
         await registry.load(progress)
+        for model_id, depth in registry.queue_depths().items():
+            app.state.metrics.watch_queue(model_id, depth)
     except Exception as exc:  # reported by /readyz; the process keeps serving what loaded
         app.state.load_error = str(exc)
         log.exception("loading models failed")

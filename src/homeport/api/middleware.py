@@ -1,16 +1,18 @@
-"""ASGI middleware, outermost first: request id, then the request-size limit."""
+"""ASGI middleware, outermost first: request id and metrics, then the request-size limit."""
 
 from __future__ import annotations
 
 import json
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import RequestTooLarge
 from ..ids import new_id
+from ..metrics import Metrics
 from .errors import error_body
 
-__all__ = ["RequestIdMiddleware", "BodyLimitMiddleware"]
+__all__ = ["RequestIdMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
 
 
 class RequestIdMiddleware:
@@ -73,3 +75,30 @@ class BodyLimitMiddleware:
 
 class _TooLarge(Exception):
     pass
+
+
+class MetricsMiddleware:
+    """Counts every answer by route template, status and model, and times it to the last byte."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            model = scope.get("state", {}).get("model", "")
+            self.metrics.requests.labels(route, scope["method"], str(status), model).inc()
+            self.metrics.latency.labels(route, model).observe(time.perf_counter() - start)

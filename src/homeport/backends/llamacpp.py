@@ -85,6 +85,9 @@ class LlamaCppEngine:
 
     # ---- generation ---------------------------------------------------------------------
 
+    def queue_depth(self) -> int:
+        return self._jobs
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
         if self._jobs > self._queue_size:  # one running + queue_size waiting
             raise EngineOverloaded(

@@ -102,7 +102,13 @@ class KeyStore:
             row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.secret_hash == hash_secret(secret)))
         if row is not None:
             return _from_row(row)
-        key, _ = await self.create(name, secret)
+        try:
+            key, _ = await self.create(name, secret)
+        except IntegrityError:  # another replica seeded it at the same moment
+            found = await self.verify(secret)
+            if found is None:
+                raise
+            return found
         return key
 
     async def verify(self, secret: str) -> ApiKey | None:

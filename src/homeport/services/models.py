@@ -104,6 +104,14 @@ class ModelRegistry:
         finally:
             self.ready.set()
 
+    def queue_depths(self) -> dict[str, Callable[[], int]]:
+        """Per loaded engine that queues: a function giving its running + waiting requests."""
+        return {
+            e.config.id: e.engine.queue_depth  # type: ignore[union-attr]
+            for e in self._entries.values()
+            if hasattr(e.engine, "queue_depth")
+        }
+
     def loaded(self) -> list[str]:
         return [e.config.id for e in self._entries.values() if e.engine is not None]
 

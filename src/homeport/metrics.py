@@ -1,0 +1,39 @@
+"""Prometheus metrics, one registry per app (no process-global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "homeport_requests", "HTTP requests answered.", ["route", "method", "status", "model"], registry=r
+        )
+        self.latency = Histogram(
+            "homeport_request_duration_seconds", "Time to the full response.", ["route", "model"],
+            buckets=_LATENCY, registry=r,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            "homeport_time_to_first_token_seconds", "Streaming: time to the first chunk.", ["model"],
+            buckets=_LATENCY, registry=r,
+        )  # fmt: skip
+        self.tokens = Counter("homeport_tokens", "Tokens processed.", ["model", "kind"], registry=r)
+        self.rate_limited = Counter("homeport_rate_limited", "Requests refused by a limit.", ["reason"], registry=r)
+        self.queue_depth = Gauge(
+            "homeport_engine_requests", "Requests running or waiting per local engine.", ["model"], registry=r
+        )
+
+    def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
+        self.queue_depth.labels(model).set_function(depth)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,34 @@
+"""GET /metrics: Prometheus text with requests, latency, tokens, TTFT, queue depth, refusals."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _samples(server) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"{server.root}/metrics").text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_what_happened(server, client) -> None:
+    before = _samples(server)
+    out = client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    list(client.chat.completions.create(model="smollm2-135m-instruct", stream=True, max_tokens=3,
+                                        messages=[{"role": "user", "content": "hey"}]))  # fmt: skip
+    after = _samples(server)
+    route = {"route": "/v1/chat/completions", "method": "POST", "status": "200", "model": "smollm2-135m-instruct"}
+    key = ("homeport_requests_total", tuple(sorted(route.items())))
+    assert after[key] - before.get(key, 0) == 2
+    prompt = ("homeport_tokens_total", (("kind", "prompt"), ("model", "smollm2-135m-instruct")))
+    assert after[prompt] - before.get(prompt, 0) >= out.usage.prompt_tokens
+    ttft = ("homeport_time_to_first_token_seconds_count", (("model", "smollm2-135m-instruct"),))
+    assert after[ttft] - before.get(ttft, 0) == 1
+    assert ("homeport_engine_requests", (("model", "smollm2-135m-instruct"),)) in after
+    assert any(name == "homeport_request_duration_seconds_bucket" for name, _ in after)
