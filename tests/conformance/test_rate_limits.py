@@ -99,6 +99,13 @@ def test_limit_is_exact_across_three_replicas(replicas) -> None:
 
     codes = asyncio.run(burst())
     assert codes.count(200) == 10 and codes.count(429) == 20  # not 10 × 3 replicas
+    # Usage recorded by all three replicas adds up, read from any of them.
+    time.sleep(1.5)
+    for server in servers:
+        r = httpx.get(f"{server.base_url}/organization/usage/completions",
+                      params={"start_time": int(time.time()) - 600, "bucket_width": "1h"},
+                      headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+        assert sum(res["num_model_requests"] for b in r.json()["data"] for res in b["results"]) == 10
 
 
 def test_key_created_and_revoked_anywhere_holds_everywhere(replicas) -> None:

@@ -16,11 +16,13 @@ from ..services.embeddings import EmbeddingService
 from ..services.keys import KeyStore
 from ..services.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.models import LoadProgress, ModelRegistry
+from ..services.usage import UsageRecorder
 from ..settings import Settings
 from ..storage.db import Database
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import chat, completions, embeddings, health, models, ops
+from .routes import usage as usage_routes
 
 __all__ = ["create_app"]
 
@@ -35,6 +37,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.migrate()
+        usage.start()
         if settings.api_key is not None:
             await keys.ensure(settings.api_key.get_secret_value(), name="HOMEPORT_API_KEY")
         loading = asyncio.create_task(_load(app, registry, progress))
@@ -45,6 +48,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             await asyncio.gather(loading, return_exceptions=True)
             await registry.close()
             await app.state.limiter.close()
+            await usage.close()
             await db.close()
 
     db = Database(settings.resolved_database_url)
@@ -57,6 +61,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.registry = registry
     app.state.load_error = None
     app.state.metrics = metrics = Metrics()
+    app.state.usage = usage = UsageRecorder(db)
     app.state.limiter = (
         RedisRateLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryRateLimiter()
     )
@@ -64,7 +69,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.completions = CompletionService(registry)
     app.state.embeddings = EmbeddingService(registry)
     install_error_handlers(app)
-    for module in (health, models, chat, completions, embeddings, ops):
+    for module in (health, models, chat, completions, embeddings, ops, usage_routes):
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

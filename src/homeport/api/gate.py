@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import RateLimited
+from ..errors import HomeportError
 from ..services.keys import ApiKey
 from ..services.limits import Reservation, ratelimit_headers
+from ..services.usage import UsageEvent
 from .sse import event_stream
 
 __all__ = ["Admission", "admit", "respond"]
@@ -49,37 +50,67 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
     `service` has plan(body) -> plan (with `token_estimate`), create(plan), and for
     streaming requests stream(plan) (which sets `plan.usage` when it completes).
     """
-    metrics = request.app.state.metrics
-    request.state.model = body.model
-    start = time.perf_counter()
-    plan = service.plan(body)
+    meter = _Meter(request, key, body.model)
     try:
+        plan = service.plan(body)
         admission = await admit(request, key, plan.token_estimate)
-    except RateLimited:
-        metrics.rate_limited.labels("rate_limit").inc()
+    except HomeportError as exc:
+        meter.done(exc.status, None)
         raise
     try:
         if getattr(body, "stream", False):
             chunks = service.stream(plan)
             first = await anext(chunks)  # errors before the first chunk are still HTTP errors
-            metrics.ttft.labels(body.model).observe(time.perf_counter() - start)
+            meter.first_token()
 
             async def settle() -> None:
                 usage = plan.usage
                 await admission.settle(usage.total_tokens if usage else None)
-                _count_tokens(metrics, body.model, usage)
+                meter.done(200 if usage else 499, usage)  # 499: the client left mid-stream
 
             return event_stream(first, chunks, headers=admission.headers, on_close=settle)
         result = await service.create(plan)
-    except BaseException:
+    except BaseException as exc:
         await admission.settle(0)  # failed requests use no tokens
+        meter.done(exc.status if isinstance(exc, HomeportError) else 500, None)
         raise
     await admission.settle(result.usage.total_tokens)
-    _count_tokens(metrics, body.model, result.usage)
+    meter.done(200, result.usage)
     return Response(result.model_dump_json(), media_type="application/json", headers=admission.headers)
 
 
-def _count_tokens(metrics: Any, model: str, usage: Any) -> None:
-    if usage is not None:
-        metrics.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
-        metrics.tokens.labels(model, "completion").inc(getattr(usage, "completion_tokens", 0))
+class _Meter:
+    """Metrics and the usage record of one model request."""
+
+    def __init__(self, request: Request, key: ApiKey, model: str) -> None:
+        request.state.model = model  # for the metrics middleware's labels
+        self._request, self._key, self._model = request, key, model
+        self._metrics = request.app.state.metrics
+        self._start = time.perf_counter()
+
+    def first_token(self) -> None:
+        self._metrics.ttft.labels(self._model).observe(time.perf_counter() - self._start)
+
+    def done(self, status: int, usage: Any) -> None:
+        prompt = usage.prompt_tokens if usage else 0
+        completion = getattr(usage, "completion_tokens", 0) if usage else 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        if status == 429:
+            self._metrics.rate_limited.labels("rate_limit").inc()
+        self._metrics.tokens.labels(self._model, "prompt").inc(prompt)
+        self._metrics.tokens.labels(self._model, "completion").inc(completion)
+        path = self._request.url.path
+        self._request.app.state.usage.record(
+            UsageEvent(
+                kind="embeddings" if path.endswith("/embeddings") else "completions",
+                project_id=self._key.project_id,
+                key_id=self._key.id,
+                model=self._model,
+                endpoint=path,
+                status=status,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=details.cached_tokens if details else 0,
+                latency_ms=round(1000 * (time.perf_counter() - self._start)),
+            )
+        )

@@ -1,0 +1,58 @@
+"""Usage accounting through the API: every request recorded, reported in OpenAI's shapes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+
+from tests.spec import validate
+
+
+def _key(server, project: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "homeport", "keys", "create", "--name", project, "--project", project],
+                         env={**os.environ, "HOMEPORT_DATA_DIR": str(server.data_dir)},
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _report(server, secret: str, kind: str, **params) -> dict:
+    r = httpx.get(f"{server.base_url}/organization/usage/{kind}", headers={"Authorization": f"Bearer {secret}"},
+                  params={"start_time": int(time.time()) - 3600, "bucket_width": "1h", **params})  # fmt: skip
+    assert r.status_code == 200, r.text
+    validate("UsageResponse", r.json())
+    return r.json()
+
+
+def test_usage_adds_up_per_project(server) -> None:
+    secret = _key(server, "usage-a")
+    client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
+    expected_in = expected_out = 0
+    for text in ("one", "two", "three"):
+        out = client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=[{"role": "user", "content": text}], max_tokens=3
+        )
+        expected_in, expected_out = expected_in + out.usage.prompt_tokens, expected_out + out.usage.completion_tokens
+    stream = client.chat.completions.create(model="smollm2-135m-instruct", max_tokens=3, stream=True,
+                                            stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "four"}])  # fmt: skip
+    final = [c for c in stream][-1].usage
+    expected_in, expected_out = expected_in + final.prompt_tokens, expected_out + final.completion_tokens
+    emb = client.embeddings.create(model="all-minilm-l6-v2", input=["a b c", "d e"])
+    time.sleep(1.2)  # records are written in batches every 0.5 s
+
+    report = _report(server, secret, "completions", group_by=["model"])
+    results = [r for bucket in report["data"] for r in bucket["results"]]
+    assert len(results) == 1 and results[0]["model"] == "smollm2-135m-instruct"
+    assert results[0]["num_model_requests"] == 4
+    assert (results[0]["input_tokens"], results[0]["output_tokens"]) == (expected_in, expected_out)
+    emb_results = [r for b in _report(server, secret, "embeddings")["data"] for r in b["results"]]
+    assert emb_results[0]["input_tokens"] == emb.usage.prompt_tokens
+
+    # Another project's key sees only its own project's usage.
+    other = _key(server, "usage-b")
+    assert all(not b["results"] for b in _report(server, other, "completions")["data"])
