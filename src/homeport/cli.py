@@ -110,12 +110,14 @@ def keys_create(
     project: Annotated[str | None, typer.Option(help="Project the key belongs to (created if new).")] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute (default: unlimited).")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute (default: unlimited).")] = None,
+    budget_tokens: Annotated[int | None, typer.Option(help="Tokens the key may use in all.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a key; its secret is printed once, on the last line."""
-    create = lambda store: store.create(name, project=project, rpm=rpm, tpm=tpm)  # noqa: E731
+    create = lambda store: store.create(name, project=project, rpm=rpm, tpm=tpm, budget_tokens=budget_tokens)  # noqa: E731
     key, secret = _with_store(_settings(config), create)
-    limits = ", ".join(f"{v} {k}" for k, v in (("rpm", rpm), ("tpm", tpm)) if v is not None) or "no limits"
+    given = (("rpm", rpm), ("tpm", tpm), ("budget tokens", budget_tokens))
+    limits = ", ".join(f"{v} {k}" for k, v in given if v is not None) or "no limits"
     console.print(f"Created {key.id} ({key.name}, project {project or '-'}, {limits}). The secret is shown only now:")
     print(secret)
 

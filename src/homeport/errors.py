@@ -27,6 +27,7 @@ __all__ = [
     "ModelNotFound",
     "RequestTooLarge",
     "RateLimited",
+    "InsufficientQuota",
     "EngineOverloaded",
     "EngineError",
 ]
@@ -104,6 +105,15 @@ class RateLimited(HomeportError):
     status = 429
     type = "requests"
     code = "rate_limit_exceeded"
+
+
+class InsufficientQuota(RateLimited):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"x-should-retry": "false"}  # the SDK must not retry an exhausted budget
 
 
 class EngineOverloaded(HomeportError):

@@ -122,3 +122,32 @@ def test_key_created_and_revoked_anywhere_holds_everywhere(replicas) -> None:
         with openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0) as client:
             with pytest.raises(openai.AuthenticationError):
                 client.models.list()
+
+
+def test_budget_is_never_overshot_across_replicas(replicas) -> None:
+    servers, env = replicas
+    # Each request reserves 20 prompt + 5 output tokens and uses exactly that (fake engine).
+    secret = _create_key(env, "--name", "budgeted", "--budget-tokens", "250")
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {secret}"}) as http:
+            calls = [http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK) for i in range(30)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 10 and codes.count(429) == 20
+
+    def refusals() -> float:
+        text = httpx.get(f"{servers[0].root}/metrics").text
+        lines = [
+            ln for ln in text.splitlines() if ln.startswith('homeport_rate_limited_total{reason="insufficient_quota"}')
+        ]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    before = refusals()
+    with openai.OpenAI(base_url=servers[0].base_url, api_key=secret) as client:  # default: 2 retries
+        with pytest.raises(openai.RateLimitError) as err:
+            client.chat.completions.create(**ASK)
+    assert err.value.code == "insufficient_quota"
+    assert err.value.response.headers["x-should-retry"] == "false"
+    assert refusals() - before == 1  # the SDK did not retry

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import HomeportError
+from ..errors import HomeportError, InsufficientQuota, RateLimited
 from ..services.keys import ApiKey
 from ..services.limits import Reservation, ratelimit_headers
 from ..services.usage import UsageEvent
@@ -22,9 +22,12 @@ __all__ = ["Admission", "admit", "respond"]
 
 
 class Admission:
-    def __init__(self, request: Request, reservation: Reservation | None) -> None:
+    def __init__(self, request: Request, key: ApiKey, reservation: Reservation | None, budgeted: int) -> None:
         self._limiter = request.app.state.limiter
+        self._keys = request.app.state.keys
+        self._key = key
         self._reservation = reservation
+        self._budgeted = budgeted  # tokens taken from the key's budget up front
 
     @property
     def headers(self) -> dict[str, str]:
@@ -32,16 +35,36 @@ class Admission:
 
     async def settle(self, actual_tokens: int | None) -> None:
         """Real tokens used; None (a stream cut short) keeps the reservation as it was."""
-        if self._reservation is not None and actual_tokens is not None:
+        if actual_tokens is None:
+            return
+        if self._reservation is not None:
             await self._limiter.settle(self._reservation, actual_tokens)
+        if self._budgeted:
+            await self._keys.give_back_budget(self._key.id, self._budgeted - actual_tokens)
 
 
 async def admit(request: Request, key: ApiKey, tokens: int) -> Admission:
-    """Reserve one request and `tokens` under the key's limits; raises RateLimited (429)."""
+    """Take `tokens` from the key's budget and one request + `tokens` from its rate limits.
+
+    Raises InsufficientQuota (budget spent; not retried) or RateLimited (429 + Retry-After).
+    """
+    budgeted = 0
+    if key.budget_tokens is not None:
+        if await request.app.state.keys.take_budget(key.id, tokens) is None:
+            raise InsufficientQuota(
+                f"You exceeded your token budget ({key.budget_tokens} tokens) for this key; "
+                f"this request needs up to {tokens}."
+            )
+        budgeted = tokens
     if key.rpm is None and key.tpm is None:
-        return Admission(request, None)
-    reservation = await request.app.state.limiter.reserve(f"key:{key.id}", key.rpm, key.tpm, tokens)
-    return Admission(request, reservation)
+        return Admission(request, key, None, budgeted)
+    try:
+        reservation = await request.app.state.limiter.reserve(f"key:{key.id}", key.rpm, key.tpm, tokens)
+    except RateLimited:
+        if budgeted:
+            await request.app.state.keys.give_back_budget(key.id, budgeted)
+        raise
+    return Admission(request, key, reservation, budgeted)
 
 
 async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Response:
@@ -55,6 +78,7 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
         plan = service.plan(body)
         admission = await admit(request, key, plan.token_estimate)
     except HomeportError as exc:
+        meter.refusal = exc.code
         meter.done(exc.status, None)
         raise
     try:
@@ -87,6 +111,7 @@ class _Meter:
         self._request, self._key, self._model = request, key, model
         self._metrics = request.app.state.metrics
         self._start = time.perf_counter()
+        self.refusal: str | None = None
 
     def first_token(self) -> None:
         self._metrics.ttft.labels(self._model).observe(time.perf_counter() - self._start)
@@ -96,7 +121,7 @@ class _Meter:
         completion = getattr(usage, "completion_tokens", 0) if usage else 0
         details = getattr(usage, "prompt_tokens_details", None)
         if status == 429:
-            self._metrics.rate_limited.labels("rate_limit").inc()
+            self._metrics.rate_limited.labels(self.refusal or "rate_limit").inc()
         self._metrics.tokens.labels(self._model, "prompt").inc(prompt)
         self._metrics.tokens.labels(self._model, "completion").inc(completion)
         path = self._request.url.path

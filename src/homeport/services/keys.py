@@ -37,6 +37,8 @@ class ApiKey:
     """Requests per minute this key may make (None: unlimited)."""
     tpm: int | None = None
     """Tokens per minute (prompt + max output reserved up front, settled after)."""
+    budget_tokens: int | None = None
+    """Tokens this key may use in all (None: no budget)."""
 
 
 def hash_secret(secret: str) -> str:
@@ -48,7 +50,10 @@ def _redact(secret: str) -> str:
 
 
 def _from_row(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id, row.rpm, row.tpm)
+    return ApiKey(
+        row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id, row.rpm, row.tpm,
+        row.budget_tokens,
+    )  # fmt: skip
 
 
 class KeyStore:
@@ -63,6 +68,7 @@ class KeyStore:
         project: str | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        budget_tokens: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (the only time the secret is available)."""
         secret = secret or _SECRET_PREFIX + secrets.token_urlsafe(24)
@@ -76,6 +82,8 @@ class KeyStore:
             project_id=project_id,
             rpm=rpm,
             tpm=tpm,
+            budget_tokens=budget_tokens,
+            budget_used=0,
         )
         async with self._db.sessions() as session, session.begin():
             session.add(row)
@@ -126,6 +134,30 @@ class KeyStore:
 
     async def count_active(self) -> int:
         return sum(1 for k in await self.list() if k.revoked_at is None)
+
+    async def take_budget(self, key_id: str, tokens: int) -> int | None:
+        """Add `tokens` to the key's used budget if it stays within it: one conditional UPDATE,
+        atomic on SQLite and PostgreSQL alike, so concurrent requests on any number of replicas
+        can never overshoot. Returns the new total, or None when it would not fit."""
+        row = ApiKeyRow.__table__.c
+        async with self._db.sessions() as session, session.begin():
+            result = await session.execute(
+                update(ApiKeyRow)
+                .where(ApiKeyRow.id == key_id, row.budget_used + tokens <= row.budget_tokens)
+                .values(budget_used=row.budget_used + tokens)
+                .returning(row.budget_used)
+            )
+            used = result.scalar()
+        return None if used is None else int(used)
+
+    async def give_back_budget(self, key_id: str, tokens: int) -> None:
+        """Correct the used budget once the real count is known (tokens may be negative)."""
+        if tokens:
+            async with self._db.sessions() as session, session.begin():
+                column = ApiKeyRow.__table__.c.budget_used
+                await session.execute(
+                    update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(budget_used=column - tokens)
+                )
 
     async def revoke(self, key_id: str) -> bool:
         async with self._db.sessions() as session, session.begin():

@@ -24,6 +24,8 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    budget_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ProjectRow(Base):
