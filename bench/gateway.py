@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,16 +27,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import start_server, stop_server  # noqa: E402
+from tests.conftest import create_key, start_server, stop_server  # noqa: E402
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}]
 ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-
-
-def _key(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "homeport", "keys", "create", *args],
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True)  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _timed(n: int, call) -> list[float]:  # type: ignore[no-untyped-def]
@@ -60,8 +52,8 @@ def run_mode(name: str, env: dict[str, str], n: int) -> dict:
         server = start_server(Path(tmp), {"models": FAKE}, env=env)
         try:
             key_env = {**env, "HOMEPORT_DATA_DIR": str(server.data_dir)}
-            open_key = _key(key_env, "--name", "open")
-            limited = _key(key_env, "--name", "limited", "--rpm", "1000000", "--tpm", "1000000000",
+            open_key = create_key(key_env, "--name", "open")
+            limited = create_key(key_env, "--name", "limited", "--rpm", "1000000", "--tpm", "1000000000",
                            "--budget-tokens", "1000000000")  # fmt: skip
             with httpx.Client(timeout=30) as http:
                 url = f"{server.base_url}/chat/completions"

@@ -75,6 +75,18 @@ def wait_ready(server: Server, timeout: float = 180) -> Server:
     raise RuntimeError(f"homeport not ready after {timeout}s:\n{server.log.read_text()}")
 
 
+def homeport_cli(env: dict[str, str], *args: str) -> str:
+    """Run `homeport ARGS` with extra environment (e.g. HOMEPORT_DATA_DIR); returns stdout."""
+    out = subprocess.run([sys.executable, "-m", "homeport", *args], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout
+
+
+def create_key(env: dict[str, str], *args: str) -> str:
+    """`homeport keys create ARGS`; returns the secret (its last line)."""
+    return homeport_cli(env, "keys", "create", *args).strip().splitlines()[-1]
+
+
 def stop_server(server: Server) -> None:
     server.process.terminate()
     try:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, create_key, homeport_cli
 from tests.spec import validate
 
 CHAT = "smollm2-135m-instruct"
@@ -39,17 +35,14 @@ def test_missing_and_wrong_api_key(server) -> None:
 
 
 def test_keys_cli_create_and_revoke(server) -> None:
-    env = {**os.environ, "HOMEPORT_DATA_DIR": str(server.data_dir)}
-    created = subprocess.run([sys.executable, "-m", "homeport", "keys", "create", "--name", "ci"],
-                             env=env, capture_output=True, text=True, check=True)  # fmt: skip
-    secret = created.stdout.strip().splitlines()[-1]
+    env = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
+    secret = create_key(env, "--name", "ci")
     with OpenAI(base_url=server.base_url, api_key=secret, max_retries=0) as c:
         assert c.models.list().data
-        listed = subprocess.run([sys.executable, "-m", "homeport", "keys", "list"],
-                                env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+        listed = homeport_cli(env, "keys", "list")
         assert secret not in listed and secret[:10] in listed
         key_id = next(line.split()[0] for line in listed.splitlines() if line.endswith(" ci"))
-        subprocess.run([sys.executable, "-m", "homeport", "keys", "revoke", key_id], env=env, check=True)
+        homeport_cli(env, "keys", "revoke", key_id)
         with pytest.raises(openai.AuthenticationError):
             c.models.list()
 

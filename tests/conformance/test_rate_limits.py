@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import subprocess
-import sys
 import time
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import launch_server, stop_server, wait_ready
+from tests.conftest import create_key, homeport_cli, launch_server, stop_server, wait_ready
 from tests.spec import validate
 
 FAKE_MODELS = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}]
 ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-
-
-def _create_key(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "homeport", "keys", "create", *args],
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True)  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _wait_for_fresh_window(margin: float = 15) -> None:
@@ -35,7 +26,7 @@ def _wait_for_fresh_window(margin: float = 15) -> None:
 
 def test_limited_key_gets_headers_then_429(server) -> None:
     env = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
-    secret = _create_key(env, "--name", "limited", "--project", "demo", "--rpm", "3")
+    secret = create_key(env, "--name", "limited", "--project", "demo", "--rpm", "3")
     _wait_for_fresh_window(5)
     client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
     for expected_remaining in ("2", "1", "0"):
@@ -89,7 +80,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory):
 
 def test_limit_is_exact_across_three_replicas(replicas) -> None:
     servers, env = replicas
-    secret = _create_key(env, "--name", "shared", "--project", "p1", "--rpm", "10")
+    secret = create_key(env, "--name", "shared", "--project", "p1", "--rpm", "10")
     _wait_for_fresh_window()
 
     async def burst() -> list[int]:
@@ -110,14 +101,13 @@ def test_limit_is_exact_across_three_replicas(replicas) -> None:
 
 def test_key_created_and_revoked_anywhere_holds_everywhere(replicas) -> None:
     servers, env = replicas
-    secret = _create_key(env, "--name", "temp")
+    secret = create_key(env, "--name", "temp")
     for server in servers:
         with openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0) as client:
             assert client.models.list().data
-    listed = subprocess.run([sys.executable, "-m", "homeport", "keys", "list"], env={**os.environ, **env},
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    listed = homeport_cli(env, "keys", "list")
     key_id = next(line.split()[0] for line in listed.splitlines() if line.endswith(" temp"))
-    subprocess.run([sys.executable, "-m", "homeport", "keys", "revoke", key_id], env={**os.environ, **env}, check=True)
+    homeport_cli(env, "keys", "revoke", key_id)
     for server in servers:
         with openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0) as client:
             with pytest.raises(openai.AuthenticationError):
@@ -127,7 +117,7 @@ def test_key_created_and_revoked_anywhere_holds_everywhere(replicas) -> None:
 def test_budget_is_never_overshot_across_replicas(replicas) -> None:
     servers, env = replicas
     # Each request reserves 20 prompt + 5 output tokens and uses exactly that (fake engine).
-    secret = _create_key(env, "--name", "budgeted", "--budget-tokens", "250")
+    secret = create_key(env, "--name", "budgeted", "--budget-tokens", "250")
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {secret}"}) as http:

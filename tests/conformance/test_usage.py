@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 import openai
 
+from tests.conftest import create_key
 from tests.spec import validate
 
 
 def _key(server, project: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "homeport", "keys", "create", "--name", project, "--project", project],
-                         env={**os.environ, "HOMEPORT_DATA_DIR": str(server.data_dir)},
-                         capture_output=True, text=True, check=True)  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
+    return create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", project, "--project", project)
 
 
 def _report(server, secret: str, kind: str, **params) -> dict:
