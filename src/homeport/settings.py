@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = Field("homeport", description="Prefix of every Redis key Homeport writes.")
     max_request_bytes: int = Field(16 * 1024 * 1024, description="Larger request bodies get 413.")
+    key_cache_s: float = Field(
+        1.0, description="How long a valid key is trusted without a database lookup (revocation delay)."
+    )
     models: list[ModelConfig] = Field(default_factory=lambda: list(DEFAULT_MODELS))
     aliases: dict[str, str] = Field(
         default_factory=dict, description="Extra model ids, e.g. {'gpt-4o-mini': 'smollm2-135m-instruct'}."

@@ -108,6 +108,7 @@ def test_key_created_and_revoked_anywhere_holds_everywhere(replicas) -> None:
     listed = homeport_cli(env, "keys", "list")
     key_id = next(line.split()[0] for line in listed.splitlines() if line.endswith(" temp"))
     homeport_cli(env, "keys", "revoke", key_id)
+    time.sleep(1.1)  # replicas trust a valid key for up to key_cache_s (1 s)
     for server in servers:
         with openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0) as client:
             with pytest.raises(openai.AuthenticationError):

@@ -52,7 +52,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             await db.close()
 
     db = Database(settings.resolved_database_url)
-    keys = KeyStore(db)
+    keys = KeyStore(db, cache_s=settings.key_cache_s)
     registry = ModelRegistry(settings)
     app = FastAPI(title="Homeport", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings

@@ -57,8 +57,12 @@ def _from_row(row: ApiKeyRow) -> ApiKey:
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_s: float = 0.0) -> None:
         self._db = db
+        # Valid keys are remembered for `cache_s` (a revocation elsewhere takes that long to
+        # reach this process); unknown secrets are always looked up, so new keys work at once.
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[ApiKey, float]] = {}
 
     async def create(
         self,
@@ -121,11 +125,20 @@ class KeyStore:
 
     async def verify(self, secret: str) -> ApiKey | None:
         digest = hash_secret(secret)
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         async with self._db.sessions() as session:
             row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest))
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, digest):
+            self._cache.pop(digest, None)
             return None
-        return _from_row(row)
+        key = _from_row(row)
+        if self._cache_s > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (key, time.monotonic() + self._cache_s)
+        return key
 
     async def list(self) -> list[ApiKey]:
         async with self._db.sessions() as session:
