@@ -111,10 +111,21 @@ def keys_create(
     rpm: Annotated[int | None, typer.Option(help="Requests per minute (default: unlimited).")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute (default: unlimited).")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="Tokens the key may use in all.")] = None,
+    expires_in_days: Annotated[float | None, typer.Option(help="Key stops working after this many days.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model ids the key may use.")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Only list models and read usage.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a key; its secret is printed once, on the last line."""
-    create = lambda store: store.create(name, project=project, rpm=rpm, tpm=tpm, budget_tokens=budget_tokens)  # noqa: E731
+    expires_at = int(time.time() + expires_in_days * 86400) if expires_in_days is not None else None
+    allow = [m.strip() for m in models.split(",") if m.strip()] if models else None
+
+    def create(store: KeyStore):  # type: ignore[no-untyped-def]
+        return store.create(
+            name, project=project, rpm=rpm, tpm=tpm, budget_tokens=budget_tokens,
+            expires_at=expires_at, models=allow, read_only=read_only,
+        )  # fmt: skip
+
     key, secret = _with_store(_settings(config), create)
     given = (("rpm", rpm), ("tpm", tpm), ("budget tokens", budget_tokens))
     limits = ", ".join(f"{v} {k}" for k, v in given if v is not None) or "no limits"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..errors import AuthenticationFailed
+from ..errors import AuthenticationFailed, PermissionDenied
 from ..services.keys import ApiKey
 
 __all__ = ["authenticate", "CurrentKey"]
@@ -23,6 +23,10 @@ async def authenticate(request: Request) -> ApiKey:
     key = await request.app.state.keys.verify(secret.strip())
     if key is None:
         raise AuthenticationFailed(f"Incorrect API key provided: {_redact(secret.strip())}.")
+    if key.expired():
+        raise AuthenticationFailed(f"The API key {key.redacted} has expired.")
+    if key.read_only and request.method not in ("GET", "HEAD"):
+        raise PermissionDenied("This API key is read-only: it may list models and read usage, not make requests.")
     return key
 
 

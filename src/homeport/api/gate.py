@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import HomeportError, InsufficientQuota, RateLimited
+from ..errors import HomeportError, InsufficientQuota, ModelNotFound, RateLimited
 from ..services.keys import ApiKey
 from ..services.limits import Reservation, ratelimit_headers
 from ..services.usage import UsageEvent
@@ -75,6 +75,8 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
     """
     meter = _Meter(request, key, body.model)
     try:
+        if not request.app.state.registry.allowed(body.model, key.models):
+            raise ModelNotFound(body.model)  # as OpenAI answers for a model the key can't use
         plan = service.plan(body)
         admission = await admit(request, key, plan.token_estimate)
     except HomeportError as exc:

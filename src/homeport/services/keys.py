@@ -39,6 +39,14 @@ class ApiKey:
     """Tokens per minute (prompt + max output reserved up front, settled after)."""
     budget_tokens: int | None = None
     """Tokens this key may use in all (None: no budget)."""
+    expires_at: int | None = None
+    models: tuple[str, ...] | None = None
+    """The model ids (or aliases) this key may use; None: all."""
+    read_only: bool = False
+    """Only reads (GET): listing models, reading usage."""
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires_at is not None and (now or time.time()) >= self.expires_at
 
 
 def hash_secret(secret: str) -> str:
@@ -52,7 +60,7 @@ def _redact(secret: str) -> str:
 def _from_row(row: ApiKeyRow) -> ApiKey:
     return ApiKey(
         row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id, row.rpm, row.tpm,
-        row.budget_tokens,
+        row.budget_tokens, row.expires_at, tuple(row.models.split(",")) if row.models else None, row.read_only,
     )  # fmt: skip
 
 
@@ -73,6 +81,9 @@ class KeyStore:
         rpm: int | None = None,
         tpm: int | None = None,
         budget_tokens: int | None = None,
+        expires_at: int | None = None,
+        models: list[str] | None = None,
+        read_only: bool = False,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (the only time the secret is available)."""
         secret = secret or _SECRET_PREFIX + secrets.token_urlsafe(24)
@@ -88,6 +99,9 @@ class KeyStore:
             tpm=tpm,
             budget_tokens=budget_tokens,
             budget_used=0,
+            expires_at=expires_at,
+            models=",".join(models) if models else None,
+            read_only=read_only,
         )
         async with self._db.sessions() as session, session.begin():
             session.add(row)

@@ -43,14 +43,25 @@ class ModelRegistry:
 
     # ---- lookups ------------------------------------------------------------------------
 
-    def models(self) -> ModelList:
+    def allowed(self, name: str, allow: tuple[str, ...] | None) -> bool:
+        """Whether a key with this allow-list may use `name` (listed by any of its names)."""
+        if allow is None:
+            return True
+        target = self._names.get(name)
+        return any(a == name or (target is not None and self._names.get(a) == target) for a in allow)
+
+    def models(self, allow: tuple[str, ...] | None = None) -> ModelList:
         data = []
         for name, model_id in self._names.items():
+            if not self.allowed(name, allow):
+                continue
             cfg = self._entries[model_id].config
             data.append(Model(id=name, created=cfg.created, owned_by=cfg.owned_by))
         return ModelList(data=data)
 
-    def retrieve(self, name: str) -> Model:
+    def retrieve(self, name: str, allow: tuple[str, ...] | None = None) -> Model:
+        if not self.allowed(name, allow):
+            raise ModelNotFound(name, param=None)
         cfg = self.config(name, param=None)
         return Model(id=name, created=cfg.created, owned_by=cfg.owned_by)
 

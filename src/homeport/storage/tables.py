@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "ApiKeyRow", "ProjectRow", "UsageRow"]
@@ -26,6 +26,9 @@ class ApiKeyRow(Base):
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     budget_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     budget_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    models: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated allow-list
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class ProjectRow(Base):
