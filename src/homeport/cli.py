@@ -18,6 +18,8 @@ from .storage.db import Database
 app = typer.Typer(help="Homeport: the OpenAI API, self-hosted.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+projects_app = typer.Typer(help="Projects and their shared rate limits.", no_args_is_help=True)
+app.add_typer(projects_app, name="projects")
 console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML or TOML settings file.")]
@@ -136,7 +138,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(config: ConfigOption = None) -> None:
     """List keys (secrets redacted)."""
-    for key in _with_store(_settings(config), lambda store: store.list()):
+    for key in _with_store(_settings(config), lambda store: store.list_keys()):
         state = "revoked" if key.revoked_at else "active"
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_at))
         limits = f"rpm={key.rpm or '-'} tpm={key.tpm or '-'}"
@@ -150,6 +152,25 @@ def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
         console.print(f"No active key {key_id}.")
         raise typer.Exit(1)
     console.print(f"Revoked {key_id}.")
+
+
+@projects_app.command("set-limits")
+def projects_set_limits(
+    name: str,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute for all the project's keys.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute for all the project's keys.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a project if needed and set its limits (omitted: unlimited)."""
+    project_id = _with_store(_settings(config), lambda store: store.set_project_limits(name, rpm, tpm))
+    console.print(f"Project {name} ({project_id}): rpm={rpm or '-'} tpm={tpm or '-'}")
+
+
+@projects_app.command("list")
+def projects_list(config: ConfigOption = None) -> None:
+    """List projects and their limits."""
+    for project_id, name, rpm, tpm in _with_store(_settings(config), lambda store: store.projects()):
+        print(f"{project_id}  rpm={rpm or '-'} tpm={tpm or '-'}  {name}")
 
 
 def main() -> None:

@@ -142,3 +142,22 @@ def test_budget_is_never_overshot_across_replicas(replicas) -> None:
     assert err.value.code == "insufficient_quota"
     assert err.value.response.headers["x-should-retry"] == "false"
     assert refusals() - before == 1  # the SDK did not retry
+
+
+def test_project_limit_is_shared_by_its_keys_across_replicas(replicas) -> None:
+    servers, env = replicas
+    homeport_cli(env, "projects", "set-limits", "team", "--rpm", "6")
+    secrets_ = [create_key(env, "--name", f"team-{i}", "--project", "team") for i in range(3)]
+    _wait_for_fresh_window()
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            calls = [
+                http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK,
+                          headers={"Authorization": f"Bearer {secrets_[i % 3]}"})
+                for i in range(18)
+            ]  # fmt: skip
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 6 and codes.count(429) == 12  # one budget for the three keys

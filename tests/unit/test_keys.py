@@ -24,7 +24,7 @@ async def _exercise(db: Database) -> None:
     async with db.sessions() as session:
         row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.id == key.id))
     assert row is not None and row.secret_hash == hash_secret(secret) and secret not in row.redacted
-    assert [k.id for k in await store.list()] == [key.id]
+    assert [k.id for k in await store.list_keys()] == [key.id]
     assert await store.revoke(key.id) and not await store.revoke(key.id)
     assert await store.verify(secret) is None
     seeded = await store.ensure("sk-dev", "env")

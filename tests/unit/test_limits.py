@@ -9,7 +9,14 @@ import time
 import pytest
 
 from homeport.errors import RateLimited
-from homeport.services.limits import WINDOW_S, MemoryRateLimiter, RedisRateLimiter, _duration, ratelimit_headers
+from homeport.services.limits import (
+    WINDOW_S,
+    MemoryRateLimiter,
+    RedisRateLimiter,
+    Scope,
+    _duration,
+    ratelimit_headers,
+)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -31,7 +38,9 @@ async def limiter(request):
 
 @pytest.mark.anyio
 async def test_exactly_rpm_requests_are_admitted_concurrently(limiter) -> None:
-    results = await asyncio.gather(*(limiter.reserve("k1", 7, None, 0) for _ in range(20)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(limiter.reserve([Scope("k1", 7, None)], 0) for _ in range(20)), return_exceptions=True
+    )
     admitted = [r for r in results if not isinstance(r, BaseException)]
     rejected = [r for r in results if isinstance(r, RateLimited)]
     assert len(admitted) == 7 and len(rejected) == 13
@@ -41,13 +50,13 @@ async def test_exactly_rpm_requests_are_admitted_concurrently(limiter) -> None:
 
 @pytest.mark.anyio
 async def test_tokens_are_reserved_then_settled(limiter) -> None:
-    first = await limiter.reserve("k2", None, 100, 80)
+    first = await limiter.reserve([Scope("k2", None, 100)], 80)
     with pytest.raises(RateLimited) as err:
-        await limiter.reserve("k2", None, 100, 30)  # 80 + 30 > 100
+        await limiter.reserve([Scope("k2", None, 100)], 30)  # 80 + 30 > 100
     assert "tokens" in err.value.message
     await limiter.settle(first, 20)  # the request really used 20
-    second = await limiter.reserve("k2", None, 100, 30)
-    assert second.tokens_used == 50
+    second = await limiter.reserve([Scope("k2", None, 100)], 30)
+    assert second.scopes[0].tokens_used == 50
     headers = ratelimit_headers(second)
     assert headers["x-ratelimit-limit-tokens"] == "100" and headers["x-ratelimit-remaining-tokens"] == "50"
     assert "x-ratelimit-limit-requests" not in headers
@@ -55,11 +64,25 @@ async def test_tokens_are_reserved_then_settled(limiter) -> None:
 
 @pytest.mark.anyio
 async def test_a_rejected_request_takes_nothing(limiter) -> None:
-    await limiter.reserve("k3", 2, 10, 10)
+    await limiter.reserve([Scope("k3", 2, 10)], 10)
     with pytest.raises(RateLimited):
-        await limiter.reserve("k3", 2, 10, 1)  # tokens full: the request is not counted either
-    r = await limiter.reserve("k3", 2, 10, 0)
-    assert r.requests_used == 2
+        await limiter.reserve([Scope("k3", 2, 10)], 1)  # tokens full: the request is not counted either
+    r = await limiter.reserve([Scope("k3", 2, 10)], 0)
+    assert r.scopes[0].requests_used == 2
+
+
+@pytest.mark.anyio
+async def test_all_scopes_or_none(limiter) -> None:
+    # Two keys of one project: the project's limit (3) binds before either key's (5).
+    project = lambda: Scope("project:p", 3, None)  # noqa: E731
+    for key in ("a", "b", "a"):
+        await limiter.reserve([Scope(f"key:{key}", 5, None), project()], 0)
+    with pytest.raises(RateLimited) as err:
+        await limiter.reserve([Scope("key:b", 5, None), project()], 0)
+    assert "project" in err.value.message
+    # The refused request took nothing from key b either: b has used 1 of its 5.
+    r = await limiter.reserve([Scope("key:b", 5, None)], 0)
+    assert r.scopes[0].requests_used == 2
 
 
 def test_duration_format() -> None:

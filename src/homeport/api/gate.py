@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from ..errors import HomeportError, InsufficientQuota, ModelNotFound, RateLimited
 from ..services.keys import ApiKey
-from ..services.limits import Reservation, ratelimit_headers
+from ..services.limits import Reservation, Scope, ratelimit_headers
 from ..services.usage import UsageEvent
 from .sse import event_stream
 
@@ -56,10 +56,15 @@ async def admit(request: Request, key: ApiKey, tokens: int) -> Admission:
                 f"this request needs up to {tokens}."
             )
         budgeted = tokens
-    if key.rpm is None and key.tpm is None:
+    scopes = []
+    if key.rpm is not None or key.tpm is not None:
+        scopes.append(Scope(f"key:{key.id}", key.rpm, key.tpm))
+    if key.project_id is not None and (key.project_rpm is not None or key.project_tpm is not None):
+        scopes.append(Scope(f"project:{key.project_id}", key.project_rpm, key.project_tpm))
+    if not scopes:
         return Admission(request, key, None, budgeted)
     try:
-        reservation = await request.app.state.limiter.reserve(f"key:{key.id}", key.rpm, key.tpm, tokens)
+        reservation = await request.app.state.limiter.reserve(scopes, tokens)
     except RateLimited:
         if budgeted:
             await request.app.state.keys.give_back_budget(key.id, budgeted)

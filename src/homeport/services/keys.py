@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,9 @@ class ApiKey:
     """The model ids (or aliases) this key may use; None: all."""
     read_only: bool = False
     """Only reads (GET): listing models, reading usage."""
+    project_rpm: int | None = None
+    """The key's project's limits, shared by all its keys."""
+    project_tpm: int | None = None
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
@@ -57,11 +60,12 @@ def _redact(secret: str) -> str:
     return f"{secret[:10]}...{secret[-4:]}"
 
 
-def _from_row(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(
+def _from_row(row: ApiKeyRow, project: ProjectRow | None = None) -> ApiKey:
+    key = ApiKey(
         row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id, row.rpm, row.tpm,
         row.budget_tokens, row.expires_at, tuple(row.models.split(",")) if row.models else None, row.read_only,
     )  # fmt: skip
+    return replace(key, project_rpm=project.rpm, project_tpm=project.tpm) if project else key
 
 
 class KeyStore:
@@ -143,24 +147,44 @@ class KeyStore:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         async with self._db.sessions() as session:
-            row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.secret_hash == digest))
+            found = (
+                await session.execute(
+                    select(ApiKeyRow, ProjectRow)
+                    .outerjoin(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
+                    .where(ApiKeyRow.secret_hash == digest)
+                )
+            ).first()
+        row, project = found if found is not None else (None, None)
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, digest):
             self._cache.pop(digest, None)
             return None
-        key = _from_row(row)
+        key = _from_row(row, project)
         if self._cache_s > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (key, time.monotonic() + self._cache_s)
         return key
 
-    async def list(self) -> list[ApiKey]:
+    async def list_keys(self) -> list[ApiKey]:
         async with self._db.sessions() as session:
             rows = await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id))
             return [_from_row(r) for r in rows]
 
     async def count_active(self) -> int:
-        return sum(1 for k in await self.list() if k.revoked_at is None)
+        return sum(1 for k in await self.list_keys() if k.revoked_at is None)
+
+    async def set_project_limits(self, name: str, rpm: int | None, tpm: int | None) -> str:
+        """Create the project if needed and set its per-minute limits; returns its id."""
+        project_id = await self.ensure_project(name)
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(update(ProjectRow).where(ProjectRow.id == project_id).values(rpm=rpm, tpm=tpm))
+        return project_id
+
+    async def projects(self) -> list[tuple[str, str, int | None, int | None]]:
+        """(id, name, rpm, tpm) of every project."""
+        async with self._db.sessions() as session:
+            rows = await session.scalars(select(ProjectRow).order_by(ProjectRow.created_at, ProjectRow.id))
+            return [(r.id, r.name, r.rpm, r.tpm) for r in rows]
 
     async def take_budget(self, key_id: str, tokens: int) -> int | None:
         """Add `tokens` to the key's used budget if it stays within it: one conditional UPDATE,

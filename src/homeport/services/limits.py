@@ -1,10 +1,10 @@
-"""Rate limits: requests and tokens per minute, exact across replicas.
+"""Rate limits: requests and tokens per minute, per key and per project, exact across replicas.
 
 Counting is per fixed one-minute window. A request reserves one request and its token
-estimate (prompt + max output) atomically — both fit or neither is taken — and settles the
-tokens with the real count when it ends. In-process counters serve one instance; with
-`redis_url` the same check-and-take is one Lua script in Redis, so N replicas share one
-budget (the limit holds exactly, not limit × replicas).
+estimate (prompt + max output) in every scope that limits it (its key, its project) at once:
+all fit or nothing is taken. Tokens are settled with the real count when it ends. In-process
+counters serve one instance; with `redis_url` the same check-and-take is one Lua script in
+Redis, so N replicas share one budget (the limit holds exactly, not limit × replicas).
 """
 
 from __future__ import annotations
@@ -16,28 +16,35 @@ from typing import Protocol
 
 from ..errors import RateLimited
 
-__all__ = ["Reservation", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "ratelimit_headers"]
+__all__ = ["Scope", "Reservation", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "ratelimit_headers"]
 
 WINDOW_S = 60
 
 
 @dataclass
-class Reservation:
-    scope: str
-    window: int
-    tokens: int
+class Scope:
+    """One set of limits, e.g. `key:key_…` or `project:proj_…`, and (after reserving) its use."""
+
+    name: str
     rpm: int | None
     tpm: int | None
-    requests_used: int
-    tokens_used: int
+    requests_used: int = 0
+    tokens_used: int = 0
+
+
+@dataclass
+class Reservation:
+    scopes: list[Scope]
+    window: int
+    tokens: int
 
     def reset_s(self) -> float:
         return max(0.0, (self.window + 1) * WINDOW_S - time.time())
 
 
 class RateLimiter(Protocol):
-    async def reserve(self, scope: str, rpm: int | None, tpm: int | None, tokens: int) -> Reservation:
-        """Take one request and `tokens`, or raise RateLimited (with Retry-After and headers)."""
+    async def reserve(self, scopes: list[Scope], tokens: int) -> Reservation:
+        """Take one request and `tokens` in every scope, or raise RateLimited (Retry-After, headers)."""
         ...
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
@@ -48,16 +55,20 @@ class RateLimiter(Protocol):
 
 
 def ratelimit_headers(r: Reservation) -> dict[str, str]:
-    """OpenAI's x-ratelimit-* headers for the limits that apply."""
+    """OpenAI's x-ratelimit-* headers, for the tightest scope of each kind."""
     reset = _duration(r.reset_s())
     headers = {}
-    if r.rpm is not None:
-        headers["x-ratelimit-limit-requests"] = str(r.rpm)
-        headers["x-ratelimit-remaining-requests"] = str(max(0, r.rpm - r.requests_used))
+    by_requests = [s for s in r.scopes if s.rpm is not None]
+    if by_requests:
+        tight = min(by_requests, key=lambda s: s.rpm - s.requests_used)  # type: ignore[operator]
+        headers["x-ratelimit-limit-requests"] = str(tight.rpm)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, tight.rpm - tight.requests_used))  # type: ignore[operator]
         headers["x-ratelimit-reset-requests"] = reset
-    if r.tpm is not None:
-        headers["x-ratelimit-limit-tokens"] = str(r.tpm)
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, r.tpm - r.tokens_used))
+    by_tokens = [s for s in r.scopes if s.tpm is not None]
+    if by_tokens:
+        tight = min(by_tokens, key=lambda s: s.tpm - s.tokens_used)  # type: ignore[operator]
+        headers["x-ratelimit-limit-tokens"] = str(tight.tpm)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, tight.tpm - tight.tokens_used))  # type: ignore[operator]
         headers["x-ratelimit-reset-tokens"] = reset
     return headers
 
@@ -70,14 +81,24 @@ def _duration(seconds: float) -> str:
     return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
 
 
-def _rejected(r: Reservation, what: str) -> RateLimited:
-    limit = r.rpm if what == "requests" else r.tpm
+def _rejected(r: Reservation, scope: Scope, what: str) -> RateLimited:
+    limit = scope.rpm if what == "requests" else scope.tpm
+    owner = scope.name.split(":", 1)[0]  # key | project
     err = RateLimited(
-        f"Rate limit reached for {what} per minute (limit {limit}). Please try again in {_duration(r.reset_s())}.",
+        f"Rate limit reached for {what} per minute on this {owner} (limit {limit}). "
+        f"Please try again in {_duration(r.reset_s())}.",
         retry_after=max(1.0, r.reset_s()),
     )
     err.headers = ratelimit_headers(r)
     return err
+
+
+def _over(scope: Scope, tokens: int) -> str | None:
+    if scope.rpm is not None and scope.requests_used + 1 > scope.rpm:
+        return "requests"
+    if scope.tpm is not None and scope.tokens_used + tokens > scope.tpm:
+        return "tokens"
+    return None
 
 
 class MemoryRateLimiter:
@@ -86,24 +107,27 @@ class MemoryRateLimiter:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int], list[int]] = {}
 
-    async def reserve(self, scope: str, rpm: int | None, tpm: int | None, tokens: int) -> Reservation:
+    async def reserve(self, scopes: list[Scope], tokens: int) -> Reservation:
         window = int(time.time() // WINDOW_S)
         self._forget_before(window)
-        counts = self._counts.setdefault((scope, window), [0, 0])
-        r = Reservation(scope, window, tokens, rpm, tpm, counts[0], counts[1])
-        if rpm is not None and counts[0] + 1 > rpm:
-            raise _rejected(r, "requests")
-        if tpm is not None and counts[1] + tokens > tpm:
-            raise _rejected(r, "tokens")
-        counts[0] += 1
-        counts[1] += tokens
-        r.requests_used, r.tokens_used = counts[0], counts[1]
+        counts = [self._counts.setdefault((s.name, window), [0, 0]) for s in scopes]
+        for scope, (req, tok) in zip(scopes, counts, strict=True):
+            scope.requests_used, scope.tokens_used = req, tok
+        r = Reservation(scopes, window, tokens)
+        for scope in scopes:
+            if (what := _over(scope, tokens)) is not None:
+                raise _rejected(r, scope, what)
+        for scope, count in zip(scopes, counts, strict=True):
+            count[0] += 1
+            count[1] += tokens
+            scope.requests_used, scope.tokens_used = count
         return r
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
-        counts = self._counts.get((reservation.scope, reservation.window))
-        if counts is not None:
-            counts[1] += actual_tokens - reservation.tokens
+        for scope in reservation.scopes:
+            counts = self._counts.get((scope.name, reservation.window))
+            if counts is not None:
+                counts[1] += actual_tokens - reservation.tokens
 
     def _forget_before(self, window: int) -> None:
         for key in [k for k in self._counts if k[1] < window]:
@@ -113,19 +137,29 @@ class MemoryRateLimiter:
         return None
 
 
-# KEYS: requests counter, tokens counter. ARGV: rpm (-1: none), tpm (-1: none), tokens, ttl.
-# Returns {0|1|2 (ok | over requests | over tokens), requests used, tokens used}.
+# KEYS: per scope, its requests and tokens counters. ARGV: tokens, ttl, then per scope rpm and
+# tpm (-1: none). Returns {failing scope (1-based) or 0, 1 (requests) | 2 (tokens) | 0,
+# then per scope its requests and tokens used}.
 _RESERVE = """
-local req = tonumber(redis.call('GET', KEYS[1]) or '0')
-local tok = tonumber(redis.call('GET', KEYS[2]) or '0')
-local rpm, tpm, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if rpm >= 0 and req + 1 > rpm then return {1, req, tok} end
-if tpm >= 0 and tok + want > tpm then return {2, req, tok} end
-req = redis.call('INCR', KEYS[1])
-tok = redis.call('INCRBY', KEYS[2], want)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-return {0, req, tok}
+local n = #KEYS / 2
+local want, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local used = {}
+for i = 1, n do
+  used[2*i-1] = tonumber(redis.call('GET', KEYS[2*i-1]) or '0')
+  used[2*i] = tonumber(redis.call('GET', KEYS[2*i]) or '0')
+end
+for i = 1, n do
+  local rpm, tpm = tonumber(ARGV[1 + 2*i]), tonumber(ARGV[2 + 2*i])
+  if rpm >= 0 and used[2*i-1] + 1 > rpm then return {i, 1, unpack(used)} end
+  if tpm >= 0 and used[2*i] + want > tpm then return {i, 2, unpack(used)} end
+end
+for i = 1, n do
+  used[2*i-1] = redis.call('INCR', KEYS[2*i-1])
+  used[2*i] = redis.call('INCRBY', KEYS[2*i], want)
+  redis.call('EXPIRE', KEYS[2*i-1], ttl)
+  redis.call('EXPIRE', KEYS[2*i], ttl)
+end
+return {0, 0, unpack(used)}
 """
 
 
@@ -143,21 +177,25 @@ class RedisRateLimiter:
         base = f"{self._prefix}:rl:{scope}:{window}"
         return [f"{base}:req", f"{base}:tok"]
 
-    async def reserve(self, scope: str, rpm: int | None, tpm: int | None, tokens: int) -> Reservation:
+    async def reserve(self, scopes: list[Scope], tokens: int) -> Reservation:
         window = int(time.time() // WINDOW_S)
-        args = [-1 if rpm is None else rpm, -1 if tpm is None else tpm, tokens, WINDOW_S * 2]
-        verdict, used_req, used_tok = await self._script(keys=self._keys(scope, window), args=args)
-        r = Reservation(scope, window, tokens, rpm, tpm, int(used_req), int(used_tok))
-        if verdict == 1:
-            raise _rejected(r, "requests")
-        if verdict == 2:
-            raise _rejected(r, "tokens")
+        keys = [k for s in scopes for k in self._keys(s.name, window)]
+        args = [tokens, WINDOW_S * 2]
+        for s in scopes:
+            args += [-1 if s.rpm is None else s.rpm, -1 if s.tpm is None else s.tpm]
+        failing, what, *used = await self._script(keys=keys, args=args)
+        for i, scope in enumerate(scopes):
+            scope.requests_used, scope.tokens_used = int(used[2 * i]), int(used[2 * i + 1])
+        r = Reservation(scopes, window, tokens)
+        if failing:
+            raise _rejected(r, scopes[failing - 1], "requests" if what == 1 else "tokens")
         return r
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         if actual_tokens != reservation.tokens:
-            key = self._keys(reservation.scope, reservation.window)[1]
-            await self._redis.incrby(key, actual_tokens - reservation.tokens)
+            for scope in reservation.scopes:
+                key = self._keys(scope.name, reservation.window)[1]
+                await self._redis.incrby(key, actual_tokens - reservation.tokens)
 
     async def close(self) -> None:
         await self._redis.aclose()
