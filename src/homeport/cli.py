@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from .logs import configure_logging
 from .services.keys import KeyStore
 from .settings import Settings
 from .storage.db import Database
@@ -41,9 +41,8 @@ def serve(
 
     from .api.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = _settings(config, host=host, port=port)
+    configure_logging(settings.log_format)
     first_key = asyncio.run(_bootstrap(settings))
     base_url = f"http://{settings.host}:{settings.port}/v1"
     wanted = settings.load_models

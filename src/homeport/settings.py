@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = Field("homeport", description="Prefix of every Redis key Homeport writes.")
     max_request_bytes: int = Field(16 * 1024 * 1024, description="Larger request bodies get 413.")
+    log_format: Literal["text", "json"] = Field("text", description="`json`: one object per line.")
+    access_log: bool = Field(True, description="Log every request (never prompt or output text).")
+    alert_webhook_url: str | None = Field(
+        None, description="POSTed a JSON alert when a key crosses 50/80/100% of its token budget."
+    )
     key_cache_s: float = Field(
         1.0, description="How long a valid key is trusted without a database lookup (revocation delay)."
     )

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ..metrics import Metrics
+from ..services.alerts import BudgetAlerts
 from ..services.chat import ChatService
 from ..services.completions import CompletionService
 from ..services.embeddings import EmbeddingService
@@ -49,6 +50,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             await registry.close()
             await app.state.limiter.close()
             await usage.close()
+            await alerts.close()
             await db.close()
 
     db = Database(settings.resolved_database_url)
@@ -62,6 +64,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.load_error = None
     app.state.metrics = metrics = Metrics()
     app.state.usage = usage = UsageRecorder(db)
+    app.state.alerts = alerts = BudgetAlerts(settings.alert_webhook_url)
     app.state.limiter = (
         RedisRateLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryRateLimiter()
     )
@@ -73,7 +76,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -25,6 +25,7 @@ async def authenticate(request: Request) -> ApiKey:
         raise AuthenticationFailed(f"Incorrect API key provided: {_redact(secret.strip())}.")
     if key.expired():
         raise AuthenticationFailed(f"The API key {key.redacted} has expired.")
+    request.state.key = key  # for the access log
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise PermissionDenied("This API key is read-only: it may list models and read usage, not make requests.")
     return key

@@ -50,7 +50,11 @@ async def admit(request: Request, key: ApiKey, tokens: int) -> Admission:
     """
     budgeted = 0
     if key.budget_tokens is not None:
-        if await request.app.state.keys.take_budget(key.id, tokens) is None:
+        used = await request.app.state.keys.take_budget(key.id, tokens)
+        if used is not None:
+            request.app.state.alerts.taken(key, used, tokens)
+        else:
+            request.app.state.alerts.refused(key)
             raise InsufficientQuota(
                 f"You exceeded your token budget ({key.budget_tokens} tokens) for this key; "
                 f"this request needs up to {tokens}."

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import RequestTooLarge
 from ..ids import new_id
+from ..logs import ACCESS
 from ..metrics import Metrics
 from .errors import error_body
 
@@ -80,9 +81,10 @@ class _TooLarge(Exception):
 class MetricsMiddleware:
     """Counts every answer by route template, status and model, and times it to the last byte."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,7 +100,17 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
+            elapsed = time.perf_counter() - start
+            state = scope.get("state", {})
             route = getattr(scope.get("route"), "path", "unmatched")
-            model = scope.get("state", {}).get("model", "")
+            model = state.get("model", "")
             self.metrics.requests.labels(route, scope["method"], str(status), model).inc()
-            self.metrics.latency.labels(route, model).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(route, model).observe(elapsed)
+            if self.access_log:
+                key = state.get("key")
+                ACCESS.info(
+                    "%s %s %s %.1fms", scope["method"], scope["path"], status, 1000 * elapsed,
+                    extra={"request_id": state.get("request_id"), "method": scope["method"], "path": scope["path"],
+                           "status": status, "latency_ms": round(1000 * elapsed, 2), "model": model or None,
+                           "key_id": key.id if key else None, "project_id": key.project_id if key else None},
+                )  # fmt: skip

@@ -1,0 +1,75 @@
+"""Budget alerts reach a webhook (a real HTTP server in the test); JSON access logs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, create_key, start_server, stop_server
+
+FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}]
+ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["content-length"]))
+        _Receiver.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/alerts"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory: pytest.TempPathFactory, webhook: str):
+    config = {"models": FAKE, "alert_webhook_url": webhook, "log_format": "json"}
+    server = start_server(tmp_path_factory.mktemp("alerts"), config)
+    yield server
+    stop_server(server)
+
+
+def test_budget_thresholds_are_posted_once_each(fake_server) -> None:
+    env = {"HOMEPORT_DATA_DIR": str(fake_server.data_dir)}
+    secret = create_key(env, "--name", "alerted", "--budget-tokens", "100")  # 25 tokens per request
+    codes = []
+    with httpx.Client(headers={"Authorization": f"Bearer {secret}"}) as http:
+        for _ in range(6):
+            codes.append(http.post(f"{fake_server.base_url}/chat/completions", json=ASK).status_code)
+    assert codes == [200, 200, 200, 200, 429, 429]
+    deadline = time.monotonic() + 5
+    while len(_Receiver.received) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(a["threshold"], a["used_tokens"]) for a in _Receiver.received] == [(0.5, 50), (0.8, 100), (1.0, 100)]
+    assert {a["type"] for a in _Receiver.received} == {"budget.threshold"}
+
+
+def test_json_access_log_has_request_id_and_no_prompt(fake_server) -> None:
+    marker = "do-not-log-this-prompt"
+    body = {**ASK, "messages": [{"role": "user", "content": marker}]}
+    r = httpx.post(
+        f"{fake_server.base_url}/chat/completions", headers={"Authorization": f"Bearer {API_KEY}"}, json=body
+    )
+    time.sleep(0.3)
+    lines = [json.loads(line) for line in fake_server.log.read_text().splitlines() if line.startswith("{")]
+    access = [entry for entry in lines if entry.get("request_id") == r.headers["x-request-id"]]
+    assert access and access[0]["status"] == 200 and access[0]["path"] == "/v1/chat/completions"
+    assert access[0]["model"] == "fake-chat" and access[0]["key_id"].startswith("key_")
+    assert marker not in fake_server.log.read_text()
