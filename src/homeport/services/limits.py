@@ -58,18 +58,16 @@ def ratelimit_headers(r: Reservation) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, for the tightest scope of each kind."""
     reset = _duration(r.reset_s())
     headers = {}
-    by_requests = [s for s in r.scopes if s.rpm is not None]
-    if by_requests:
-        tight = min(by_requests, key=lambda s: s.rpm - s.requests_used)  # type: ignore[operator]
-        headers["x-ratelimit-limit-requests"] = str(tight.rpm)
-        headers["x-ratelimit-remaining-requests"] = str(max(0, tight.rpm - tight.requests_used))  # type: ignore[operator]
-        headers["x-ratelimit-reset-requests"] = reset
-    by_tokens = [s for s in r.scopes if s.tpm is not None]
-    if by_tokens:
-        tight = min(by_tokens, key=lambda s: s.tpm - s.tokens_used)  # type: ignore[operator]
-        headers["x-ratelimit-limit-tokens"] = str(tight.tpm)
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, tight.tpm - tight.tokens_used))  # type: ignore[operator]
-        headers["x-ratelimit-reset-tokens"] = reset
+    for kind, limit_of, used_of in (
+        ("requests", lambda s: s.rpm, lambda s: s.requests_used),
+        ("tokens", lambda s: s.tpm, lambda s: s.tokens_used),
+    ):
+        left = [(limit_of(s), limit_of(s) - used_of(s)) for s in r.scopes if limit_of(s) is not None]
+        if left:
+            limit, remaining = min(left, key=lambda pair: pair[1])
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
+            headers[f"x-ratelimit-reset-{kind}"] = reset
     return headers
 
 
