@@ -170,3 +170,16 @@ def test_unknown_route_is_openai_shaped_404(server) -> None:
 def test_server_keeps_serving_after_bad_input(client) -> None:
     out = client.chat.completions.create(model=CHAT, messages=ASK, max_tokens=3)
     assert out.choices[0].message.content is not None
+
+
+def test_chunked_body_over_the_limit_is_413(server) -> None:
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        yield b'{"model": "all-minilm-l6-v2", "input": "'
+        for _ in range(2100):
+            yield b"x" * 1000
+        yield b'"}'
+
+    r = httpx.post(f"{server.base_url}/embeddings", content=chunks(),
+                   headers={"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 413
+    validate("ErrorResponse", r.json())
