@@ -112,6 +112,7 @@ def keys_create(
     rpm: Annotated[int | None, typer.Option(help="Requests per minute (default: unlimited).")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute (default: unlimited).")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="Tokens the key may use in all.")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="Spend (by the models' prices) the key may cause.")] = None,
     expires_in_days: Annotated[float | None, typer.Option(help="Key stops working after this many days.")] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model ids the key may use.")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Only list models and read usage.")] = False,
@@ -123,12 +124,13 @@ def keys_create(
 
     def create(store: KeyStore):  # type: ignore[no-untyped-def]
         return store.create(
-            name, project=project, rpm=rpm, tpm=tpm, budget_tokens=budget_tokens,
-            expires_at=expires_at, models=allow, read_only=read_only,
+            name, project=project, rpm=rpm, tpm=tpm, budget_tokens=budget_tokens, expires_at=expires_at,
+            budget_micro_usd=None if budget_usd is None else round(budget_usd * 1e6), models=allow,
+            read_only=read_only,
         )  # fmt: skip
 
     key, secret = _with_store(_settings(config), create)
-    given = (("rpm", rpm), ("tpm", tpm), ("budget tokens", budget_tokens))
+    given = (("rpm", rpm), ("tpm", tpm), ("budget tokens", budget_tokens), ("budget USD", budget_usd))
     limits = ", ".join(f"{v} {k}" for k, v in given if v is not None) or "no limits"
     console.print(f"Created {key.id} ({key.name}, project {project or '-'}, {limits}). The secret is shown only now:")
     print(secret)

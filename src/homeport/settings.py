@@ -37,6 +37,8 @@ class ModelConfig(BaseModel):
     )
     temperature: float = Field(1.0, description="Sampling temperature when a request sets none.")
     top_p: float = Field(1.0, description="Nucleus sampling mass when a request sets none.")
+    input_price: float = Field(0.0, description="USD per 1M prompt tokens (for cost budgets).")
+    output_price: float = Field(0.0, description="USD per 1M output tokens (for cost budgets).")
     owned_by: str = Field("homeport", description="`owned_by` in /v1/models.")
     created: int = Field(0, description="`created` in /v1/models (Unix seconds).")
 

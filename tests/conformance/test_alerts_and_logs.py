@@ -57,7 +57,8 @@ def test_budget_thresholds_are_posted_once_each(fake_server) -> None:
     deadline = time.monotonic() + 5
     while len(_Receiver.received) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [(a["threshold"], a["used_tokens"]) for a in _Receiver.received] == [(0.5, 50), (0.8, 100), (1.0, 100)]
+    got = [(a["budget"], a["threshold"], a["used"], a["limit"]) for a in _Receiver.received]
+    assert got == [("tokens", 0.5, 50, 100), ("tokens", 0.8, 100, 100), ("tokens", 1.0, 100, 100)]
     assert {a["type"] for a in _Receiver.received} == {"budget.threshold"}
 
 

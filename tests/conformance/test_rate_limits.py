@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import create_key, homeport_cli, launch_server, stop_server, wait_ready
 from tests.spec import validate
 
-FAKE_MODELS = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}]
+# Priced so that a request (20 prompt + 5 output tokens) costs $0.02 + $0.01 = $0.03.
+FAKE_MODELS = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake",
+                "input_price": 1000.0, "output_price": 2000.0}]  # fmt: skip
 ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
@@ -161,3 +163,16 @@ def test_project_limit_is_shared_by_its_keys_across_replicas(replicas) -> None:
 
     codes = asyncio.run(burst())
     assert codes.count(200) == 6 and codes.count(429) == 12  # one budget for the three keys
+
+
+def test_cost_budget_is_never_overshot_across_replicas(replicas) -> None:
+    servers, env = replicas
+    secret = create_key(env, "--name", "priced", "--budget-usd", "0.3")  # 10 requests of $0.03
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {secret}"}) as http:
+            calls = [http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK) for i in range(30)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 10 and codes.count(429) == 20

@@ -6,7 +6,9 @@ the x-ratelimit-* headers for the response, and `settle` corrects the token coun
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -18,68 +20,85 @@ from ..services.limits import Reservation, Scope, ratelimit_headers
 from ..services.usage import UsageEvent
 from .sse import event_stream
 
-__all__ = ["Admission", "admit", "respond"]
+__all__ = ["Admission", "Prices", "admit", "respond"]
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per 1M tokens; a request's cost is kept in micro-dollars (integers)."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+    def micro_usd(self, prompt_tokens: int, output_tokens: int) -> int:
+        return math.ceil(prompt_tokens * self.input + output_tokens * self.output)
 
 
 class Admission:
-    def __init__(self, request: Request, key: ApiKey, reservation: Reservation | None, budgeted: int) -> None:
+    def __init__(
+        self, request: Request, key: ApiKey, reservation: Reservation | None, taken: tuple[int, int], prices: Prices
+    ) -> None:
         self._limiter = request.app.state.limiter
         self._keys = request.app.state.keys
         self._key = key
         self._reservation = reservation
-        self._budgeted = budgeted  # tokens taken from the key's budget up front
+        self._taken = taken  # (tokens, micro-USD) taken from the key's budgets up front
+        self._prices = prices
 
     @property
     def headers(self) -> dict[str, str]:
         return ratelimit_headers(self._reservation) if self._reservation else {}
 
-    async def settle(self, actual_tokens: int | None) -> None:
-        """Real tokens used; None (a stream cut short) keeps the reservation as it was."""
-        if actual_tokens is None:
+    async def settle(self, used: tuple[int, int] | None) -> None:
+        """Real (prompt, output) tokens; None (a stream cut short) keeps the reservations."""
+        if used is None:
             return
         if self._reservation is not None:
-            await self._limiter.settle(self._reservation, actual_tokens)
-        if self._budgeted:
-            await self._keys.give_back_budget(self._key.id, self._budgeted - actual_tokens)
+            await self._limiter.settle(self._reservation, sum(used))
+        if self._key.budgeted:
+            extra_tokens = self._taken[0] - sum(used)
+            extra_cost = self._taken[1] - self._prices.micro_usd(*used)
+            await self._keys.give_back_budget(self._key.id, extra_tokens, extra_cost)
 
 
-async def admit(request: Request, key: ApiKey, tokens: int) -> Admission:
-    """Take `tokens` from the key's budget and one request + `tokens` from its rate limits.
+async def admit(request: Request, key: ApiKey, estimate: tuple[int, int], prices: Prices) -> Admission:
+    """Take the estimate from the key's budgets and one request + its tokens from its rate limits.
 
-    Raises InsufficientQuota (budget spent; not retried) or RateLimited (429 + Retry-After).
+    Raises InsufficientQuota (a budget is spent; not retried) or RateLimited (429 + Retry-After).
     """
-    budgeted = 0
-    if key.budget_tokens is not None:
-        used = await request.app.state.keys.take_budget(key.id, tokens)
-        if used is not None:
-            request.app.state.alerts.taken(key, used, tokens)
-        else:
+    tokens, keys = sum(estimate), request.app.state.keys
+    taken = (0, 0)
+    if key.budgeted:
+        want = (tokens, prices.micro_usd(*estimate))
+        used = await keys.take_budget(key.id, *want)
+        if used is None:
             request.app.state.alerts.refused(key)
             raise InsufficientQuota(
-                f"You exceeded your token budget ({key.budget_tokens} tokens) for this key; "
-                f"this request needs up to {tokens}."
+                "You exceeded your current quota: this key's budget cannot cover this request "
+                f"(up to {tokens} tokens). Ask for a larger budget or a new key."
             )
-        budgeted = tokens
+        request.app.state.alerts.taken(key, used, want)
+        taken = want
     scopes = []
     if key.rpm is not None or key.tpm is not None:
         scopes.append(Scope(f"key:{key.id}", key.rpm, key.tpm))
     if key.project_id is not None and (key.project_rpm is not None or key.project_tpm is not None):
         scopes.append(Scope(f"project:{key.project_id}", key.project_rpm, key.project_tpm))
     if not scopes:
-        return Admission(request, key, None, budgeted)
+        return Admission(request, key, None, taken, prices)
     try:
         reservation = await request.app.state.limiter.reserve(scopes, tokens)
     except RateLimited:
-        if budgeted:
-            await request.app.state.keys.give_back_budget(key.id, budgeted)
+        if key.budgeted:
+            await keys.give_back_budget(key.id, *taken)
         raise
-    return Admission(request, key, reservation, budgeted)
+    return Admission(request, key, reservation, taken, prices)
 
 
 async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Response:
     """Plan, admit, run, settle, meter: the shared path of the model endpoints.
 
-    `service` has plan(body) -> plan (with `token_estimate`), create(plan), and for
+    `service` has plan(body) -> plan (with `estimate`: prompt and output tokens), create(plan), and for
     streaming requests stream(plan) (which sets `plan.usage` when it completes).
     """
     meter = _Meter(request, key, body.model)
@@ -87,7 +106,8 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
         if not request.app.state.registry.allowed(body.model, key.models):
             raise ModelNotFound(body.model)  # as OpenAI answers for a model the key can't use
         plan = service.plan(body)
-        admission = await admit(request, key, plan.token_estimate)
+        config = request.app.state.registry.config(body.model)
+        admission = await admit(request, key, plan.estimate, Prices(config.input_price, config.output_price))
     except HomeportError as exc:
         meter.refusal = exc.code
         meter.done(exc.status, None)
@@ -100,18 +120,22 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
 
             async def settle() -> None:
                 usage = plan.usage
-                await admission.settle(usage.total_tokens if usage else None)
+                await admission.settle(_counts(usage) if usage else None)
                 meter.done(200 if usage else 499, usage)  # 499: the client left mid-stream
 
             return event_stream(first, chunks, headers=admission.headers, on_close=settle)
         result = await service.create(plan)
     except BaseException as exc:
-        await admission.settle(0)  # failed requests use no tokens
+        await admission.settle((0, 0))  # failed requests use no tokens
         meter.done(exc.status if isinstance(exc, HomeportError) else 500, None)
         raise
-    await admission.settle(result.usage.total_tokens)
+    await admission.settle(_counts(result.usage))
     meter.done(200, result.usage)
     return Response(result.model_dump_json(), media_type="application/json", headers=admission.headers)
+
+
+def _counts(usage: Any) -> tuple[int, int]:
+    return usage.prompt_tokens, getattr(usage, "completion_tokens", 0)
 
 
 class _Meter:

@@ -1,5 +1,5 @@
-"""Budget alerts: a log line, and a POST to the configured webhook, when a key's used tokens
-cross 50% and 80% of its budget, and when a request is first refused for an empty budget."""
+"""Budget alerts: a log line, and a POST to the configured webhook, when a key's use crosses
+50% and 80% of its token or cost budget, and when a request is first refused for a spent one."""
 
 from __future__ import annotations
 
@@ -24,31 +24,39 @@ class BudgetAlerts:
         self._exhausted: set[str] = set()
         self._pending: set[asyncio.Task[None]] = set()
 
-    def taken(self, key: ApiKey, used: int, tokens: int) -> None:
-        """After a successful budget take: alert on each threshold this take crossed."""
-        budget = key.budget_tokens or 0
-        for share in THRESHOLDS:
-            if used - tokens < share * budget <= used:
-                self._send(key, share, used)
+    def taken(self, key: ApiKey, used: tuple[int, int], taken: tuple[int, int]) -> None:
+        """After a successful budget take of (tokens, micro-USD): alert on each threshold crossed."""
+        for kind, limit, now, add in (
+            ("tokens", key.budget_tokens, used[0], taken[0]),
+            ("usd", key.budget_micro_usd, used[1], taken[1]),
+        ):
+            for share in THRESHOLDS:
+                if limit and now - add < share * limit <= now:
+                    self._send(key, kind, share, now, limit)
 
     def refused(self, key: ApiKey) -> None:
         """After a refusal for an empty budget: alert once per key (per process)."""
         if key.id not in self._exhausted:
             self._exhausted.add(key.id)
-            self._send(key, 1.0, key.budget_tokens or 0)
+            kind, limit = (
+                ("tokens", key.budget_tokens) if key.budget_tokens is not None else ("usd", key.budget_micro_usd)
+            )
+            self._send(key, kind, 1.0, limit or 0, limit or 0)
 
-    def _send(self, key: ApiKey, share: float, used: int) -> None:
+    def _send(self, key: ApiKey, kind: str, share: float, used: int, limit: int) -> None:
+        scale = 1e-6 if kind == "usd" else 1  # cost budgets are kept in micro-dollars
         event = {
             "type": "budget.threshold",
+            "budget": kind,
             "threshold": share,
             "key_id": key.id,
             "project_id": key.project_id,
-            "used_tokens": used,
-            "budget_tokens": key.budget_tokens,
+            "used": used * scale,
+            "limit": limit * scale,
             "ts": int(time.time()),
         }
-        log.warning("key %s reached %d%% of its token budget (%s of %s)", key.id, 100 * share, used,
-                    key.budget_tokens, extra={"key_id": key.id, "project_id": key.project_id})  # fmt: skip
+        log.warning("key %s reached %d%% of its %s budget (%s of %s)", key.id, 100 * share, kind, event["used"],
+                    event["limit"], extra={"key_id": key.id, "project_id": key.project_id})  # fmt: skip
         if self._http is not None:
             task = asyncio.create_task(self._post(event))
             self._pending.add(task)

@@ -53,9 +53,9 @@ class _Plan:
     """Set once the response is complete (for settling rate limits and metering)."""
 
     @property
-    def token_estimate(self) -> int:
-        """What rate limits reserve up front: the prompt plus every choice's max output."""
-        return len(self.prompt) + self.n * self.sampling.max_tokens
+    def estimate(self) -> tuple[int, int]:
+        """(prompt, output) tokens reserved up front: the prompt, and every choice's max output."""
+        return len(self.prompt), self.n * self.sampling.max_tokens
 
     def sampling_for(self, choice: int) -> SamplingParams:
         seed = self.sampling.seed

@@ -38,8 +38,9 @@ class _Plan:
     """Set once the response is complete (for settling rate limits and metering)."""
 
     @property
-    def token_estimate(self) -> int:
-        return sum(len(p.ids) + self.n * p.sampling.max_tokens for p in self.prompts)
+    def estimate(self) -> tuple[int, int]:
+        """(prompt, output) tokens reserved up front."""
+        return self.prompt_tokens, sum(self.n * p.sampling.max_tokens for p in self.prompts)
 
     def jobs(self) -> list[tuple[int, _Prompt, SamplingParams]]:
         """(choice index, prompt, sampling) in OpenAI's order: prompt-major, then n."""

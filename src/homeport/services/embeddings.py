@@ -22,8 +22,9 @@ class _Plan:
     batch: list[list[int]]
 
     @property
-    def token_estimate(self) -> int:
-        return sum(len(ids) for ids in self.batch)
+    def estimate(self) -> tuple[int, int]:
+        """(prompt, output) tokens: exact for embeddings."""
+        return sum(len(ids) for ids in self.batch), 0
 
 
 class EmbeddingService:

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..ids import new_id
@@ -47,6 +47,12 @@ class ApiKey:
     project_rpm: int | None = None
     """The key's project's limits, shared by all its keys."""
     project_tpm: int | None = None
+    budget_micro_usd: int | None = None
+    """Spend this key may cause, in millionths of a dollar, priced by the models' price table."""
+
+    @property
+    def budgeted(self) -> bool:
+        return self.budget_tokens is not None or self.budget_micro_usd is not None
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
@@ -65,6 +71,7 @@ def _from_row(row: ApiKeyRow, project: ProjectRow | None = None) -> ApiKey:
         row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id, row.rpm, row.tpm,
         row.budget_tokens, row.expires_at, tuple(row.models.split(",")) if row.models else None, row.read_only,
     )  # fmt: skip
+    key = replace(key, budget_micro_usd=row.budget_micro_usd)
     return replace(key, project_rpm=project.rpm, project_tpm=project.tpm) if project else key
 
 
@@ -85,6 +92,7 @@ class KeyStore:
         rpm: int | None = None,
         tpm: int | None = None,
         budget_tokens: int | None = None,
+        budget_micro_usd: int | None = None,
         expires_at: int | None = None,
         models: list[str] | None = None,
         read_only: bool = False,
@@ -103,6 +111,8 @@ class KeyStore:
             tpm=tpm,
             budget_tokens=budget_tokens,
             budget_used=0,
+            budget_micro_usd=budget_micro_usd,
+            spent_micro_usd=0,
             expires_at=expires_at,
             models=",".join(models) if models else None,
             read_only=read_only,
@@ -186,28 +196,33 @@ class KeyStore:
             rows = await session.scalars(select(ProjectRow).order_by(ProjectRow.created_at, ProjectRow.id))
             return [(r.id, r.name, r.rpm, r.tpm) for r in rows]
 
-    async def take_budget(self, key_id: str, tokens: int) -> int | None:
-        """Add `tokens` to the key's used budget if it stays within it: one conditional UPDATE,
-        atomic on SQLite and PostgreSQL alike, so concurrent requests on any number of replicas
-        can never overshoot. Returns the new total, or None when it would not fit."""
-        row = ApiKeyRow.__table__.c
+    async def take_budget(self, key_id: str, tokens: int, micro_usd: int) -> tuple[int, int] | None:
+        """Add `tokens` and `micro_usd` to what the key has used if both stay within its budgets:
+        one conditional UPDATE, atomic on SQLite and PostgreSQL alike, so concurrent requests on
+        any number of replicas can never overshoot. Returns the new (tokens, micro-USD) totals,
+        or None when the request would not fit."""
+        c = ApiKeyRow.__table__.c
+        fits_tokens = or_(c.budget_tokens.is_(None), c.budget_used + tokens <= c.budget_tokens)
+        fits_cost = or_(c.budget_micro_usd.is_(None), c.spent_micro_usd + micro_usd <= c.budget_micro_usd)
         async with self._db.sessions() as session, session.begin():
             result = await session.execute(
                 update(ApiKeyRow)
-                .where(ApiKeyRow.id == key_id, row.budget_used + tokens <= row.budget_tokens)
-                .values(budget_used=row.budget_used + tokens)
-                .returning(row.budget_used)
+                .where(ApiKeyRow.id == key_id, fits_tokens, fits_cost)
+                .values(budget_used=c.budget_used + tokens, spent_micro_usd=c.spent_micro_usd + micro_usd)
+                .returning(c.budget_used, c.spent_micro_usd)
             )
-            used = result.scalar()
-        return None if used is None else int(used)
+            row = result.first()
+        return None if row is None else (int(row[0]), int(row[1]))
 
-    async def give_back_budget(self, key_id: str, tokens: int) -> None:
-        """Correct the used budget once the real count is known (tokens may be negative)."""
-        if tokens:
+    async def give_back_budget(self, key_id: str, tokens: int, micro_usd: int) -> None:
+        """Correct what the key has used once the real counts are known (may be negative)."""
+        if tokens or micro_usd:
+            c = ApiKeyRow.__table__.c
             async with self._db.sessions() as session, session.begin():
-                column = ApiKeyRow.__table__.c.budget_used
                 await session.execute(
-                    update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(budget_used=column - tokens)
+                    update(ApiKeyRow)
+                    .where(ApiKeyRow.id == key_id)
+                    .values(budget_used=c.budget_used - tokens, spent_micro_usd=c.spent_micro_usd - micro_usd)
                 )
 
     async def revoke(self, key_id: str) -> bool:

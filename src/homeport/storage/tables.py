@@ -26,6 +26,8 @@ class ApiKeyRow(Base):
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     budget_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     budget_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    budget_micro_usd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    spent_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     models: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated allow-list
     read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
