@@ -19,6 +19,21 @@ FAKE_MODELS = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "
 ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
+def _burst(servers: list, secrets_: list[str], n: int) -> list[int]:
+    """`n` concurrent chat requests, round-robin over the replicas and the keys; their statuses."""
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            calls = [
+                http.post(f"{servers[i % len(servers)].base_url}/chat/completions", json=ASK,
+                          headers={"Authorization": f"Bearer {secrets_[i % len(secrets_)]}"})
+                for i in range(n)
+            ]  # fmt: skip
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    return asyncio.run(run())
+
+
 def _wait_for_fresh_window(margin: float = 15) -> None:
     """Limits count per clock minute: start a burst well inside one."""
     left = 60 - time.time() % 60
@@ -85,12 +100,7 @@ def test_limit_is_exact_across_three_replicas(replicas) -> None:
     secret = create_key(env, "--name", "shared", "--project", "p1", "--rpm", "10")
     _wait_for_fresh_window()
 
-    async def burst() -> list[int]:
-        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {secret}"}) as http:
-            calls = [http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK) for i in range(30)]
-            return [r.status_code for r in await asyncio.gather(*calls)]
-
-    codes = asyncio.run(burst())
+    codes = _burst(servers, [secret], 30)
     assert codes.count(200) == 10 and codes.count(429) == 20  # not 10 × 3 replicas
     # Usage recorded by all three replicas adds up, read from any of them.
     time.sleep(1.5)
@@ -122,12 +132,7 @@ def test_budget_is_never_overshot_across_replicas(replicas) -> None:
     # Each request reserves 20 prompt + 5 output tokens and uses exactly that (fake engine).
     secret = create_key(env, "--name", "budgeted", "--budget-tokens", "250")
 
-    async def burst() -> list[int]:
-        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {secret}"}) as http:
-            calls = [http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK) for i in range(30)]
-            return [r.status_code for r in await asyncio.gather(*calls)]
-
-    codes = asyncio.run(burst())
+    codes = _burst(servers, [secret], 30)
     assert codes.count(200) == 10 and codes.count(429) == 20
 
     def refusals() -> float:
@@ -152,16 +157,7 @@ def test_project_limit_is_shared_by_its_keys_across_replicas(replicas) -> None:
     secrets_ = [create_key(env, "--name", f"team-{i}", "--project", "team") for i in range(3)]
     _wait_for_fresh_window()
 
-    async def burst() -> list[int]:
-        async with httpx.AsyncClient(timeout=30) as http:
-            calls = [
-                http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK,
-                          headers={"Authorization": f"Bearer {secrets_[i % 3]}"})
-                for i in range(18)
-            ]  # fmt: skip
-            return [r.status_code for r in await asyncio.gather(*calls)]
-
-    codes = asyncio.run(burst())
+    codes = _burst(servers, secrets_, 18)
     assert codes.count(200) == 6 and codes.count(429) == 12  # one budget for the three keys
 
 
@@ -169,10 +165,5 @@ def test_cost_budget_is_never_overshot_across_replicas(replicas) -> None:
     servers, env = replicas
     secret = create_key(env, "--name", "priced", "--budget-usd", "0.3")  # 10 requests of $0.03
 
-    async def burst() -> list[int]:
-        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {secret}"}) as http:
-            calls = [http.post(f"{servers[i % 3].base_url}/chat/completions", json=ASK) for i in range(30)]
-            return [r.status_code for r in await asyncio.gather(*calls)]
-
-    codes = asyncio.run(burst())
+    codes = _burst(servers, [secret], 30)
     assert codes.count(200) == 10 and codes.count(429) == 20
