@@ -6,8 +6,9 @@ import time
 
 import httpx
 import openai
+import pytest
 
-from tests.conftest import create_key
+from tests.conftest import API_KEY, create_key
 from tests.spec import validate
 
 
@@ -51,3 +52,17 @@ def test_usage_adds_up_per_project(server) -> None:
     # Another project's key sees only its own project's usage.
     other = _key(server, "usage-b")
     assert all(not b["results"] for b in _report(server, other, "completions")["data"])
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [({}, None), ({"start_time": "yesterday"}, None), ({"start_time": 0, "bucket_width": "2d"}, "bucket_width"),
+     ({"start_time": 0, "group_by": ["colour"]}, "group_by")],
+)  # fmt: skip
+def test_bad_usage_queries_are_400(server, params: dict, param: str | None) -> None:
+    r = httpx.get(f"{server.base_url}/organization/usage/completions", params=params,
+                  headers={"Authorization": f"Bearer {API_KEY}"})  # fmt: skip
+    assert r.status_code == 400, r.text
+    validate("ErrorResponse", r.json())
+    if param:
+        assert r.json()["error"]["param"] == param
