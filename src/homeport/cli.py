@@ -1,4 +1,4 @@
-"""The `homeport` command: serve, keys."""
+"""The `homeport` command: serve, migrate, keys, projects, limits, usage."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from rich.console import Console
 
 from .logs import configure_logging
 from .services.keys import KeyStore
+from .services.limits import Limit
 from .settings import Settings
 from .storage.db import Database
 
 app = typer.Typer(help="Homeport: the OpenAI API, self-hosted.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-projects_app = typer.Typer(help="Projects and their shared rate limits.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects: list, archive, opt in to prompt logging.", no_args_is_help=True)
 app.add_typer(projects_app, name="projects")
+limits_app = typer.Typer(help="Rate limits of keys and projects, per model, per minute and per day.",
+                         no_args_is_help=True)  # fmt: skip
+app.add_typer(limits_app, name="limits")
 console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML or TOML settings file.")]
@@ -76,6 +80,22 @@ class _Progress:
             console.print(f"[bold green]Ready.[/bold green] OpenAI(base_url={self.base_url!r}, api_key=KEY)")
 
 
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Bring the database schema up to date (serve does this too; safe with replicas starting at once)."""
+    settings = _settings(config)
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    console.print("Database is up to date.")
+
+
 async def _bootstrap(settings: Settings) -> str | None:
     """Migrate, and on a fresh install with no key configured, create the first key."""
     db = Database(settings.resolved_database_url)
@@ -111,28 +131,36 @@ def keys_create(
     project: Annotated[str | None, typer.Option(help="Project the key belongs to (created if new).")] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute (default: unlimited).")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute (default: unlimited).")] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day (default: unlimited).")] = None,
+    tpd: Annotated[int | None, typer.Option(help="Tokens per day (default: unlimited).")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="Tokens the key may use in all.")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="Spend (by the models' prices) the key may cause.")] = None,
     expires_in_days: Annotated[float | None, typer.Option(help="Key stops working after this many days.")] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model ids the key may use.")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Only list models and read usage.")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="An admin key: manages projects, keys, limits.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a key; its secret is printed once, on the last line."""
+    if admin and project:
+        console.print("An admin key belongs to no project.")
+        raise typer.Exit(2)
     expires_at = int(time.time() + expires_in_days * 86400) if expires_in_days is not None else None
     allow = [m.strip() for m in models.split(",") if m.strip()] if models else None
 
     def create(store: KeyStore):  # type: ignore[no-untyped-def]
         return store.create(
-            name, project=project, rpm=rpm, tpm=tpm, budget_tokens=budget_tokens, expires_at=expires_at,
-            budget_micro_usd=None if budget_usd is None else round(budget_usd * 1e6), models=allow,
-            read_only=read_only,
+            name, project=project, limits=Limit("key", "", "*", rpm, tpm, rpd, tpd), budget_tokens=budget_tokens,
+            expires_at=expires_at, budget_micro_usd=None if budget_usd is None else round(budget_usd * 1e6),
+            models=allow, read_only=read_only, admin=admin,
         )  # fmt: skip
 
     key, secret = _with_store(_settings(config), create)
-    given = (("rpm", rpm), ("tpm", tpm), ("budget tokens", budget_tokens), ("budget USD", budget_usd))
+    given = (("rpm", rpm), ("tpm", tpm), ("rpd", rpd), ("tpd", tpd), ("budget tokens", budget_tokens),
+             ("budget USD", budget_usd))  # fmt: skip
     limits = ", ".join(f"{v} {k}" for k, v in given if v is not None) or "no limits"
-    console.print(f"Created {key.id} ({key.name}, project {project or '-'}, {limits}). The secret is shown only now:")
+    kind = "admin key" if admin else f"project {project or '-'}"
+    console.print(f"Created {key.id} ({key.name}, {kind}, {limits}). The secret is shown only now:")
     print(secret)
 
 
@@ -142,8 +170,8 @@ def keys_list(config: ConfigOption = None) -> None:
     for key in _with_store(_settings(config), lambda store: store.list_keys()):
         state = "revoked" if key.revoked_at else "active"
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_at))
-        limits = f"rpm={key.rpm or '-'} tpm={key.tpm or '-'}"
-        print(f"{key.id}  {key.redacted}  {state:8} {created}  {limits}  {key.name}")
+        kind = "admin" if key.admin else (key.project_id or "-")
+        print(f"{key.id}  {key.redacted}  {state:8} {created}  {kind:29} {_limits_text(key.limit())}  {key.name}")
 
 
 @keys_app.command("revoke")
@@ -155,23 +183,127 @@ def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
     console.print(f"Revoked {key_id}.")
 
 
-@projects_app.command("set-limits")
-def projects_set_limits(
-    name: str,
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute for all the project's keys.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute for all the project's keys.")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Create a project if needed and set its limits (omitted: unlimited)."""
-    project_id = _with_store(_settings(config), lambda store: store.set_project_limits(name, rpm, tpm))
-    console.print(f"Project {name} ({project_id}): rpm={rpm or '-'} tpm={tpm or '-'}")
+def _limits_text(limit: Limit | None) -> str:
+    given = [] if limit is None else [("rpm", limit.rpm), ("tpm", limit.tpm), ("rpd", limit.rpd), ("tpd", limit.tpd)]
+    return " ".join(f"{k}={v}" for k, v in given if v is not None) or "no limits"
 
 
 @projects_app.command("list")
 def projects_list(config: ConfigOption = None) -> None:
-    """List projects and their limits."""
-    for project_id, name, rpm, tpm in _with_store(_settings(config), lambda store: store.projects()):
-        print(f"{project_id}  rpm={rpm or '-'} tpm={tpm or '-'}  {name}")
+    """List projects (archived ones too)."""
+    for p in _with_store(_settings(config), lambda store: store.projects()):
+        state = "archived" if p.archived_at else "active"
+        logging = "  prompts logged" if p.log_prompts else ""
+        print(f"{p.id}  {state:8}  {p.name}{logging}")
+
+
+@projects_app.command("set")
+def projects_set(
+    name: str,
+    log_prompts: Annotated[
+        bool | None, typer.Option("--log-prompts/--no-log-prompts", help="Log this project's prompts and outputs.")
+    ] = None,
+    archive: Annotated[bool | None, typer.Option("--archive/--unarchive", help="Archived: its keys stop.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a project if needed and change its settings."""
+
+    async def change(store: KeyStore):  # type: ignore[no-untyped-def]
+        project_id = await store.ensure_project(name)
+        return await store.update_project(project_id, archived=archive, log_prompts=log_prompts)
+
+    p = _with_store(_settings(config), change)
+    console.print(f"Project {p.name} ({p.id}): {'archived' if p.archived_at else 'active'}, "
+                  f"prompts {'logged' if p.log_prompts else 'not logged'}")  # fmt: skip
+
+
+@limits_app.command("set")
+def limits_set(
+    project: Annotated[str | None, typer.Option(help="The project (by name) the limits apply to.")] = None,
+    key: Annotated[str | None, typer.Option(help="The key (by id) the limits apply to.")] = None,
+    model: Annotated[str, typer.Option(help="A model id, or * for all models together.")] = "*",
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day.")] = None,
+    tpd: Annotated[int | None, typer.Option(help="Tokens per day.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Set a project's or a key's limits on a model (those not given: no limit; none given: remove)."""
+    if (project is None) == (key is None):
+        console.print("Give exactly one of --project NAME or --key ID.")
+        raise typer.Exit(2)
+
+    async def set_(store: KeyStore):  # type: ignore[no-untyped-def]
+        if project is not None:
+            owner = ("project", await store.ensure_project(project))
+        elif await store.get_key(key or "") is None:
+            return None
+        else:
+            owner = ("key", key or "")
+        return await store.set_limits(Limit(*owner, model, rpm, tpm, rpd, tpd))
+
+    limit = _with_store(_settings(config), set_)
+    if limit is None:
+        console.print(f"No key {key}.")
+        raise typer.Exit(1)
+    console.print(f"{limit.owner} {project or key}, model {model}: {_limits_text(limit)}")
+
+
+@limits_app.command("list")
+def limits_list(config: ConfigOption = None) -> None:
+    """Every configured limit."""
+
+    async def collect(store: KeyStore):  # type: ignore[no-untyped-def]
+        rows = []
+        for p in await store.projects():
+            rows += [(f"project {p.name}", x) for x in await store.limits_of("project", p.id)]
+        for k in await store.list_keys(active=True):
+            rows += [(f"key {k.id} ({k.name})", x) for x in k.limits]
+        return rows
+
+    for owner, limit in _with_store(_settings(config), collect):
+        print(f"{owner:40} model {limit.model:28} {_limits_text(limit)}")
+
+
+@app.command()
+def usage(
+    days: Annotated[int, typer.Option(help="How many days back, today included.")] = 7,
+    group_by: Annotated[str, typer.Option(help="model, project or key.")] = "model",
+    config: ConfigOption = None,
+) -> None:
+    """Print requests, tokens and cost per day (from the hourly rollups)."""
+    from rich.table import Table
+
+    from .services.usage import costs_report, usage_report
+
+    column = {"model": "model", "project": "project_id", "key": "api_key_id"}.get(group_by)
+    if column is None:
+        console.print("--group-by is one of model, project, key.")
+        raise typer.Exit(2)
+    start = int(time.time()) // 86400 * 86400 - (days - 1) * 86400
+
+    async def report(store: KeyStore):  # type: ignore[no-untyped-def]
+        db, window = store.db, {"start_time": start, "end_time": None, "bucket_width": "1d", "limit": days}
+        pages = [await usage_report(db, kind, group_by=[column], project_ids=None, models=None, api_key_ids=None,
+                                    **window)  # type: ignore[arg-type]
+                 for kind in ("completions", "embeddings")]  # fmt: skip
+        costs = await costs_report(db, group_by=[] if column == "model" else [column], project_ids=None,
+                                   api_key_ids=None, **window)  # type: ignore[arg-type]  # fmt: skip
+        return pages, costs
+
+    pages, costs = _with_store(_settings(config), report)
+    table = Table(title=f"Usage, last {days} days (UTC)")
+    for name in ("day", group_by, "kind", "requests", "input tokens", "output tokens"):
+        table.add_column(name, justify="right" if "tokens" in name or name == "requests" else "left")
+    for kind, page in zip(("completions", "embeddings"), pages, strict=True):
+        for bucket in page["data"]:
+            day = time.strftime("%Y-%m-%d", time.gmtime(bucket["start_time"]))
+            for r in bucket["results"]:
+                table.add_row(day, str(r.get(column) or "-"), kind, str(r["num_model_requests"]),
+                              str(r["input_tokens"]), str(r.get("output_tokens", "")))  # fmt: skip
+    Console(soft_wrap=True).print(table)
+    spent = sum(r["amount"]["value"] for b in costs["data"] for r in b["results"])
+    print(f"cost: ${spent:.6f}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ HomeportError                      500 server_error
 ├── PermissionDenied               403
 ├── NotFound                       404
 │   └── ModelNotFound              404 code=model_not_found
+├── Conflict                       409
 ├── RequestTooLarge                413
 ├── RateLimited                    429 (Retry-After)
 ├── EngineOverloaded               503 (Retry-After)
@@ -25,6 +26,7 @@ __all__ = [
     "PermissionDenied",
     "NotFound",
     "ModelNotFound",
+    "Conflict",
     "RequestTooLarge",
     "RateLimited",
     "InsufficientQuota",
@@ -93,6 +95,12 @@ class ModelNotFound(NotFound):
 
     def __init__(self, model: str, param: str | None = "model") -> None:
         super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param=param)
+
+
+class Conflict(HomeportError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class RequestTooLarge(HomeportError):

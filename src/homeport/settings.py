@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(
         1.0, description="How long a valid key is trusted without a database lookup (revocation delay)."
     )
+    usage_retention_days: float | None = Field(
+        90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
+    )
     models: list[ModelConfig] = Field(default_factory=lambda: list(DEFAULT_MODELS))
     aliases: dict[str, str] = Field(
         default_factory=dict, description="Extra model ids, e.g. {'gpt-4o-mini': 'smollm2-135m-instruct'}."

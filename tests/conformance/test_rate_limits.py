@@ -153,7 +153,7 @@ def test_budget_is_never_overshot_across_replicas(replicas) -> None:
 
 def test_project_limit_is_shared_by_its_keys_across_replicas(replicas) -> None:
     servers, env = replicas
-    homeport_cli(env, "projects", "set-limits", "team", "--rpm", "6")
+    homeport_cli(env, "limits", "set", "--project", "team", "--rpm", "6")
     secrets_ = [create_key(env, "--name", f"team-{i}", "--project", "team") for i in range(3)]
     _wait_for_fresh_window()
 

@@ -1,20 +1,21 @@
-"""API keys: hashed at rest, constant-time checked, revocable; on SQLite and PostgreSQL."""
+"""API keys: hashed at rest, constant-time checked, revocable; projects and rate limits; on
+SQLite and PostgreSQL (the `db` fixture runs each test on both)."""
 
 from __future__ import annotations
-
-import secrets
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from homeport.errors import Conflict
 from homeport.services.keys import KeyStore, hash_secret
+from homeport.services.limits import Limit
 from homeport.storage.db import Database
 from homeport.storage.tables import ApiKeyRow
 
+pytestmark = pytest.mark.anyio
 
-async def _exercise(db: Database) -> None:
-    await db.migrate()
+
+async def test_keys_are_hashed_checked_and_revoked(db: Database) -> None:
     await db.migrate()  # idempotent
     store = KeyStore(db)
     key, secret = await store.create("alice")
@@ -32,28 +33,45 @@ async def _exercise(db: Database) -> None:
     assert await store.verify("sk-dev") == seeded
 
 
-@pytest.mark.anyio
-async def test_sqlite(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
-    try:
-        await _exercise(db)
-    finally:
-        await db.close()
+async def test_limits_of_key_and_project_load_with_the_key(db: Database) -> None:
+    store = KeyStore(db)
+    key, secret = await store.create("bob", project="web", limits=Limit("key", "", "*", rpm=5, tpd=1000))
+    project_id = key.project_id
+    assert project_id is not None
+    await store.set_limits(Limit("project", project_id, "smollm2-135m-instruct", rpm=3, rpd=100))
+    await store.set_limits(Limit("project", project_id, "*", tpm=9000))
+    verified = await store.verify(secret)
+    assert verified is not None and verified.project is not None and verified.project.name == "web"
+    assert set(verified.limits) == {
+        Limit("key", key.id, "*", rpm=5, tpd=1000),
+        Limit("project", project_id, "smollm2-135m-instruct", rpm=3, rpd=100),
+        Limit("project", project_id, "*", tpm=9000),
+    }
+    names = sorted(s.name for x in verified.limits if x.applies_to("all-minilm-l6-v2") for s in x.scopes())
+    assert names == [f"key:{key.id}:*:1d", f"key:{key.id}:*:1m", f"project:{project_id}:*:1m"]
+    # Changing a limit replaces it; giving none removes it.
+    await store.set_limits(Limit("project", project_id, "*", rpm=1))
+    await store.set_limits(Limit("project", project_id, "smollm2-135m-instruct"))
+    assert await store.limits_of("project", project_id) == [Limit("project", project_id, "*", rpm=1)]
 
 
-@pytest.mark.anyio
-async def test_postgresql() -> None:
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test", timeout=3)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    name = f"homeport_keys_{secrets.token_hex(4)}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
-    try:
-        await _exercise(db)
-    finally:
-        await db.close()
-        await admin.execute(f"DROP DATABASE {name}")
-        await admin.close()
+async def test_projects_archive_rename_and_keys_last_use(db: Database) -> None:
+    store = KeyStore(db)
+    project = await store.create_project("alpha")
+    with pytest.raises(Conflict):
+        await store.create_project("alpha")
+    assert await store.ensure_project("alpha") == project.id
+    key, secret = await store.create("k", project_id=project.id)
+    await store.update_project(project.id, name="beta", archived=True, log_prompts=True)
+    verified = await store.verify(secret)
+    assert verified is not None and verified.project is not None
+    assert (verified.project.name, verified.project.log_prompts) == ("beta", True)
+    assert verified.project.archived_at is not None
+    assert [p.id for p in await store.projects(include_archived=False)] == []
+    await store.touch({key.id: 1700000000})
+    await store.touch({key.id: 1600000000})  # an older batch never moves it back
+    found = await store.get_key(key.id)
+    assert found is not None and found.last_used_at == 1700000000
+    admin, admin_secret = await store.create("root", admin=True)
+    assert admin_secret.startswith("sk-hp-admin-") and admin.admin
+    assert [k.id for k in await store.list_keys(admin=True)] == [admin.id]

@@ -10,6 +10,8 @@ import pytest
 
 from homeport.errors import RateLimited
 from homeport.services.limits import (
+    DAY_S,
+    Limit,
     WINDOW_S,
     MemoryRateLimiter,
     RedisRateLimiter,
@@ -85,5 +87,24 @@ async def test_all_scopes_or_none(limiter) -> None:
     assert r.scopes[0].requests_used == 2
 
 
+@pytest.mark.anyio
+async def test_day_limits_count_beside_minute_limits(limiter) -> None:
+    limit = Limit("project", "p9", "m", rpm=10, rpd=2)
+    assert [s.window_s for s in limit.scopes()] == [WINDOW_S, DAY_S]
+    for _ in range(2):
+        await limiter.reserve(limit.scopes(), 0)
+    with pytest.raises(RateLimited) as err:
+        await limiter.reserve(limit.scopes(), 0)
+    assert "requests per day on this project for model m" in err.value.message
+    until_midnight = DAY_S - time.time() % DAY_S
+    assert abs(err.value.retry_after - max(1.0, until_midnight)) < 2  # the true wait (the SDK won't sleep > 60 s)
+    # The tightest scope names the headers: 0 of 2 a day left, resetting at midnight UTC (hours away).
+    assert err.value.headers["x-ratelimit-limit-requests"] == "2"
+    assert err.value.headers["x-ratelimit-remaining-requests"] == "0"
+    reset = err.value.headers["x-ratelimit-reset-requests"]
+    assert reset.endswith("s") and (time.time() % DAY_S > DAY_S - 3600 or "h" in reset)
+
+
 def test_duration_format() -> None:
     assert _duration(0.012) == "12ms" and _duration(1.2) == "2s" and _duration(59) == "59s" and _duration(61) == "1m1s"
+    assert _duration(3 * 3600 + 5) == "3h0m5s"

@@ -22,7 +22,7 @@ from ..settings import Settings
 from ..storage.db import Database
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
-from .routes import chat, completions, embeddings, health, models, ops
+from .routes import admin, chat, completions, embeddings, health, models, ops
 from .routes import usage as usage_routes
 
 __all__ = ["create_app"]
@@ -63,7 +63,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.registry = registry
     app.state.load_error = None
     app.state.metrics = metrics = Metrics()
-    app.state.usage = usage = UsageRecorder(db)
+    app.state.usage = usage = UsageRecorder(db, retention_days=settings.usage_retention_days, touch=keys.touch)
     app.state.alerts = alerts = BudgetAlerts(settings.alert_webhook_url)
     app.state.limiter = (
         RedisRateLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryRateLimiter()
@@ -72,7 +72,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.completions = CompletionService(registry)
     app.state.embeddings = EmbeddingService(registry)
     install_error_handlers(app)
-    for module in (health, models, chat, completions, embeddings, ops, usage_routes):
+    for module in (health, models, chat, completions, embeddings, ops, usage_routes, admin):
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

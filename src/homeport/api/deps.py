@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from ..errors import AuthenticationFailed, PermissionDenied
 from ..services.keys import ApiKey
 
-__all__ = ["authenticate", "CurrentKey"]
+__all__ = ["authenticate", "require_admin", "AdminKey", "CurrentKey"]
 
 
 async def authenticate(request: Request) -> ApiKey:
@@ -25,6 +25,8 @@ async def authenticate(request: Request) -> ApiKey:
         raise AuthenticationFailed(f"Incorrect API key provided: {_redact(secret.strip())}.")
     if key.expired():
         raise AuthenticationFailed(f"The API key {key.redacted} has expired.")
+    if key.project is not None and key.project.archived_at is not None:
+        raise AuthenticationFailed(f"The API key {key.redacted} belongs to an archived project.")
     request.state.key = key  # for the access log
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise PermissionDenied("This API key is read-only: it may list models and read usage, not make requests.")
@@ -36,3 +38,12 @@ def _redact(secret: str) -> str:
 
 
 CurrentKey = Annotated[ApiKey, Depends(authenticate)]
+
+
+async def require_admin(key: CurrentKey) -> ApiKey:
+    if not key.admin:
+        raise PermissionDenied("This endpoint needs an admin key (create one with `homeport keys create --admin`).")
+    return key
+
+
+AdminKey = Annotated[ApiKey, Depends(require_admin)]

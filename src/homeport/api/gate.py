@@ -6,21 +6,26 @@ the x-ratelimit-* headers for the response, and `settle` corrects the token coun
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import HomeportError, InsufficientQuota, ModelNotFound, RateLimited
+from ..errors import HomeportError, InsufficientQuota, ModelNotFound, PermissionDenied, RateLimited
 from ..services.keys import ApiKey
-from ..services.limits import Reservation, Scope, ratelimit_headers
+from ..services.limits import Reservation, ratelimit_headers
 from ..services.usage import UsageEvent
 from .sse import event_stream
 
 __all__ = ["Admission", "Prices", "admit", "respond"]
+
+PROMPTS = logging.getLogger("homeport.prompts")
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,12 @@ class Prices:
     input: float = 0.0
     output: float = 0.0
 
+    def split(self, prompt_tokens: int, output_tokens: int) -> tuple[int, int]:
+        """(input, output) cost in micro-dollars, each rounded up."""
+        return math.ceil(prompt_tokens * self.input), math.ceil(output_tokens * self.output)
+
     def micro_usd(self, prompt_tokens: int, output_tokens: int) -> int:
-        return math.ceil(prompt_tokens * self.input + output_tokens * self.output)
+        return sum(self.split(prompt_tokens, output_tokens))
 
 
 class Admission:
@@ -61,8 +70,9 @@ class Admission:
             await self._keys.give_back_budget(self._key.id, extra_tokens, extra_cost)
 
 
-async def admit(request: Request, key: ApiKey, estimate: tuple[int, int], prices: Prices) -> Admission:
-    """Take the estimate from the key's budgets and one request + its tokens from its rate limits.
+async def admit(request: Request, key: ApiKey, model: str, estimate: tuple[int, int], prices: Prices) -> Admission:
+    """Take the estimate from the key's budgets and one request + its tokens from every rate limit
+    of the key and its project that applies to `model` (a model id, not an alias).
 
     Raises InsufficientQuota (a budget is spent; not retried) or RateLimited (429 + Retry-After).
     """
@@ -79,11 +89,7 @@ async def admit(request: Request, key: ApiKey, estimate: tuple[int, int], prices
             )
         request.app.state.alerts.taken(key, used, want)
         taken = want
-    scopes = []
-    if key.rpm is not None or key.tpm is not None:
-        scopes.append(Scope(f"key:{key.id}", key.rpm, key.tpm))
-    if key.project_id is not None and (key.project_rpm is not None or key.project_tpm is not None):
-        scopes.append(Scope(f"project:{key.project_id}", key.project_rpm, key.project_tpm))
+    scopes = [scope for limit in key.limits if limit.applies_to(model) for scope in limit.scopes()]
     if not scopes:
         return Admission(request, key, None, taken, prices)
     try:
@@ -103,11 +109,15 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
     """
     meter = _Meter(request, key, body.model)
     try:
+        if key.admin:
+            raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
         if not request.app.state.registry.allowed(body.model, key.models):
             raise ModelNotFound(body.model)  # as OpenAI answers for a model the key can't use
         plan = service.plan(body)
         config = request.app.state.registry.config(body.model)
-        admission = await admit(request, key, plan.estimate, Prices(config.input_price, config.output_price))
+        prices = Prices(config.input_price, config.output_price)
+        meter.resolved(config.id, prices)
+        admission = await admit(request, key, config.id, plan.estimate, prices)
     except HomeportError as exc:
         meter.refusal = exc.code
         meter.done(exc.status, None)
@@ -115,6 +125,8 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
     try:
         if getattr(body, "stream", False):
             chunks = service.stream(plan)
+            if key.project is not None and key.project.log_prompts:
+                chunks = _logged_stream(chunks, request, key, body)
             first = await anext(chunks)  # errors before the first chunk are still HTTP errors
             meter.first_token()
 
@@ -131,7 +143,29 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
         raise
     await admission.settle(_counts(result.usage))
     meter.done(200, result.usage)
+    if key.project is not None and key.project.log_prompts:
+        _log_prompt(request, key, body, result.model_dump(exclude_none=True))
     return Response(result.model_dump_json(), media_type="application/json", headers=admission.headers)
+
+
+def _log_prompt(request: Request, key: ApiKey, body: Any, output: Any) -> None:
+    """Only for projects that opted in (`homeport projects set NAME --log-prompts`)."""
+    record = {"request": body.model_dump(exclude_none=True), "response": output}
+    extra = {"request_id": getattr(request.state, "request_id", None), "key_id": key.id, "project_id": key.project_id}
+    PROMPTS.info(json.dumps(record, ensure_ascii=False), extra=extra)
+
+
+async def _logged_stream(chunks: AsyncIterator[Any], request: Request, key: ApiKey, body: Any) -> AsyncIterator[Any]:
+    """Pass a stream through, then log its request and the text it carried."""
+    texts: dict[int, list[str]] = {}
+    async for chunk in chunks:
+        for choice in getattr(chunk, "choices", []):
+            delta = getattr(choice, "delta", None)
+            text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+            if text:
+                texts.setdefault(choice.index, []).append(text)
+        yield chunk
+    _log_prompt(request, key, body, {"stream": {str(i): "".join(parts) for i, parts in sorted(texts.items())}})
 
 
 def _counts(usage: Any) -> tuple[int, int]:
@@ -146,10 +180,15 @@ class _Meter:
         self._request, self._key, self._model = request, key, model
         self._metrics = request.app.state.metrics
         self._start = time.perf_counter()
+        self._prices = Prices()
         self.refusal: str | None = None
 
+    def resolved(self, model_id: str, prices: Prices) -> None:
+        """The request's model is known: record usage under its id (not an alias), at its prices."""
+        self._model, self._prices = model_id, prices
+
     def first_token(self) -> None:
-        self._metrics.ttft.labels(self._model).observe(time.perf_counter() - self._start)
+        self._metrics.ttft.labels(self._request.state.model).observe(time.perf_counter() - self._start)
 
     def done(self, status: int, usage: Any) -> None:
         prompt = usage.prompt_tokens if usage else 0
@@ -157,8 +196,10 @@ class _Meter:
         details = getattr(usage, "prompt_tokens_details", None)
         if status == 429:
             self._metrics.rate_limited.labels(self.refusal or "rate_limit").inc()
-        self._metrics.tokens.labels(self._model, "prompt").inc(prompt)
-        self._metrics.tokens.labels(self._model, "completion").inc(completion)
+        label = self._request.state.model
+        self._metrics.tokens.labels(label, "prompt").inc(prompt)
+        self._metrics.tokens.labels(label, "completion").inc(completion)
+        cost_in, cost_out = self._prices.split(prompt, completion)
         path = self._request.url.path
         self._request.app.state.usage.record(
             UsageEvent(
@@ -172,5 +213,7 @@ class _Meter:
                 completion_tokens=completion,
                 cached_tokens=details.cached_tokens if details else 0,
                 latency_ms=round(1000 * (time.perf_counter() - self._start)),
+                input_micro_usd=cost_in,
+                output_micro_usd=cost_out,
             )
         )

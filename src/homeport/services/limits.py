@@ -1,10 +1,12 @@
-"""Rate limits: requests and tokens per minute, per key and per project, exact across replicas.
+"""Rate limits: requests and tokens per minute and per day, exact across replicas.
 
-Counting is per fixed one-minute window. A request reserves one request and its token
-estimate (prompt + max output) in every scope that limits it (its key, its project) at once:
-all fit or nothing is taken. Tokens are settled with the real count when it ends. In-process
-counters serve one instance; with `redis_url` the same check-and-take is one Lua script in
-Redis, so N replicas share one budget (the limit holds exactly, not limit × replicas).
+A scope is one counter pair (requests, tokens) over fixed windows of `window_s`: e.g. a
+key's per-minute limits for every model, or a project's per-day limits for one model. A
+request reserves one request and its token estimate (prompt + max output) in every scope
+that limits it at once: all fit or nothing is taken. Tokens are settled with the real count
+when it ends. In-process counters serve one instance; with `redis_url` the same
+check-and-take is one Lua script in Redis, so N replicas share one budget (the limit holds
+exactly, not limit × replicas).
 """
 
 from __future__ import annotations
@@ -16,30 +18,67 @@ from typing import Protocol
 
 from ..errors import RateLimited
 
-__all__ = ["Scope", "Reservation", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "ratelimit_headers"]
+__all__ = ["Limit", "Scope", "Reservation", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "ratelimit_headers"]
 
 WINDOW_S = 60
+DAY_S = 86400
 
 
 @dataclass
 class Scope:
-    """One set of limits, e.g. `key:key_…` or `project:proj_…`, and (after reserving) its use."""
+    """One set of limits, e.g. `key:key_…:*:1m`, and (after reserving) its use in the current window."""
 
     name: str
-    rpm: int | None
-    tpm: int | None
+    max_requests: int | None
+    max_tokens: int | None
+    window_s: int = WINDOW_S
+    about: str = ""
+    """How a rejection names it, e.g. `this project for model x`."""
     requests_used: int = 0
     tokens_used: int = 0
+    window: int = 0
+
+    def reset_s(self) -> float:
+        return max(0.0, (self.window + 1) * self.window_s - time.time())
+
+    def start(self, now: float) -> None:
+        self.window = int(now // self.window_s)
+
+    @property
+    def per(self) -> str:
+        return "day" if self.window_s == DAY_S else "minute"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The configured limits of one key or project on one model (`*`: every model); None: no limit."""
+
+    owner: str  # key | project
+    owner_id: str
+    model: str = "*"
+    rpm: int | None = None
+    tpm: int | None = None
+    rpd: int | None = None
+    tpd: int | None = None
+
+    def applies_to(self, model: str) -> bool:
+        return self.model in ("*", model)
+
+    def scopes(self) -> list[Scope]:
+        about = f"this {self.owner}" + ("" if self.model == "*" else f" for model {self.model}")
+        name = f"{self.owner}:{self.owner_id}:{self.model}"
+        scopes = []
+        if self.rpm is not None or self.tpm is not None:
+            scopes.append(Scope(f"{name}:1m", self.rpm, self.tpm, WINDOW_S, about))
+        if self.rpd is not None or self.tpd is not None:
+            scopes.append(Scope(f"{name}:1d", self.rpd, self.tpd, DAY_S, about))
+        return scopes
 
 
 @dataclass
 class Reservation:
     scopes: list[Scope]
-    window: int
     tokens: int
-
-    def reset_s(self) -> float:
-        return max(0.0, (self.window + 1) * WINDOW_S - time.time())
 
 
 class RateLimiter(Protocol):
@@ -56,45 +95,50 @@ class RateLimiter(Protocol):
 
 def ratelimit_headers(r: Reservation) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, for the tightest scope of each kind."""
-    reset = _duration(r.reset_s())
     headers = {}
     for kind, limit_of, used_of in (
-        ("requests", lambda s: s.rpm, lambda s: s.requests_used),
-        ("tokens", lambda s: s.tpm, lambda s: s.tokens_used),
+        ("requests", lambda s: s.max_requests, lambda s: s.requests_used),
+        ("tokens", lambda s: s.max_tokens, lambda s: s.tokens_used),
     ):
-        left = [(limit_of(s), limit_of(s) - used_of(s)) for s in r.scopes if limit_of(s) is not None]
+        left = [(limit_of(s) - used_of(s), s) for s in r.scopes if limit_of(s) is not None]
         if left:
-            limit, remaining = min(left, key=lambda pair: pair[1])
-            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            remaining, scope = min(left, key=lambda pair: pair[0])
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit_of(scope))
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
-            headers[f"x-ratelimit-reset-{kind}"] = reset
+            headers[f"x-ratelimit-reset-{kind}"] = _duration(scope.reset_s())
     return headers
 
 
 def _duration(seconds: float) -> str:
-    """OpenAI writes resets like `1s`, `6m0s`, `12ms`."""
+    """OpenAI writes resets like `1s`, `6m0s`, `12ms` (and hours as `2h3m4s`)."""
     if seconds < 1:
         return f"{max(1, round(seconds * 1000))}ms"
     whole = math.ceil(seconds)
-    return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
+    hours, minutes, secs = whole // 3600, whole % 3600 // 60, whole % 60
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def _rejected(r: Reservation, scope: Scope, what: str) -> RateLimited:
-    limit = scope.rpm if what == "requests" else scope.tpm
-    owner = scope.name.split(":", 1)[0]  # key | project
+    limit = scope.max_requests if what == "requests" else scope.max_tokens
+    about = scope.about or "this " + scope.name.split(":", 1)[0]
+    wait = scope.reset_s()
     err = RateLimited(
-        f"Rate limit reached for {what} per minute on this {owner} (limit {limit}). "
-        f"Please try again in {_duration(r.reset_s())}.",
-        retry_after=max(1.0, r.reset_s()),
+        f"Rate limit reached for {what} per {scope.per} on {about} (limit {limit}). "
+        f"Please try again in {_duration(wait)}.",
+        # The true wait. The SDK sleeps on Retry-After only up to 60 s; past that (a day limit) it
+        # retries briefly and then raises RateLimitError instead of hanging for hours.
+        retry_after=max(1.0, wait),
     )
     err.headers = ratelimit_headers(r)
     return err
 
 
 def _over(scope: Scope, tokens: int) -> str | None:
-    if scope.rpm is not None and scope.requests_used + 1 > scope.rpm:
+    if scope.max_requests is not None and scope.requests_used + 1 > scope.max_requests:
         return "requests"
-    if scope.tpm is not None and scope.tokens_used + tokens > scope.tpm:
+    if scope.max_tokens is not None and scope.tokens_used + tokens > scope.max_tokens:
         return "tokens"
     return None
 
@@ -104,14 +148,22 @@ class MemoryRateLimiter:
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int], list[int]] = {}
+        self._expiry: dict[tuple[str, int], float] = {}
 
     async def reserve(self, scopes: list[Scope], tokens: int) -> Reservation:
-        window = int(time.time() // WINDOW_S)
-        self._forget_before(window)
-        counts = [self._counts.setdefault((s.name, window), [0, 0]) for s in scopes]
+        now = time.time()
+        self._forget_expired(now)
+        counts = []
+        for scope in scopes:
+            scope.start(now)
+            counter = (scope.name, scope.window)
+            if counter not in self._counts:
+                self._counts[counter] = [0, 0]
+                self._expiry[counter] = (scope.window + 1) * scope.window_s
+            counts.append(self._counts[counter])
         for scope, (req, tok) in zip(scopes, counts, strict=True):
             scope.requests_used, scope.tokens_used = req, tok
-        r = Reservation(scopes, window, tokens)
+        r = Reservation(scopes, tokens)
         for scope in scopes:
             if (what := _over(scope, tokens)) is not None:
                 raise _rejected(r, scope, what)
@@ -123,39 +175,40 @@ class MemoryRateLimiter:
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         for scope in reservation.scopes:
-            counts = self._counts.get((scope.name, reservation.window))
+            counts = self._counts.get((scope.name, scope.window))
             if counts is not None:
                 counts[1] += actual_tokens - reservation.tokens
 
-    def _forget_before(self, window: int) -> None:
-        for key in [k for k in self._counts if k[1] < window]:
-            del self._counts[key]
+    def _forget_expired(self, now: float) -> None:
+        for key in [k for k, end in self._expiry.items() if end <= now]:
+            del self._counts[key], self._expiry[key]
 
     async def close(self) -> None:
         return None
 
 
-# KEYS: per scope, its requests and tokens counters. ARGV: tokens, ttl, then per scope rpm and
-# tpm (-1: none). Returns {failing scope (1-based) or 0, 1 (requests) | 2 (tokens) | 0,
+# KEYS: per scope, its requests and tokens counters. ARGV: tokens, then per scope its max
+# requests, max tokens (-1: none) and the counters' time to live.
+# Returns {failing scope (1-based) or 0, 1 (requests) | 2 (tokens) | 0,
 # then per scope its requests and tokens used}.
 _RESERVE = """
 local n = #KEYS / 2
-local want, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local want = tonumber(ARGV[1])
 local used = {}
 for i = 1, n do
   used[2*i-1] = tonumber(redis.call('GET', KEYS[2*i-1]) or '0')
   used[2*i] = tonumber(redis.call('GET', KEYS[2*i]) or '0')
 end
 for i = 1, n do
-  local rpm, tpm = tonumber(ARGV[1 + 2*i]), tonumber(ARGV[2 + 2*i])
-  if rpm >= 0 and used[2*i-1] + 1 > rpm then return {i, 1, unpack(used)} end
-  if tpm >= 0 and used[2*i] + want > tpm then return {i, 2, unpack(used)} end
+  local max_requests, max_tokens = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  if max_requests >= 0 and used[2*i-1] + 1 > max_requests then return {i, 1, unpack(used)} end
+  if max_tokens >= 0 and used[2*i] + want > max_tokens then return {i, 2, unpack(used)} end
 end
 for i = 1, n do
   used[2*i-1] = redis.call('INCR', KEYS[2*i-1])
   used[2*i] = redis.call('INCRBY', KEYS[2*i], want)
-  redis.call('EXPIRE', KEYS[2*i-1], ttl)
-  redis.call('EXPIRE', KEYS[2*i], ttl)
+  redis.call('EXPIRE', KEYS[2*i-1], ARGV[3*i+1])
+  redis.call('EXPIRE', KEYS[2*i], ARGV[3*i+1])
 end
 return {0, 0, unpack(used)}
 """
@@ -171,20 +224,23 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._script = self._redis.register_script(_RESERVE)
 
-    def _keys(self, scope: str, window: int) -> list[str]:
-        base = f"{self._prefix}:rl:{scope}:{window}"
+    def _keys(self, scope: Scope) -> list[str]:
+        base = f"{self._prefix}:rl:{scope.name}:{scope.window}"
         return [f"{base}:req", f"{base}:tok"]
 
     async def reserve(self, scopes: list[Scope], tokens: int) -> Reservation:
-        window = int(time.time() // WINDOW_S)
-        keys = [k for s in scopes for k in self._keys(s.name, window)]
-        args = [tokens, WINDOW_S * 2]
+        now = time.time()
+        args = [tokens]
         for s in scopes:
-            args += [-1 if s.rpm is None else s.rpm, -1 if s.tpm is None else s.tpm]
+            s.start(now)
+            none = -1
+            args += [none if s.max_requests is None else s.max_requests, none if s.max_tokens is None else s.max_tokens]
+            args.append(s.window_s * 2)
+        keys = [k for s in scopes for k in self._keys(s)]
         failing, what, *used = await self._script(keys=keys, args=args)
         for i, scope in enumerate(scopes):
             scope.requests_used, scope.tokens_used = int(used[2 * i]), int(used[2 * i + 1])
-        r = Reservation(scopes, window, tokens)
+        r = Reservation(scopes, tokens)
         if failing:
             raise _rejected(r, scopes[failing - 1], "requests" if what == 1 else "tokens")
         return r
@@ -192,7 +248,7 @@ class RedisRateLimiter:
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         if actual_tokens != reservation.tokens:
             for scope in reservation.scopes:
-                key = self._keys(scope.name, reservation.window)[1]
+                key = self._keys(scope)[1]
                 await self._redis.incrby(key, actual_tokens - reservation.tokens)
 
     async def close(self) -> None:

@@ -65,6 +65,10 @@ class ModelRegistry:
         cfg = self.config(name, param=None)
         return Model(id=name, created=cfg.created, owned_by=cfg.owned_by)
 
+    def ids(self) -> list[str]:
+        """The served models' ids (not aliases), in configuration order."""
+        return list(self._entries)
+
     def config(self, name: str, param: str | None = "model") -> ModelConfig:
         try:
             return self._entries[self._names[name]].config

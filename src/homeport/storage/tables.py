@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Integer, PrimaryKeyConstraint, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "ApiKeyRow", "ProjectRow", "UsageRow"]
+__all__ = ["Base", "ApiKeyRow", "ProjectRow", "RateLimitRow", "UsageRow", "UsageHourlyRow"]
 
 
 class Base(DeclarativeBase):
@@ -22,8 +22,6 @@ class ApiKeyRow(Base):
     project_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     budget_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     budget_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     budget_micro_usd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -31,6 +29,8 @@ class ApiKeyRow(Base):
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     models: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated allow-list
     read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ProjectRow(Base):
@@ -39,8 +39,23 @@ class ProjectRow(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
-    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    archived_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    log_prompts: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class RateLimitRow(Base):
+    """Limits of one key or project (`owner_id`) on one model (`*`: every model); None: no limit."""
+
+    __tablename__ = "rate_limits"
+    __table_args__ = (UniqueConstraint("owner_id", "model", name="uq_rate_limits_owner_model"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(200))
+    max_requests_per_1_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_tokens_per_1_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_requests_per_1_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_tokens_per_1_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class UsageRow(Base):
@@ -58,3 +73,24 @@ class UsageRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     cached_tokens: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
+    input_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    output_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class UsageHourlyRow(Base):
+    """Successful requests summed per hour, kind, project, key and model ('' for none)."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (PrimaryKeyConstraint("hour", "kind", "project_id", "key_id", "model", name="pk_usage_hourly"),)
+
+    hour: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(20))
+    project_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(200))
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_micro_usd: Mapped[int] = mapped_column(BigInteger)
+    output_micro_usd: Mapped[int] = mapped_column(BigInteger)

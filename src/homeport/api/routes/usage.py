@@ -1,7 +1,7 @@
-"""GET /v1/organization/usage/{completions,embeddings}: OpenAI's usage shapes.
+"""GET /v1/organization/usage/{completions,embeddings} and /v1/organization/costs: OpenAI's shapes.
 
-A key that belongs to a project sees that project's usage only; a key without a project
-(the development key, keys made without --project) sees all of it.
+An admin key sees every project. Other keys see their own project's usage (Homeport allows
+this; OpenAI asks for an admin key), and a key of no project sees the usage of keys of no project.
 """
 
 from __future__ import annotations
@@ -10,12 +10,19 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from ...services.usage import usage_report
+from ...services.keys import ApiKey
+from ...services.usage import costs_report, usage_report
 from ..deps import CurrentKey
 
 router = APIRouter()
 
 Ids = Annotated[list[str] | None, Query()]
+
+
+def _visible_projects(key: ApiKey, asked: list[str] | None) -> list[str | None] | None:
+    if key.admin:
+        return list(asked) if asked else None
+    return [key.project_id]
 
 
 @router.get("/v1/organization/usage/{kind}")
@@ -32,9 +39,28 @@ async def get_usage(
     api_key_ids: Ids = None,
     limit: int | None = None,
 ) -> dict:
-    if key.project_id is not None:
-        project_ids = [key.project_id]
     return await usage_report(
         request.app.state.db, kind, start_time=start_time, end_time=end_time, bucket_width=bucket_width,
-        group_by=group_by or [], project_ids=project_ids, models=models, api_key_ids=api_key_ids, limit=limit,
+        group_by=group_by or [], project_ids=_visible_projects(key, project_ids), models=models,
+        api_key_ids=api_key_ids, limit=limit,
+    )  # fmt: skip
+
+
+@router.get("/v1/organization/costs")
+async def get_costs(
+    request: Request,
+    key: CurrentKey,
+    start_time: int,
+    end_time: int | None = None,
+    bucket_width: str = "1d",
+    group_by: Ids = None,
+    project_ids: Ids = None,
+    api_key_ids: Ids = None,
+    limit: int | None = None,
+) -> dict:
+    """Spend by day at the models' configured prices (input_price/output_price, USD per 1M tokens)."""
+    return await costs_report(
+        request.app.state.db, start_time=start_time, end_time=end_time, bucket_width=bucket_width,
+        group_by=group_by or [], project_ids=_visible_projects(key, project_ids), api_key_ids=api_key_ids,
+        limit=limit,
     )  # fmt: skip

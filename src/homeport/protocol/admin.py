@@ -1,0 +1,147 @@
+"""Platform administration: OpenAI's organization shapes (projects, their API keys and rate
+limits, admin keys), and Homeport's own request for creating a project key over the API."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+from .common import Request
+
+__all__ = [
+    "ListPage",
+    "Project",
+    "ProjectCreate",
+    "ProjectUpdate",
+    "ProjectApiKey",
+    "ProjectApiKeyCreate",
+    "ProjectApiKeyCreated",
+    "KeyDeleted",
+    "ProjectRateLimit",
+    "ProjectRateLimitUpdate",
+    "AdminApiKey",
+    "AdminApiKeyCreate",
+    "AdminApiKeyCreated",
+    "KeyOwner",
+]
+
+T = TypeVar("T")
+
+
+class ListPage(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class Project(BaseModel):
+    id: str
+    object: Literal["organization.project"] = "organization.project"
+    name: str
+    created_at: int
+    archived_at: int | None = None
+    status: Literal["active", "archived"] = "active"
+
+
+class ProjectCreate(Request):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ProjectUpdate(Request):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class KeyOwner(BaseModel):
+    """Homeport keys have no user behind them: they are owned like service-account keys."""
+
+    type: Literal["service_account", "user"] = "service_account"
+    service_account: dict[str, Any] | None = None
+
+
+class ProjectApiKey(BaseModel):
+    object: Literal["organization.project.api_key"] = "organization.project.api_key"
+    redacted_value: str
+    name: str
+    created_at: int
+    last_used_at: int | None
+    id: str
+    owner_project_access: Literal["active", "inactive"] = "active"
+    owner: KeyOwner
+    # Homeport's additions: the key's own limits and budgets.
+    expires_at: int | None = None
+    models: list[str] | None = None
+    read_only: bool = False
+    budget_tokens: int | None = None
+    budget_usd: float | None = None
+
+
+class ProjectApiKeyCreate(Request):
+    """POST /v1/homeport/projects/{project_id}/api_keys (OpenAI creates keys only in its dashboard)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    max_requests_per_1_minute: int | None = Field(default=None, ge=0)
+    max_tokens_per_1_minute: int | None = Field(default=None, ge=0)
+    max_requests_per_1_day: int | None = Field(default=None, ge=0)
+    max_tokens_per_1_day: int | None = Field(default=None, ge=0)
+    budget_tokens: int | None = Field(default=None, ge=0)
+    budget_usd: float | None = Field(default=None, ge=0)
+    expires_in_seconds: int | None = Field(default=None, ge=1)
+    models: list[str] | None = None
+    read_only: bool = False
+
+
+class ProjectApiKeyCreated(ProjectApiKey):
+    value: str
+    """The secret; shown only in this response."""
+
+
+class KeyDeleted(BaseModel):
+    object: str
+    id: str
+    deleted: bool = True
+
+
+class ProjectRateLimit(BaseModel):
+    """One model's limits for a project; 0 means no limit. Homeport adds `max_tokens_per_1_day`,
+    and the model `*` (every model together)."""
+
+    object: Literal["project.rate_limit"] = "project.rate_limit"
+    id: str
+    model: str
+    max_requests_per_1_minute: int
+    max_tokens_per_1_minute: int
+    max_requests_per_1_day: int
+    max_tokens_per_1_day: int
+
+
+class ProjectRateLimitUpdate(Request):
+    max_requests_per_1_minute: int | None = Field(default=None, ge=0)
+    max_tokens_per_1_minute: int | None = Field(default=None, ge=0)
+    max_requests_per_1_day: int | None = Field(default=None, ge=0)
+    max_tokens_per_1_day: int | None = Field(default=None, ge=0)
+    max_images_per_1_minute: int | None = None
+    max_audio_megabytes_per_1_minute: int | None = None
+    batch_1_day_max_input_tokens: int | None = None
+
+
+class AdminApiKey(BaseModel):
+    object: Literal["organization.admin_api_key"] = "organization.admin_api_key"
+    id: str
+    name: str | None
+    redacted_value: str
+    created_at: int
+    expires_at: int | None = None
+    last_used_at: int | None = None
+    owner: dict[str, Any]
+
+
+class AdminApiKeyCreate(Request):
+    name: str = Field(min_length=1, max_length=200)
+    expires_in_seconds: int | None = Field(default=None, ge=1, le=31536000)
+
+
+class AdminApiKeyCreated(AdminApiKey):
+    value: str
