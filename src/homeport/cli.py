@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -301,7 +302,7 @@ def usage(
             for r in bucket["results"]:
                 table.add_row(day, str(r.get(column) or "-"), kind, str(r["num_model_requests"]),
                               str(r["input_tokens"]), str(r.get("output_tokens", "")))  # fmt: skip
-    Console(soft_wrap=True).print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)  # piped: don't squeeze model ids
     spent = sum(r["amount"]["value"] for b in costs["data"] for r in b["results"])
     print(f"cost: ${spent:.6f}")
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, create_key, start_server, stop_server
+from tests.conftest import API_KEY, create_key, homeport_cli, start_server, stop_server
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}]
 ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -74,3 +74,29 @@ def test_json_access_log_has_request_id_and_no_prompt(fake_server) -> None:
     assert access and access[0]["status"] == 200 and access[0]["path"] == "/v1/chat/completions"
     assert access[0]["model"] == "fake-chat" and access[0]["key_id"].startswith("key_")
     assert marker not in fake_server.log.read_text()
+
+
+def test_prompts_are_logged_only_for_projects_that_opt_in(fake_server) -> None:
+    env = {"HOMEPORT_DATA_DIR": str(fake_server.data_dir)}
+    private = create_key(env, "--name", "private", "--project", "private-team")
+    logged = create_key(env, "--name", "logged", "--project", "audited-team")
+    homeport_cli(env, "projects", "set", "audited-team", "--log-prompts")
+    time.sleep(1.1)  # keys (and their project's settings) are cached for key_cache_s = 1 s
+    markers = {}
+    for name, secret in (("private", private), ("logged", logged)):
+        markers[name] = f"marker-{name}-{time.time_ns()}"
+        body = {**ASK, "messages": [{"role": "user", "content": markers[name]}]}
+        with httpx.Client(headers={"Authorization": f"Bearer {secret}"}) as http:
+            assert http.post(f"{fake_server.base_url}/chat/completions", json=body).status_code == 200
+            with http.stream("POST", f"{fake_server.base_url}/chat/completions",
+                             json={**body, "stream": True}) as stream:  # fmt: skip
+                list(stream.iter_lines())
+    time.sleep(0.3)
+    text = fake_server.log.read_text()
+    assert markers["private"] not in text
+    records = [json.loads(line) for line in text.splitlines() if markers["logged"] in line]
+    assert len(records) == 2 and all(r["logger"] == "homeport.prompts" for r in records)
+    plain, streamed = (json.loads(r["message"]) for r in records)
+    assert plain["request"]["messages"][0]["content"] == markers["logged"]
+    answer = plain["response"]["choices"][0]["message"]["content"]
+    assert answer and streamed["response"]["stream"]["0"] == answer  # the fake engine answers a prompt alike

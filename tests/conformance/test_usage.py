@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import API_KEY, create_key
+from tests.conftest import API_KEY, create_key, homeport_cli
 from tests.spec import validate
 
 
@@ -48,6 +48,17 @@ def test_usage_adds_up_per_project(server) -> None:
     assert (results[0]["input_tokens"], results[0]["output_tokens"]) == (expected_in, expected_out)
     emb_results = [r for b in _report(server, secret, "embeddings")["data"] for r in b["results"]]
     assert emb_results[0]["input_tokens"] == emb.usage.prompt_tokens
+
+    # An hour-aligned range is answered from the hourly rollups: the same totals.
+    hour = int(time.time()) // 3600 * 3600
+    rolled = _report(server, secret, "completions", group_by=["model"], start_time=hour - 3600, end_time=hour + 3600)
+    rolled_results = [r for bucket in rolled["data"] for r in bucket["results"]]
+    assert [(r["num_model_requests"], r["input_tokens"], r["output_tokens"]) for r in rolled_results] == [
+        (4, expected_in, expected_out)]  # fmt: skip
+
+    # The CLI report reads the same rollups.
+    out = homeport_cli({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "usage", "--days", "1", "--group-by", "model")
+    assert "smollm2-135m-instruct" in out and "all-minilm-l6-v2" in out and "cost: $" in out
 
     # Another project's key sees only its own project's usage.
     other = _key(server, "usage-b")

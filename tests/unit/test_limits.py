@@ -11,8 +11,8 @@ import pytest
 from homeport.errors import RateLimited
 from homeport.services.limits import (
     DAY_S,
-    Limit,
     WINDOW_S,
+    Limit,
     MemoryRateLimiter,
     RedisRateLimiter,
     Scope,

@@ -32,8 +32,9 @@ async def _report(db: Database, start: int, end: int, width: str) -> list[tuple]
     page = await usage_report(db, "completions", start_time=start, end_time=end, bucket_width=width,
                               group_by=["project_id", "model"], project_ids=None, models=None, api_key_ids=None,
                               limit=None)  # fmt: skip
-    return sorted(((b["start_time"], r["project_id"], r["model"], r["num_model_requests"], r["input_tokens"],
-                   r["output_tokens"], r["input_cached_tokens"]) for b in page["data"] for r in b["results"]), key=str)  # fmt: skip
+    rows = [(b["start_time"], r["project_id"], r["model"], r["num_model_requests"], r["input_tokens"],
+             r["output_tokens"], r["input_cached_tokens"]) for b in page["data"] for r in b["results"]]  # fmt: skip
+    return sorted(rows, key=str)
 
 
 async def test_rollups_agree_with_raw_records_and_outlive_them(db: Database) -> None:
@@ -72,7 +73,8 @@ async def test_no_project_filter_selects_keys_of_no_project(db: Database) -> Non
     await recorder.flush()
     for start in (START, START + 1):  # rollups and raw records alike
         page = await usage_report(db, "completions", start_time=start, end_time=start + DAY, bucket_width="1d",
-                                  group_by=[], project_ids=[None], models=None, api_key_ids=None, limit=None)  # fmt: skip
+                                  group_by=[], project_ids=[None], models=None, api_key_ids=None,
+                                  limit=None)  # fmt: skip
         assert [r["num_model_requests"] for b in page["data"] for r in b["results"]] == [2]
 
 
@@ -84,12 +86,15 @@ def test_migration_moves_old_limits_into_the_rate_limit_table(tmp_path: Path) ->
     command.upgrade(config, "0007")
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO projects (id, name, created_at, rpm, tpm) VALUES ('proj_1', 'p', 1, 6, NULL)"))
-        conn.execute(sa.text("INSERT INTO api_keys (id, name, redacted, secret_hash, project_id, created_at, rpm, tpm, "
-                             "budget_used, read_only) VALUES ('key_1', 'k', 'r', 'h', 'proj_1', 1, 3, 500, 0, 0)"))
-        conn.execute(sa.text("INSERT INTO usage_records (ts, kind, project_id, key_id, model, endpoint, status, "
-                             "prompt_tokens, completion_tokens, cached_tokens, latency_ms) "
-                             "VALUES (7201, 'completions', 'proj_1', 'key_1', 'm', '/v1/x', 200, 4, 5, 0, 9)"))  # fmt: skip
+        for sql in (
+            "INSERT INTO projects (id, name, created_at, rpm, tpm) VALUES ('proj_1', 'p', 1, 6, NULL)",
+            "INSERT INTO api_keys (id, name, redacted, secret_hash, project_id, created_at, rpm, tpm, budget_used, "
+            "read_only) VALUES ('key_1', 'k', 'r', 'h', 'proj_1', 1, 3, 500, 0, 0)",
+            "INSERT INTO usage_records (ts, kind, project_id, key_id, model, endpoint, status, prompt_tokens, "
+            "completion_tokens, cached_tokens, latency_ms) VALUES (7201, 'completions', 'proj_1', 'key_1', 'm', "
+            "'/v1/x', 200, 4, 5, 0, 9)",
+        ):
+            conn.execute(sa.text(sql))
     engine.dispose()
     command.upgrade(config, "head")
 

@@ -99,18 +99,19 @@ class UsageRecorder:
             sums["requests"] += 1
             for name in _SUMS:
                 sums[name] += getattr(e, name)
+        rows = [{"hour": g[0], "kind": g[1], "project_id": g[2], "key_id": g[3], "model": g[4], **sums}
+                for g, sums in sorted(rollups.items())]  # sorted: concurrent writers lock rows in one order
         async with self._db.sessions() as session, session.begin():
             await session.execute(insert(UsageRow), [e.__dict__ for e in events])
-            for (hour, kind, project, key, model), sums in sorted(rollups.items()):  # sorted: no deadlocks
-                await session.execute(self._upsert(hour=hour, kind=kind, project_id=project, key_id=key,
-                                                   model=model, **sums))  # fmt: skip
+            if rows:
+                await session.execute(self._upsert(), rows)
         if self._touch is not None and last_used:
             await self._touch(last_used)
 
-    def _upsert(self, **row: object):  # type: ignore[no-untyped-def]
-        """Add to an hour's rollup row, creating it if needed: one atomic statement on either database."""
+    def _upsert(self):  # type: ignore[no-untyped-def]
+        """Add to hours' rollup rows, creating them if needed: atomic on either database."""
         dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(UsageHourlyRow).values(**row)
+        stmt = dialect.insert(UsageHourlyRow)
         added = {name: getattr(UsageHourlyRow, name) + getattr(stmt.excluded, name) for name in ("requests", *_SUMS)}
         return stmt.on_conflict_do_update(index_elements=["hour", "kind", "project_id", "key_id", "model"], set_=added)
 

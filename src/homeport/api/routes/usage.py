@@ -6,9 +6,9 @@ this; OpenAI asks for an admin key), and a key of no project sees the usage of k
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from ...services.keys import ApiKey
 from ...services.usage import costs_report, usage_report
@@ -16,10 +16,15 @@ from ..deps import CurrentKey
 
 router = APIRouter()
 
-Ids = Annotated[list[str] | None, Query()]
+
+def _list(request: Request, name: str) -> list[str] | None:
+    """A list parameter, sent repeated (`group_by=a&group_by=b`) or, as the SDK sends it, with brackets."""
+    values = request.query_params.getlist(name) + request.query_params.getlist(f"{name}[]")
+    return values or None
 
 
 def _visible_projects(key: ApiKey, asked: list[str] | None) -> list[str | None] | None:
+    """Admin keys see the projects they ask for (all by default); others only their own."""
     if key.admin:
         return list(asked) if asked else None
     return [key.project_id]
@@ -33,16 +38,12 @@ async def get_usage(
     start_time: int,
     end_time: int | None = None,
     bucket_width: str = "1d",
-    group_by: Ids = None,
-    project_ids: Ids = None,
-    models: Ids = None,
-    api_key_ids: Ids = None,
     limit: int | None = None,
 ) -> dict:
     return await usage_report(
         request.app.state.db, kind, start_time=start_time, end_time=end_time, bucket_width=bucket_width,
-        group_by=group_by or [], project_ids=_visible_projects(key, project_ids), models=models,
-        api_key_ids=api_key_ids, limit=limit,
+        group_by=_list(request, "group_by") or [], project_ids=_visible_projects(key, _list(request, "project_ids")),
+        models=_list(request, "models"), api_key_ids=_list(request, "api_key_ids"), limit=limit,
     )  # fmt: skip
 
 
@@ -53,14 +54,11 @@ async def get_costs(
     start_time: int,
     end_time: int | None = None,
     bucket_width: str = "1d",
-    group_by: Ids = None,
-    project_ids: Ids = None,
-    api_key_ids: Ids = None,
     limit: int | None = None,
 ) -> dict:
     """Spend by day at the models' configured prices (input_price/output_price, USD per 1M tokens)."""
     return await costs_report(
         request.app.state.db, start_time=start_time, end_time=end_time, bucket_width=bucket_width,
-        group_by=group_by or [], project_ids=_visible_projects(key, project_ids), api_key_ids=api_key_ids,
-        limit=limit,
+        group_by=_list(request, "group_by") or [], project_ids=_visible_projects(key, _list(request, "project_ids")),
+        api_key_ids=_list(request, "api_key_ids"), limit=limit,
     )  # fmt: skip
