@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
@@ -35,5 +37,22 @@ class Metrics:
     def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model).set_function(depth)
 
+    def watch_busy(self, busy: Callable[[], dict[str, float]]) -> None:
+        """Engine utilisation: rate(homeport_engine_busy_seconds_total[1m]) is the busy fraction."""
+        self.registry.register(_BusyCollector(busy))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _BusyCollector(Collector):
+    def __init__(self, busy: Callable[[], dict[str, float]]) -> None:
+        self._busy = busy
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = CounterMetricFamily(
+            "homeport_engine_busy_seconds", "Seconds each local engine spent generating.", labels=["model"]
+        )
+        for model, seconds in self._busy().items():
+            family.add_metric([model], seconds)
+        yield family

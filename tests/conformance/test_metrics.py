@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text with requests, latency, tokens, TTFT, queue depth, refusals."""
+"""GET /metrics: Prometheus text with requests, latency, tokens, TTFT, queue depth, engine busy time,
+refusals."""
 
 from __future__ import annotations
 
@@ -31,4 +32,6 @@ def test_metrics_count_what_happened(server, client) -> None:
     ttft = ("homeport_time_to_first_token_seconds_count", (("model", "smollm2-135m-instruct"),))
     assert after[ttft] - before.get(ttft, 0) == 1
     assert ("homeport_engine_requests", (("model", "smollm2-135m-instruct"),)) in after
+    busy = ("homeport_engine_busy_seconds_total", (("model", "smollm2-135m-instruct"),))
+    assert after[busy] > before.get(busy, 0)  # rate() of it is the engine's utilisation
     assert any(name == "homeport_request_duration_seconds_bucket" for name, _ in after)

@@ -86,6 +86,7 @@ async def _load(app: FastAPI, registry: ModelRegistry, progress: LoadProgress) -
         await registry.load(progress)
         for model_id, depth in registry.queue_depths().items():
             app.state.metrics.watch_queue(model_id, depth)
+        app.state.metrics.watch_busy(registry.busy_seconds)
     except Exception as exc:  # reported by /readyz; the process keeps serving what loaded
         app.state.load_error = str(exc)
         log.exception("loading models failed")

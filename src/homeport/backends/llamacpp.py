@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +67,7 @@ class LlamaCppEngine:
         self._queue_size = settings.queue_size
         self._retry_after = settings.retry_after_s
         self._jobs = 0  # running + waiting requests still wanted; touched only on the event loop
+        self.busy_seconds = 0.0  # time the worker spent decoding; written only by the worker
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
 
     # ---- tokens -------------------------------------------------------------------------
@@ -120,12 +122,15 @@ class LlamaCppEngine:
     def _run(self, request: GenerationRequest, emit: _Emit, cancel: threading.Event) -> None:
         if cancel.is_set():
             return
+        start = time.perf_counter()
         try:
             self._decode(request, emit, cancel)
         except HomeportError as exc:
             emit(exc)
         except Exception as exc:  # surfaced to the waiting request, not swallowed
             emit(EngineError(f"llama.cpp failed: {exc}"))
+        finally:
+            self.busy_seconds += time.perf_counter() - start
 
     def _decode(self, request: GenerationRequest, emit: _Emit, cancel: threading.Event) -> None:
         llm, params = self._llm, request.sampling

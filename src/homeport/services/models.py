@@ -127,6 +127,14 @@ class ModelRegistry:
             if hasattr(e.engine, "queue_depth")
         }
 
+    def busy_seconds(self) -> dict[str, float]:
+        """Per loaded engine that reports it: seconds its worker has spent generating."""
+        return {
+            e.config.id: e.engine.busy_seconds  # type: ignore[union-attr]
+            for e in self._entries.values()
+            if hasattr(e.engine, "busy_seconds")
+        }
+
     def loaded(self) -> list[str]:
         return [e.config.id for e in self._entries.values() if e.engine is not None]
 
