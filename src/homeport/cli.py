@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from .logs import configure_logging
+from .services.keys import ENDPOINT_FAMILIES as FAMILIES
 from .services.keys import KeyStore
 from .services.limits import Limit
 from .settings import Settings
@@ -139,10 +140,17 @@ def keys_create(
     expires_in_days: Annotated[float | None, typer.Option(help="Key stops working after this many days.")] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model ids the key may use.")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Only list models and read usage.")] = False,
+    endpoints: Annotated[
+        str | None, typer.Option(help=f"Comma-separated endpoint families the key may call: {', '.join(FAMILIES)}.")
+    ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="An admin key: manages projects, keys, limits.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a key; its secret is printed once, on the last line."""
+    families = [f.strip() for f in endpoints.split(",") if f.strip()] if endpoints else None
+    if families and (unknown := set(families) - set(FAMILIES)):
+        console.print(f"Unknown endpoint families: {', '.join(sorted(unknown))} (known: {', '.join(FAMILIES)}).")
+        raise typer.Exit(2)
     if admin and project:
         console.print("An admin key belongs to no project.")
         raise typer.Exit(2)
@@ -153,7 +161,7 @@ def keys_create(
         return store.create(
             name, project=project, limits=Limit("key", "", "*", rpm, tpm, rpd, tpd), budget_tokens=budget_tokens,
             expires_at=expires_at, budget_micro_usd=None if budget_usd is None else round(budget_usd * 1e6),
-            models=allow, read_only=read_only, admin=admin,
+            models=allow, read_only=read_only, admin=admin, endpoints=families,
         )  # fmt: skip
 
     key, secret = _with_store(_settings(config), create)

@@ -1,4 +1,4 @@
-"""Key scopes through the SDK: model allow-lists, read-only keys, expiry."""
+"""Key scopes through the SDK: model allow-lists, read-only keys, expiry, endpoint families."""
 
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def test_expired_key(server) -> None:
     with pytest.raises(openai.AuthenticationError) as err:
         client.models.list()
     assert "expired" in err.value.message
+
+
+def test_endpoint_families(server) -> None:
+    client = _client(server, "--name", "embedder", "--endpoints", "embeddings,models")
+    assert client.models.list().data
+    assert client.embeddings.create(model="all-minilm-l6-v2", input="x").data
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        client.chat.completions.create(model="smollm2-135m-instruct", messages=ASK, max_tokens=2)
+    validate("ErrorResponse", err.value.response.json())
+    assert "embeddings, models" in err.value.message and "chat" in err.value.message

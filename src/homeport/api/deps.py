@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..errors import AuthenticationFailed, PermissionDenied
-from ..services.keys import ApiKey
+from ..services.keys import ApiKey, endpoint_family
 
 __all__ = ["authenticate", "require_admin", "AdminKey", "CurrentKey"]
 
@@ -28,6 +28,9 @@ async def authenticate(request: Request) -> ApiKey:
     if key.project is not None and key.project.archived_at is not None:
         raise AuthenticationFailed(f"The API key {key.redacted} belongs to an archived project.")
     request.state.key = key  # for the access log
+    family = endpoint_family(request.url.path)
+    if key.endpoints is not None and family is not None and family not in key.endpoints:
+        raise PermissionDenied(f"This API key may call only {', '.join(key.endpoints)} endpoints, not {family}.")
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise PermissionDenied("This API key is read-only: it may list models and read usage, not make requests.")
     return key

@@ -73,6 +73,7 @@ class ProjectApiKey(BaseModel):
     # Homeport's additions: the key's own limits and budgets.
     expires_at: int | None = None
     models: list[str] | None = None
+    endpoints: list[str] | None = None
     read_only: bool = False
     budget_tokens: int | None = None
     budget_usd: float | None = None
@@ -90,6 +91,7 @@ class ProjectApiKeyCreate(Request):
     budget_usd: float | None = Field(default=None, ge=0)
     expires_in_seconds: int | None = Field(default=None, ge=1)
     models: list[str] | None = None
+    endpoints: list[str] | None = None
     read_only: bool = False
 
 

@@ -22,7 +22,24 @@ from ..storage.db import Database
 from ..storage.tables import ApiKeyRow, ProjectRow, RateLimitRow
 from .limits import Limit
 
-__all__ = ["ApiKey", "KeyStore", "Project", "hash_secret"]
+__all__ = ["ApiKey", "KeyStore", "Project", "ENDPOINT_FAMILIES", "endpoint_family", "hash_secret"]
+
+ENDPOINT_FAMILIES = {
+    "models": ("/v1/models",),
+    "chat": ("/v1/chat/",),
+    "completions": ("/v1/completions",),
+    "embeddings": ("/v1/embeddings",),
+    "usage": ("/v1/organization/usage/", "/v1/organization/costs"),
+    "files": ("/v1/files", "/v1/uploads"),
+    "vector_stores": ("/v1/vector_stores",),
+    "assistants": ("/v1/assistants", "/v1/threads"),
+}
+"""What a key's `endpoints` scope can name, and the paths each family covers."""
+
+
+def endpoint_family(path: str) -> str | None:
+    return next((f for f, prefixes in ENDPOINT_FAMILIES.items() if path.startswith(prefixes)), None)
+
 
 _SECRET_PREFIX = "sk-hp-"
 _ADMIN_PREFIX = "sk-hp-admin-"
@@ -61,6 +78,8 @@ class ApiKey:
     limits: tuple[Limit, ...] = ()
     """The key's own rate limits and its project's (loaded by `verify`)."""
     project: Project | None = None
+    endpoints: tuple[str, ...] | None = None
+    """The endpoint families (ENDPOINT_FAMILIES) this key may call; None: all."""
 
     @property
     def budgeted(self) -> bool:
@@ -86,7 +105,7 @@ def _key(row: ApiKeyRow, limits: tuple[Limit, ...] = (), project: Project | None
     return ApiKey(
         row.id, row.name, row.redacted, row.created_at, row.revoked_at, row.project_id, row.budget_tokens,
         row.expires_at, tuple(row.models.split(",")) if row.models else None, row.read_only, row.budget_micro_usd,
-        row.admin, row.last_used_at, limits, project,
+        row.admin, row.last_used_at, limits, project, tuple(row.endpoints.split(",")) if row.endpoints else None,
     )  # fmt: skip
 
 
@@ -123,6 +142,7 @@ class KeyStore:
         models: list[str] | None = None,
         read_only: bool = False,
         admin: bool = False,
+        endpoints: list[str] | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (the only time the secret is available).
 
@@ -147,6 +167,7 @@ class KeyStore:
             models=",".join(models) if models else None,
             read_only=read_only,
             admin=admin,
+            endpoints=",".join(endpoints) if endpoints else None,
         )
         async with self.db.sessions() as session, session.begin():
             session.add(row)

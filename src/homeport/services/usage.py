@@ -99,8 +99,10 @@ class UsageRecorder:
             sums["requests"] += 1
             for name in _SUMS:
                 sums[name] += getattr(e, name)
-        rows = [{"hour": g[0], "kind": g[1], "project_id": g[2], "key_id": g[3], "model": g[4], **sums}
-                for g, sums in sorted(rollups.items())]  # sorted: concurrent writers lock rows in one order
+        rows = [
+            {"hour": g[0], "kind": g[1], "project_id": g[2], "key_id": g[3], "model": g[4], **sums}
+            for g, sums in sorted(rollups.items())
+        ]  # sorted: concurrent writers lock rows in one order
         async with self._db.sessions() as session, session.begin():
             await session.execute(insert(UsageRow), [e.__dict__ for e in events])
             if rows:

@@ -28,6 +28,7 @@ class ApiKeyRow(Base):
     spent_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     models: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated allow-list
+    endpoints: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated endpoint families
     read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 
 from ...errors import InvalidRequest, NotFound
 from ...protocol import admin as wire
-from ...services.keys import ApiKey, KeyStore, Project
+from ...services.keys import ENDPOINT_FAMILIES, ApiKey, KeyStore, Project
 from ...services.limits import Limit
 from ..body import parse_body
 from ..deps import AdminKey
@@ -63,7 +63,8 @@ def _project_key(k: ApiKey) -> wire.ProjectApiKey:
     return wire.ProjectApiKey(
         redacted_value=k.redacted, name=k.name, created_at=k.created_at, last_used_at=k.last_used_at, id=k.id,
         owner=wire.KeyOwner(service_account=account), expires_at=k.expires_at,
-        models=list(k.models) if k.models else None, read_only=k.read_only, budget_tokens=k.budget_tokens,
+        models=list(k.models) if k.models else None, endpoints=list(k.endpoints) if k.endpoints else None,
+        read_only=k.read_only, budget_tokens=k.budget_tokens,
         budget_usd=None if k.budget_micro_usd is None else k.budget_micro_usd / 1e6,
     )  # fmt: skip
 
@@ -153,6 +154,10 @@ async def create_project_key(project_id: str, request: Request, key: AdminKey) -
     for i, model in enumerate(body.models or []):
         if not registry.allowed(model, tuple(registry.ids())):  # an id or an alias of one
             raise InvalidRequest(f"The model `{model}` does not exist.", param=f"models.[{i}]")
+    for i, family in enumerate(body.endpoints or []):
+        if family not in ENDPOINT_FAMILIES:
+            raise InvalidRequest(f"Unknown endpoint family '{family}'; known: {', '.join(ENDPOINT_FAMILIES)}.",
+                                 param=f"endpoints.[{i}]")  # fmt: skip
     limits = Limit(
         "key", "", "*", body.max_requests_per_1_minute, body.max_tokens_per_1_minute,
         body.max_requests_per_1_day, body.max_tokens_per_1_day,
@@ -161,7 +166,7 @@ async def create_project_key(project_id: str, request: Request, key: AdminKey) -
         body.name, project_id=project_id, limits=limits, budget_tokens=body.budget_tokens,
         budget_micro_usd=None if body.budget_usd is None else round(body.budget_usd * 1e6),
         expires_at=None if body.expires_in_seconds is None else int(time.time()) + body.expires_in_seconds,
-        models=body.models, read_only=body.read_only,
+        models=body.models, read_only=body.read_only, endpoints=body.endpoints,
     )  # fmt: skip
     return wire.ProjectApiKeyCreated(**_project_key(created).model_dump(), value=secret)
 
