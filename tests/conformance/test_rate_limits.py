@@ -167,3 +167,11 @@ def test_cost_budget_is_never_overshot_across_replicas(replicas) -> None:
 
     codes = _burst(servers, [secret], 30)
     assert codes.count(200) == 10 and codes.count(429) == 20
+
+
+def test_per_model_day_limit_holds_across_replicas(replicas) -> None:
+    servers, env = replicas
+    homeport_cli(env, "limits", "set", "--project", "daily", "--model", "fake-chat", "--rpd", "5")
+    secret = create_key(env, "--name", "daily-key", "--project", "daily")
+    codes = _burst(servers, [secret], 15)
+    assert codes.count(200) == 5 and codes.count(429) == 10
