@@ -124,7 +124,8 @@ def main() -> None:
                          "query_p99_ms": round(ms[int(0.99 * len(ms))], 3),
                          "recall_at_10": round(_recall(r["found"], truth), 4),
                          "disk_mb": round(r["bytes"] / 2**20, 1)})  # fmt: skip
-    print(f"\n{'library':14} {'vectors':>8} {'build s':>8} {'p50 ms':>8} {'p99 ms':>8} {'recall@10':>10} {'disk MB':>8}")
+    header = ("library", "vectors", "build s", "p50 ms", "p99 ms", "recall@10", "disk MB")
+    print("\n{:14} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8}".format(*header))
     for r in rows:
         print(f"{r['library']:14} {r['vectors']:>8} {r['build_s']:>8} {r['query_p50_ms']:>8} {r['query_p99_ms']:>8} "
               f"{r['recall_at_10']:>10} {r['disk_mb']:>8}")  # fmt: skip

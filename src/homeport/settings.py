@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(
         1.0, description="How long a valid key is trusted without a database lookup (revocation delay)."
     )
+    max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file /v1/files and /v1/uploads accept.")
+    vector_store_model: str = Field("all-minilm-l6-v2", description="Embedding model of new vector stores.")
     usage_retention_days: float | None = Field(
         90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
     )

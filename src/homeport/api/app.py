@@ -14,16 +14,22 @@ from ..services.alerts import BudgetAlerts
 from ..services.chat import ChatService
 from ..services.completions import CompletionService
 from ..services.embeddings import EmbeddingService
+from ..services.files import FileStore
 from ..services.keys import KeyStore
 from ..services.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.models import LoadProgress, ModelRegistry
 from ..services.usage import UsageRecorder
+from ..services.vector_index import VectorIndexes
+from ..services.vector_stores import VectorStoreService
 from ..settings import Settings
+from ..storage.blobs import LocalBlobStore
 from ..storage.db import Database
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, chat, completions, embeddings, health, models, ops
+from .routes import files as file_routes
 from .routes import usage as usage_routes
+from .routes import vector_stores as vs_routes
 
 __all__ = ["create_app"]
 
@@ -39,6 +45,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.migrate()
         usage.start()
+        await vector_stores.start()
         if settings.api_key is not None:
             await keys.ensure(settings.api_key.get_secret_value(), name="HOMEPORT_API_KEY")
         loading = asyncio.create_task(_load(app, registry, progress))
@@ -47,6 +54,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
+            await vector_stores.close()
             await registry.close()
             await app.state.limiter.close()
             await usage.close()
@@ -71,11 +79,17 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.chat = ChatService(registry)
     app.state.completions = CompletionService(registry)
     app.state.embeddings = EmbeddingService(registry)
+    app.state.files = files = FileStore(db, LocalBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
+    indexes = VectorIndexes(db, settings.data_dir / "vector_indexes")
+    app.state.vector_stores = vector_stores = VectorStoreService(db, files, registry, indexes,
+                                                                 settings.vector_store_model)  # fmt: skip
     install_error_handlers(app)
-    for module in (health, models, chat, completions, embeddings, ops, usage_routes, admin):
+    for module in (health, models, chat, completions, embeddings, ops, usage_routes, admin, file_routes, vs_routes):
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_request_bytes, uploads_max_bytes=settings.max_file_bytes + (1 << 20)
+    )  # + room for multipart framing
     app.add_middleware(MetricsMiddleware, metrics=metrics, access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -40,16 +40,20 @@ class RequestIdMiddleware:
 class BodyLimitMiddleware:
     """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    _UPLOADS = ("/v1/files", "/v1/uploads")
+
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.uploads_max_bytes = uploads_max_bytes or max_bytes  # file uploads may be larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.uploads_max_bytes if scope["path"].startswith(self._UPLOADS) else self.max_bytes
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await self._reject(send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await self._reject(send, limit)
         seen = 0
 
         async def counting_receive() -> Message:
@@ -57,17 +61,17 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._reject(send)
+            await self._reject(send, limit)
 
-    async def _reject(self, send: Send) -> None:
-        err = RequestTooLarge(f"Request body too large; the limit is {self.max_bytes} bytes.")
+    async def _reject(self, send: Send, limit: int) -> None:
+        err = RequestTooLarge(f"Request body too large; the limit is {limit} bytes.")
         body = json.dumps(error_body(err)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})

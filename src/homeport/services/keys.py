@@ -17,7 +17,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict
-from ..ids import new_id
+from ..ids import new_id, sortable_id
 from ..storage.db import Database
 from ..storage.tables import ApiKeyRow, ProjectRow, RateLimitRow
 from .limits import Limit
@@ -153,7 +153,7 @@ class KeyStore:
         if project:
             project_id = await self.ensure_project(project)
         row = ApiKeyRow(
-            id=new_id("key_", 24),
+            id=sortable_id("key_"),
             name=name,
             redacted=_redact(secret),
             secret_hash=hash_secret(secret),
@@ -192,7 +192,7 @@ class KeyStore:
             return found
 
     async def create_project(self, name: str) -> Project:
-        row = ProjectRow(id=new_id("proj_", 24), name=name, created_at=int(time.time()))
+        row = ProjectRow(id=sortable_id("proj_"), name=name, created_at=int(time.time()))
         try:
             async with self.db.sessions() as session, session.begin():
                 session.add(row)

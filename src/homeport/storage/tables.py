@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Integer, PrimaryKeyConstraint, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, LargeBinary, PrimaryKeyConstraint, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "ApiKeyRow", "ProjectRow", "RateLimitRow", "UsageRow", "UsageHourlyRow"]
+__all__ = [
+    "Base",
+    "ApiKeyRow",
+    "ProjectRow",
+    "RateLimitRow",
+    "UsageRow",
+    "UsageHourlyRow",
+    "FileRow",
+    "UploadRow",
+    "UploadPartRow",
+    "VectorStoreRow",
+    "VectorStoreFileRow",
+    "FileBatchRow",
+    "ChunkRow",
+]
 
 
 class Base(DeclarativeBase):
@@ -95,3 +109,92 @@ class UsageHourlyRow(Base):
     cached_tokens: Mapped[int] = mapped_column(BigInteger)
     input_micro_usd: Mapped[int] = mapped_column(BigInteger)
     output_micro_usd: Mapped[int] = mapped_column(BigInteger)
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    purpose: Mapped[str] = mapped_column(String(40))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    blob: Mapped[str] = mapped_column(String(200))  # the blob store's key
+
+
+class UploadRow(Base):
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    purpose: Mapped[str] = mapped_column(String(40))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    mime_type: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))  # pending | completed | cancelled | expired
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    file_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class UploadPartRow(Base):
+    __tablename__ = "upload_parts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    blob: Mapped[str] = mapped_column(String(200))
+
+
+class VectorStoreRow(Base):
+    __tablename__ = "vector_stores"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_active_at: Mapped[int] = mapped_column(BigInteger)
+    metadata_json: Mapped[str] = mapped_column("metadata", Text)
+    expires_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model: Mapped[str] = mapped_column(String(200))  # the embedding model its vectors come from
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Bumped with every change to its chunks: replicas' in-memory indexes sync when it moves."""
+
+
+class VectorStoreFileRow(Base):
+    __tablename__ = "vector_store_files"
+
+    vector_store_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20))  # in_progress | completed | cancelled | failed
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {code, message}
+    usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    chunk_tokens: Mapped[int] = mapped_column(Integer)
+    overlap_tokens: Mapped[int] = mapped_column(Integer)
+    attributes: Mapped[str] = mapped_column(Text)  # JSON object
+
+
+class FileBatchRow(Base):
+    __tablename__ = "vector_store_file_batches"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    vector_store_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class ChunkRow(Base):
+    __tablename__ = "chunks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    vector_store_id: Mapped[str] = mapped_column(String(40))
+    file_id: Mapped[str] = mapped_column(String(40))
+    seq: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, the embedding model's dimensions
