@@ -138,7 +138,8 @@ def test_file_batches_upload_and_poll(project_client) -> None:
     store = client.vector_stores.create(name="batch")
     long_text = " ".join(f"Sentence number {i} is about lighthouses and their keepers." for i in range(120))
     batch = client.vector_stores.file_batches.upload_and_poll(
-        vector_store_id=store.id, files=[("lighthouses.txt", long_text.encode()), ("sky.md", DOCS["sky.md"])],
+        vector_store_id=store.id,
+        files=[("lighthouses.txt", long_text.encode()), ("sky.md", DOCS["sky.md"])],
         chunking_strategy={"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20}},
     )
     validate("VectorStoreFileBatchObject", _dump(batch))

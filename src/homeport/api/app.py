@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from ..metrics import Metrics
 from ..services.alerts import BudgetAlerts
+from ..services.assistants import AssistantService, Documents
 from ..services.chat import ChatService
 from ..services.completions import CompletionService
 from ..services.embeddings import EmbeddingService
@@ -18,6 +19,7 @@ from ..services.files import FileStore
 from ..services.keys import KeyStore
 from ..services.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.models import LoadProgress, ModelRegistry
+from ..services.runs import RunService
 from ..services.usage import UsageRecorder
 from ..services.vector_index import VectorIndexes
 from ..services.vector_stores import VectorStoreService
@@ -27,6 +29,7 @@ from ..storage.db import Database
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, chat, completions, embeddings, health, models, ops
+from .routes import assistants as assistant_routes
 from .routes import files as file_routes
 from .routes import usage as usage_routes
 from .routes import vector_stores as vs_routes
@@ -46,6 +49,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         await db.migrate()
         usage.start()
         await vector_stores.start()
+        await runs.start(registry.ready)
         if settings.api_key is not None:
             await keys.ensure(settings.api_key.get_secret_value(), name="HOMEPORT_API_KEY")
         loading = asyncio.create_task(_load(app, registry, progress))
@@ -54,6 +58,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
+            await runs.close()
             await vector_stores.close()
             await registry.close()
             await app.state.limiter.close()
@@ -83,8 +88,22 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     indexes = VectorIndexes(db, settings.data_dir / "vector_indexes")
     app.state.vector_stores = vector_stores = VectorStoreService(db, files, registry, indexes,
                                                                  settings.vector_store_model)  # fmt: skip
+    app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
+    app.state.runs = runs = RunService(assistants, app.state.chat, vector_stores, usage)
     install_error_handlers(app)
-    for module in (health, models, chat, completions, embeddings, ops, usage_routes, admin, file_routes, vs_routes):
+    for module in (
+        health,
+        models,
+        chat,
+        completions,
+        embeddings,
+        ops,
+        usage_routes,
+        admin,
+        file_routes,
+        vs_routes,
+        assistant_routes,
+    ):
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(

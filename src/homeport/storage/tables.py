@@ -19,6 +19,7 @@ __all__ = [
     "VectorStoreFileRow",
     "FileBatchRow",
     "ChunkRow",
+    "AssistantObjectRow",
 ]
 
 
@@ -198,3 +199,19 @@ class ChunkRow(Base):
     text: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, the embedding model's dimensions
+
+
+class AssistantObjectRow(Base):
+    """An assistant, thread, message, run or run step: its wire object as JSON, plus the columns
+    lookups need. Ids are time-sortable, so ordering by id is ordering by creation."""
+
+    __tablename__ = "assistant_objects"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    thread_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)
