@@ -5,6 +5,8 @@ after a restart, and a run interrupted by a restart finishing instead of hanging
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import sqlite3
 
 import openai
@@ -218,14 +220,15 @@ def test_threads_survive_restarts_and_no_run_is_left_hanging(tmp_path) -> None:
         assert first.status == "completed"
     finally:
         stop_server(server)
-    # What a crash mid-run leaves: the run in progress, its message half-written.
+    # What a crash mid-run leaves: the run in progress, its message half-written; its lease run out.
     db = sqlite3.connect(server.data_dir / "homeport.db")
     with db:
-        db.execute(
-            "UPDATE assistant_objects SET status = 'in_progress', body = replace(body, '\"status\": "
-            '"completed"\', \'"status": "in_progress"\') WHERE id = ? OR (run_id = ? AND kind != \'run\')',
-            (first.id, first.id),
+        sql = (
+            "UPDATE assistant_objects SET status = 'in_progress', lease_until = NULL, "
+            'body = replace(body, \'"status": "completed"\', \'"status": "in_progress"\') '
+            "WHERE id = ? OR (run_id = ? AND kind != 'run')"
         )
+        db.execute(sql, (first.id, first.id))
     db.close()
     server = start_server(tmp_path / "b", config, env=data)
     try:
@@ -239,3 +242,52 @@ def test_threads_survive_restarts_and_no_run_is_left_hanging(tmp_path) -> None:
         assert roles == ["user", "assistant", "user", "assistant"]
     finally:
         stop_server(server)
+
+
+def test_on_postgresql_another_replica_takes_over_a_stopped_run(tmp_path) -> None:
+    """Two replicas on one PostgreSQL: a thread made on one is continued on the other, and a run
+    whose process stopped mid-generation (lease run out) is finished by the survivor's sweeper."""
+    asyncpg = pytest.importorskip("asyncpg")
+    name = f"homeport_runs_{secrets.token_hex(4)}"
+
+    async def sql(query: str, *args, db: str = "test") -> None:
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}", timeout=3)
+        try:
+            await conn.execute(query, *args)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(sql(f"CREATE DATABASE {name}"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
+    env = {"HOMEPORT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"}
+    config = {"models": FAKE, "vector_store_model": "fake-embed"}
+    a = b = None
+    try:
+        a = start_server(tmp_path / "a", config, env=env)
+        b = start_server(tmp_path / "b", config, env=env)
+        secret = create_key(env, "--name", "k")
+        on_a, on_b = (openai.OpenAI(base_url=s.base_url, api_key=secret, max_retries=0) for s in (a, b))
+        assistant = on_a.beta.assistants.create(model="fake-chat")
+        thread = on_a.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
+        run = on_a.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+        assert run.status == "completed"
+        stop_server(a)
+        # Replica a "stopped mid-run": its run in progress, the message half-written, the lease run out.
+        asyncio.run(sql(
+            "UPDATE assistant_objects SET status = 'in_progress', lease_until = 0, body = replace(body, "
+            "'\"status\": \"completed\"', '\"status\": \"in_progress\"') WHERE id = $1 OR "
+            "(run_id = $1 AND kind != 'run')", run.id, db=name))  # fmt: skip
+        finished = on_b.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=200)
+        assert finished.status == "completed"
+        on_b.beta.threads.messages.create(thread.id, role="user", content="again")
+        assert on_b.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id).status == (
+            "completed")  # fmt: skip
+        roles = [m.role for m in on_b.beta.threads.messages.list(thread.id, order="asc").data]
+        assert roles == ["user", "assistant", "user", "assistant"]
+    finally:
+        for s in (a, b):
+            if s is not None:
+                stop_server(s)
+        asyncio.run(sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

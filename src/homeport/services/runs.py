@@ -7,8 +7,13 @@ deltas out as OpenAI's run events → either a message (completed) or function c
 (requires_action; `submit_tool_outputs` queues the run again). Every state change is saved
 before its event is published, so a client polling sees what a streaming client sees.
 
-A process that stops mid-run leaves the run `queued` or `in_progress`; the next process's
-`start()` removes that pass's unfinished message and step and runs the pass again.
+Runs are leased. Queued runs carry a lease while they wait in a process's queue; claiming one
+(queued → in_progress) is a conditional UPDATE only one process wins, and the worker renews the
+lease while it generates. Every process sweeps every few seconds: a queued or in-progress run
+whose lease ran out belongs to a process that stopped, so the sweeper takes it over (again one
+conditional UPDATE), removes that pass's unfinished message and step, and runs the pass again.
+No run stays `in_progress` after its process is gone, and none runs twice. Runs waiting for
+tool outputs past their `expires_at` become `expired`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ log = logging.getLogger("homeport")
 
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
+LEASE_S = 30  # a working process renews its run's lease every LEASE_S / 3
+SWEEP_S = 5
 
 
 class RunEvents:
@@ -82,26 +89,54 @@ class RunService:
 
     async def start(self, ready: asyncio.Event) -> None:
         self._registry_ready = ready
-        for project_id, run in await self.docs.stuck_runs():
+        self._pending: set[str] = set()
+        await self.sweep()  # what a previous process left
+        self._worker = asyncio.create_task(self._work())
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def sweep(self) -> None:
+        """Take over runs whose process stopped; expire runs left waiting for tool outputs."""
+        for project_id, run in await self.docs.unleased_runs(["queued", "in_progress", "cancelling"]):
+            if run["id"] in self._pending:
+                await self.docs.lease(run["id"], LEASE_S * 2, statuses=["queued"])  # still ours, waiting
+                continue
+            if not await self.docs.lease(run["id"], LEASE_S * 2, statuses=[run["status"]], expired_only=True):
+                continue  # another process took it first
             if run["status"] == "cancelling":
                 await self._finish(run, "cancelled", cancelled_at=int(time.time()))
                 continue
+            log.info("run %s: taking over from a stopped process", run["id"])
             await self._discard_unfinished(project_id, run)
             run["status"] = "queued"
             await self.docs.save(run)
-            self._queue.put_nowait((project_id, run["id"]))
-        self._worker = asyncio.create_task(self._work())
+            self._queue_local(project_id, run["id"])
+        now = time.time()
+        for _, run in await self.docs.unleased_runs(["requires_action"]):
+            if run["expires_at"] is not None and run["expires_at"] <= now:
+                run |= {"status": "expired", "required_action": None}
+                if await self.docs.save(run, only_if_status=["requires_action"]):
+                    log.info("run %s expired waiting for tool outputs", run["id"])
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                await self.sweep()
+            except Exception:  # the next round tries again
+                log.exception("sweeping runs failed")
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        tasks = [t for t in (self._worker, getattr(self, "_sweeper", None)) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _work(self) -> None:
         assert self._registry_ready is not None
         await self._registry_ready.wait()
         while True:
             project_id, run_id = await self._queue.get()
+            self._pending.discard(run_id)
             try:
                 await self._execute(project_id, run_id)
             except Exception as exc:  # the run records why; the worker goes on
@@ -190,7 +225,13 @@ class RunService:
         await self.docs.add("run", project_id, run, thread_id=thread["id"], run_id=run["id"])
         return _public(run)
 
-    def enqueue(self, project_id: str | None, run_id: str) -> None:
+    async def enqueue(self, project_id: str | None, run_id: str) -> None:
+        """Queue a run here, leased to this process while it waits."""
+        await self.docs.lease(run_id, LEASE_S * 2, statuses=["queued"])
+        self._queue_local(project_id, run_id)
+
+    def _queue_local(self, project_id: str | None, run_id: str) -> None:
+        self._pending.add(run_id)
         self._queue.put_nowait((project_id, run_id))
 
     async def submit_tool_outputs(
@@ -262,8 +303,8 @@ class RunService:
         if run["status"] == "cancelling":
             await self._finish(run, "cancelled", cancelled_at=int(time.time()))
             return
-        if run["status"] != "queued":
-            return
+        if run["status"] != "queued" or not await self.docs.claim(run_id, LEASE_S):
+            return  # not waiting any more, or another process claimed it
         run |= {"status": "in_progress", "started_at": run["started_at"] or int(time.time())}
         await self.docs.save(run)
         self._publish(run, "thread.run.in_progress", _public(run))
@@ -442,12 +483,16 @@ class RunService:
         calls: dict[int, dict[str, Any]] = {}
         finish = "stop"
         chunks = self._chat.stream(plan)
-        seen = 0
+        seen, renewed = 0, time.monotonic()
         try:
             async for chunk in chunks:
                 seen += 1
-                if seen % 16 == 0 and await self.docs.status(run["id"]) == "cancelling":
-                    break
+                if seen % 16 == 0:
+                    if await self.docs.status(run["id"]) == "cancelling":
+                        break
+                    if time.monotonic() - renewed > LEASE_S / 3:
+                        await self.docs.lease(run["id"], LEASE_S, statuses=["in_progress"])
+                        renewed = time.monotonic()
                 for choice in chunk.choices:
                     delta = choice.delta
                     finish = choice.finish_reason or finish
@@ -588,7 +633,7 @@ class RunService:
         """Events of a run from `first` on, until it stops; the run must be queued after subscribing."""
         queue = self.events.subscribe(run["id"])
         try:
-            self.enqueue(project_id, run["id"])
+            await self.enqueue(project_id, run["id"])
             for item in first:
                 yield item
             while (next_item := await queue.get()) is not None:

@@ -265,7 +265,7 @@ def _events(items: AsyncIterator[tuple[str, Any]]) -> StreamingResponse:
 async def _start(request: Request, key: CurrentKey, run: dict[str, Any], stream: bool | None) -> Any:
     runs = _runs(request)
     if not stream:
-        runs.enqueue(key.project_id, run["id"])
+        await runs.enqueue(key.project_id, run["id"])
         return run
     first = [("thread.run.created", run), ("thread.run.queued", run)]
     return _events(runs.stream(key.project_id, run, first))
@@ -339,7 +339,7 @@ async def submit_tool_outputs(thread_id: str, run_id: str, request: Request, key
     body = await parse_body(request, _ToolOutputs)
     run = await _runs(request).submit_tool_outputs(key.project_id, thread_id, run_id, body.tool_outputs)
     if not body.stream:
-        _runs(request).enqueue(key.project_id, run_id)
+        await _runs(request).enqueue(key.project_id, run_id)
         return run
     return _events(_runs(request).stream(key.project_id, run, [("thread.run.queued", run)]))
 

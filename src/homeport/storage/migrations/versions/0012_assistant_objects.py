@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(40), nullable=True),
         sa.Column("status", sa.String(20), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("lease_until", sa.BigInteger(), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
     )
     op.create_index("ix_assistant_objects_kind_project", "assistant_objects", ["kind", "project_id"])
