@@ -161,7 +161,9 @@ class RunService:
 
     # ---- API ----------------------------------------------------------------------------
 
-    async def create(self, project_id: str | None, thread: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
+    async def create(
+        self, project_id: str | None, thread: dict[str, Any], req: dict[str, Any], key_id: str | None = None
+    ) -> dict[str, Any]:
         """Validate and queue a run on `thread` (stream or not, the caller decides how to follow it)."""
         assistant = await self.docs.get("assistant", project_id, req["assistant_id"], "assistant_id")
         active = await self.docs.list_of("run", project_id, thread_id=thread["id"], status=list(ACTIVE))
@@ -221,6 +223,7 @@ class RunService:
             "parallel_tool_calls": req.get("parallel_tool_calls", True),
             "response_format": req.get("response_format") or assistant.get("response_format") or "auto",
             "additional_instructions": req.get("additional_instructions"),
+            "_key_id": key_id,
         }
         await self.docs.add("run", project_id, run, thread_id=thread["id"], run_id=run["id"])
         return _public(run)
@@ -616,7 +619,7 @@ class RunService:
             UsageEvent(
                 "completions",
                 project_id,
-                None,
+                run.get("_key_id"),
                 run["model"],
                 "/v1/threads/runs",
                 200,
@@ -704,7 +707,8 @@ def _cited(text: str, sources: list[dict[str, Any]]) -> tuple[str, list[dict[str
 
 
 def _public(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in run.items() if k != "additional_instructions"}
+    """The run as the API shows it (without what Homeport keeps for itself)."""
+    return {k: v for k, v in run.items() if k != "additional_instructions" and not k.startswith("_")}
 
 
 def _public_step(step: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from ...errors import InvalidRequest
 from ...protocol.common import Request as Body
 from ...services.assistants import AssistantService
-from ...services.runs import RunService
+from ...services.runs import RunService, _public
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..pagination import cursor_page
@@ -275,7 +275,7 @@ async def _start(request: Request, key: CurrentKey, run: dict[str, Any], stream:
 async def create_run(thread_id: str, request: Request, key: CurrentKey) -> Any:
     body = await parse_body(request, _Run)
     thread = await _thread(request, key, thread_id)
-    run = await _runs(request).create(key.project_id, thread, _given(body))
+    run = await _runs(request).create(key.project_id, thread, _given(body), key.id)
     return await _start(request, key, run, body.stream)
 
 
@@ -290,7 +290,7 @@ async def create_thread_and_run(request: Request, key: CurrentKey) -> Any:
         thread_body["tool_resources"] = given.pop("tool_resources")
     await _assistants(request).docs.get("assistant", key.project_id, body.assistant_id, "assistant_id")
     thread = await _assistants(request).create_thread(key.project_id, thread_body)
-    run = await _runs(request).create(key.project_id, thread, given)
+    run = await _runs(request).create(key.project_id, thread, given, key.id)
     return await _start(request, key, run, body.stream)
 
 
@@ -301,7 +301,7 @@ async def list_runs(
 ) -> dict:  # fmt: skip
     await _thread(request, key, thread_id)
     items = await _runs(request).docs.list_of("run", key.project_id, thread_id=thread_id, order=order)
-    items = [{k: v for k, v in r.items() if k != "additional_instructions"} for r in items]
+    items = [_public(r) for r in items]
     return cursor_page(items, lambda x: x["id"], after=after, before=before, limit=limit)
 
 
@@ -309,7 +309,7 @@ async def _run(request: Request, key: CurrentKey, thread_id: str, run_id: str) -
     run = await _runs(request).docs.get("run", key.project_id, run_id, "run_id")
     if run["thread_id"] != thread_id:
         raise InvalidRequest(f"No run {run_id} in thread {thread_id}.", param="run_id")
-    return {k: v for k, v in run.items() if k != "additional_instructions"}
+    return _public(run)
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}")
@@ -326,7 +326,7 @@ async def modify_run(thread_id: str, run_id: str, request: Request, key: Current
     await _run(request, key, thread_id, run_id)
     run["metadata"] = check_metadata(body.metadata)
     await _runs(request).docs.save(run)
-    return {k: v for k, v in run.items() if k != "additional_instructions"}
+    return _public(run)
 
 
 @router.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
