@@ -3,14 +3,13 @@ limits, admin keys), and Homeport's own request for creating a project key over 
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from .common import Request
 
 __all__ = [
-    "ListPage",
     "Project",
     "ProjectCreate",
     "ProjectUpdate",
@@ -25,16 +24,6 @@ __all__ = [
     "AdminApiKeyCreated",
     "KeyOwner",
 ]
-
-T = TypeVar("T")
-
-
-class ListPage(BaseModel, Generic[T]):
-    object: Literal["list"] = "list"
-    data: list[T]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
 
 
 class Project(BaseModel):

@@ -5,10 +5,11 @@ project API keys, project rate limits and admin keys; /v1/homeport/... where Ope
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
 from ...errors import InvalidRequest, NotFound
 from ...protocol import admin as wire
@@ -16,28 +17,15 @@ from ...services.keys import ENDPOINT_FAMILIES, ApiKey, KeyStore, Project
 from ...services.limits import Limit
 from ..body import parse_body
 from ..deps import AdminKey
+from ..pagination import cursor_page
 
 router = APIRouter()
 
-T = TypeVar("T")
 _UNLIMITED = 0  # how the rate-limit objects write "no limit"
 
 
-def _page(items: Sequence[T], id_of: Callable[[T], str], after: str | None, limit: int) -> wire.ListPage[T]:
-    if not 1 <= limit <= 100:
-        raise InvalidRequest("limit must be between 1 and 100.", param="limit")
-    if after is not None:
-        ids = [id_of(x) for x in items]
-        if after not in ids:
-            raise InvalidRequest(f"No object with id '{after}' in this list.", param="after")
-        items = items[ids.index(after) + 1 :]
-    data = list(items[:limit])
-    return wire.ListPage[T](
-        data=data,
-        first_id=id_of(data[0]) if data else None,
-        last_id=id_of(data[-1]) if data else None,
-        has_more=len(items) > limit,
-    )
+def _page(items: Sequence[BaseModel], after: str | None, limit: int) -> dict[str, Any]:
+    return cursor_page(items, lambda x: x.id, after=after, limit=limit, dump=lambda x: x.model_dump())  # type: ignore[attr-defined]
 
 
 def _store(request: Request) -> KeyStore:
@@ -83,9 +71,9 @@ async def _found_key(request: Request, project_id: str, key_id: str) -> ApiKey:
 @router.get("/v1/organization/projects")
 async def list_projects(
     request: Request, key: AdminKey, limit: int = 20, after: str | None = None, include_archived: bool = False
-) -> wire.ListPage[wire.Project]:
+) -> dict[str, Any]:
     projects = [_project(p) for p in await _store(request).projects(include_archived=include_archived)]
-    return _page(projects, lambda p: p.id, after, limit)
+    return _page(projects, after, limit)
 
 
 @router.post("/v1/organization/projects")
@@ -125,10 +113,10 @@ async def archive_project(project_id: str, request: Request, key: AdminKey) -> w
 @router.get("/v1/organization/projects/{project_id}/api_keys")
 async def list_project_keys(
     project_id: str, request: Request, key: AdminKey, limit: int = 20, after: str | None = None
-) -> wire.ListPage[wire.ProjectApiKey]:
+) -> dict[str, Any]:
     await _found_project(request, project_id)
     keys = [_project_key(k) for k in await _store(request).list_keys(project_id=project_id, active=True)]
-    return _page(keys, lambda k: k.id, after, limit)
+    return _page(keys, after, limit)
 
 
 @router.get("/v1/organization/projects/{project_id}/api_keys/{api_key_id}")
@@ -189,12 +177,12 @@ def _rate_limit(model: str, limit: Limit | None) -> wire.ProjectRateLimit:
 @router.get("/v1/organization/projects/{project_id}/rate_limits")
 async def list_rate_limits(
     project_id: str, request: Request, key: AdminKey, limit: int = 100, after: str | None = None
-) -> wire.ListPage[wire.ProjectRateLimit]:
+) -> dict[str, Any]:
     """One object per served model, and `*` for the project's limits on all models together."""
     await _found_project(request, project_id)
     configured = {x.model: x for x in await _store(request).limits_of("project", project_id)}
     models = ["*", *request.app.state.registry.ids()]
-    return _page([_rate_limit(m, configured.get(m)) for m in models], lambda r: r.id, after, limit)
+    return _page([_rate_limit(m, configured.get(m)) for m in models], after, limit)
 
 
 @router.post("/v1/organization/projects/{project_id}/rate_limits/{rate_limit_id}")
@@ -238,11 +226,9 @@ def _admin_key(k: ApiKey) -> wire.AdminApiKey:
 
 
 @router.get("/v1/organization/admin_api_keys")
-async def list_admin_keys(
-    request: Request, key: AdminKey, limit: int = 20, after: str | None = None
-) -> wire.ListPage[wire.AdminApiKey]:
+async def list_admin_keys(request: Request, key: AdminKey, limit: int = 20, after: str | None = None) -> dict[str, Any]:
     keys = [_admin_key(k) for k in await _store(request).list_keys(admin=True, active=True)]
-    return _page(keys, lambda k: k.id, after, limit)
+    return _page(keys, after, limit)
 
 
 @router.post("/v1/organization/admin_api_keys")

@@ -57,43 +57,34 @@ class _ModifyMessage(Body):
     metadata: Any = None
 
 
-class _Run(Body):
+class _RunOptions(Body):
+    """What a run request and a create-thread-and-run request share."""
+
     assistant_id: str
     model: str | None = None
-    reasoning_effort: str | None = None
     instructions: str | None = None
+    tools: Any = None
+    metadata: Any = None
+    temperature: Any = None
+    top_p: Any = None
+    stream: bool | None = None
+    max_prompt_tokens: Any = None
+    max_completion_tokens: Any = None
+    truncation_strategy: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    response_format: Any = None
+
+
+class _Run(_RunOptions):
+    reasoning_effort: str | None = None
     additional_instructions: str | None = None
     additional_messages: list[Any] | None = None
-    tools: Any = None
-    metadata: Any = None
-    temperature: Any = None
-    top_p: Any = None
-    stream: bool | None = None
-    max_prompt_tokens: Any = None
-    max_completion_tokens: Any = None
-    truncation_strategy: Any = None
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
-    response_format: Any = None
 
 
-class _ThreadAndRun(Body):
-    assistant_id: str
+class _ThreadAndRun(_RunOptions):
     thread: Any = None
-    model: str | None = None
-    instructions: str | None = None
-    tools: Any = None
     tool_resources: Any = None
-    metadata: Any = None
-    temperature: Any = None
-    top_p: Any = None
-    stream: bool | None = None
-    max_prompt_tokens: Any = None
-    max_completion_tokens: Any = None
-    truncation_strategy: Any = None
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
-    response_format: Any = None
 
 
 class _ToolOutputs(Body):
