@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import time
 
+import httpx
 import openai
 import pytest
 from openai import AssistantEventHandler
@@ -291,3 +293,30 @@ def test_on_postgresql_another_replica_takes_over_a_stopped_run(tmp_path) -> Non
             if s is not None:
                 stop_server(s)
         asyncio.run(sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_runs_are_charged_to_the_key_that_made_them(tmp_path) -> None:
+    server = start_server(tmp_path, {"models": FAKE, "vector_store_model": "fake-embed"})
+    data = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
+    try:
+        thrifty = create_key(data, "--name", "thrifty", "--project", "p", "--budget-tokens", "40")
+        client = openai.OpenAI(base_url=server.base_url, api_key=thrifty, max_retries=0)
+        assistant = client.beta.assistants.create(model="fake-chat")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "hello there"}])
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                       max_completion_tokens=256)  # fmt: skip
+        assert run.status == "failed" and run.last_error.code == "insufficient_quota"  # 256 + prompt > 40
+
+        paying = create_key(data, "--name", "paying", "--project", "p")
+        client = openai.OpenAI(base_url=server.base_url, api_key=paying, max_retries=0)
+        done = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+        assert done.status == "completed"
+        time.sleep(1.2)  # usage is written in batches
+        report = httpx.get(f"{server.base_url}/organization/usage/completions", headers={
+            "Authorization": f"Bearer {paying}"}, params={"start_time": int(time.time()) - 600,
+                                                          "group_by": "api_key_id"}).json()  # fmt: skip
+        results = [r for b in report["data"] for r in b["results"]]
+        assert len(results) == 1 and results[0]["num_model_requests"] == 1
+        assert results[0]["input_tokens"] == done.usage.prompt_tokens
+    finally:
+        stop_server(server)

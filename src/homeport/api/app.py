@@ -27,6 +27,7 @@ from ..settings import Settings
 from ..storage.blobs import LocalBlobStore
 from ..storage.db import Database
 from .errors import install_error_handlers
+from .gate import key_admitter
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, chat, completions, embeddings, health, models, ops
 from .routes import assistants as assistant_routes
@@ -89,7 +90,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.vector_stores = vector_stores = VectorStoreService(db, files, registry, indexes,
                                                                  settings.vector_store_model)  # fmt: skip
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
-    app.state.runs = runs = RunService(assistants, app.state.chat, vector_stores, usage)
+    app.state.runs = runs = RunService(assistants, app.state.chat, vector_stores, usage, key_admitter(app.state))
     install_error_handlers(app)
     for module in (
         health,

@@ -17,13 +17,20 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import HomeportError, InsufficientQuota, ModelNotFound, PermissionDenied, RateLimited
+from ..errors import (
+    AuthenticationFailed,
+    HomeportError,
+    InsufficientQuota,
+    ModelNotFound,
+    PermissionDenied,
+    RateLimited,
+)
 from ..services.keys import ApiKey
 from ..services.limits import Reservation, ratelimit_headers
 from ..services.usage import UsageEvent
 from .sse import event_stream
 
-__all__ = ["Admission", "Prices", "admit", "respond"]
+__all__ = ["Admission", "Prices", "admit", "key_admitter", "respond"]
 
 PROMPTS = logging.getLogger("homeport.prompts")
 
@@ -45,10 +52,10 @@ class Prices:
 
 class Admission:
     def __init__(
-        self, request: Request, key: ApiKey, reservation: Reservation | None, taken: tuple[int, int], prices: Prices
+        self, state: Any, key: ApiKey, reservation: Reservation | None, taken: tuple[int, int], prices: Prices
     ) -> None:
-        self._limiter = request.app.state.limiter
-        self._keys = request.app.state.keys
+        self._limiter = state.limiter
+        self._keys = state.keys
         self._key = key
         self._reservation = reservation
         self._taken = taken  # (tokens, micro-USD) taken from the key's budgets up front
@@ -70,35 +77,54 @@ class Admission:
             await self._keys.give_back_budget(self._key.id, extra_tokens, extra_cost)
 
 
-async def admit(request: Request, key: ApiKey, model: str, estimate: tuple[int, int], prices: Prices) -> Admission:
+async def admit(state: Any, key: ApiKey, model: str, estimate: tuple[int, int], prices: Prices) -> Admission:
     """Take the estimate from the key's budgets and one request + its tokens from every rate limit
     of the key and its project that applies to `model` (a model id, not an alias).
 
     Raises InsufficientQuota (a budget is spent; not retried) or RateLimited (429 + Retry-After).
     """
-    tokens, keys = sum(estimate), request.app.state.keys
+    tokens, keys = sum(estimate), state.keys
     taken = (0, 0)
     if key.budgeted:
         want = (tokens, prices.micro_usd(*estimate))
         used = await keys.take_budget(key.id, *want)
         if used is None:
-            request.app.state.alerts.refused(key)
+            state.alerts.refused(key)
             raise InsufficientQuota(
                 "You exceeded your current quota: this key's budget cannot cover this request "
                 f"(up to {tokens} tokens). Ask for a larger budget or a new key."
             )
-        request.app.state.alerts.taken(key, used, want)
+        state.alerts.taken(key, used, want)
         taken = want
     scopes = [scope for limit in key.limits if limit.applies_to(model) for scope in limit.scopes()]
     if not scopes:
-        return Admission(request, key, None, taken, prices)
+        return Admission(state, key, None, taken, prices)
     try:
-        reservation = await request.app.state.limiter.reserve(scopes, tokens)
+        reservation = await state.limiter.reserve(scopes, tokens)
     except RateLimited:
         if key.budgeted:
             await keys.give_back_budget(key.id, *taken)
         raise
-    return Admission(request, key, reservation, taken, prices)
+    return Admission(state, key, reservation, taken, prices)
+
+
+def key_admitter(state: Any):  # type: ignore[no-untyped-def]
+    """For work that runs after its request (assistant runs): admit by key id, as `admit` does.
+
+    Returns an async function (key id, model, estimate) -> (Admission | None, Prices); None when
+    the work has no key. A key revoked since raises AuthenticationFailed."""
+
+    async def admit_key(key_id: str | None, model: str, estimate: tuple[int, int]) -> tuple[Admission | None, Prices]:
+        config = state.registry.config(model)
+        prices = Prices(config.input_price, config.output_price)
+        if key_id is None:
+            return None, prices
+        key = await state.keys.load(key_id)
+        if key is None or key.expired():
+            raise AuthenticationFailed("The API key that started this run was revoked or has expired.")
+        return await admit(state, key, config.id, estimate, prices), prices
+
+    return admit_key
 
 
 async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Response:
@@ -117,7 +143,7 @@ async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Res
         config = request.app.state.registry.config(body.model)
         prices = Prices(config.input_price, config.output_price)
         meter.resolved(config.id, prices)
-        admission = await admit(request, key, config.id, plan.estimate, prices)
+        admission = await admit(request.app.state, key, config.id, plan.estimate, prices)
     except HomeportError as exc:
         meter.refusal = exc.code
         meter.done(exc.status, None)

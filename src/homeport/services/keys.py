@@ -1,17 +1,17 @@
 """API keys: created with a secret shown once, stored as a SHA-256 hash, revocable.
 
 Secrets carry 190 bits of randomness, so a fast hash is the right tool (no password
-stretching needed); lookups go through the hash index and the final comparison is
-constant-time.
+stretching needed); lookups go through the hash index — timing can reveal at most something
+about a SHA-256 digest, which says nothing usable about a secret.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -220,27 +220,36 @@ class KeyStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        async with self.db.sessions() as session:
-            found = (
-                await session.execute(
-                    select(ApiKeyRow, ProjectRow)
-                    .outerjoin(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
-                    .where(ApiKeyRow.secret_hash == digest)
-                )
-            ).first()
-            row, project = found if found is not None else (None, None)
-            if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, digest):
-                self._cache.pop(digest, None)
-                return None
-            owners = {row.id: "key"} | ({row.project_id: "project"} if row.project_id else {})
-            limits = await session.scalars(select(RateLimitRow).where(RateLimitRow.owner_id.in_(owners)))
-            own = tuple(_limit(r, owners[r.owner_id]) for r in limits)
-        key = _key(row, own, _project(project) if project is not None else None)
+        key = await self._load(ApiKeyRow.secret_hash == digest)
+        if key is None:
+            self._cache.pop(digest, None)
+            return None
         if self._cache_s > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (key, time.monotonic() + self._cache_s)
         return key
+
+    async def load(self, key_id: str) -> ApiKey | None:
+        """A live key by id, with its project and limits (as `verify` gives it); None if revoked."""
+        return await self._load(ApiKeyRow.id == key_id)
+
+    async def _load(self, where: Any) -> ApiKey | None:
+        async with self.db.sessions() as session:
+            found = (
+                await session.execute(
+                    select(ApiKeyRow, ProjectRow)
+                    .outerjoin(ProjectRow, ProjectRow.id == ApiKeyRow.project_id)
+                    .where(where)
+                )
+            ).first()
+            row, project = found if found is not None else (None, None)
+            if row is None or row.revoked_at is not None:
+                return None
+            owners = {row.id: "key"} | ({row.project_id: "project"} if row.project_id else {})
+            limits = await session.scalars(select(RateLimitRow).where(RateLimitRow.owner_id.in_(owners)))
+            own = tuple(_limit(r, owners[r.owner_id]) for r in limits)
+        return _key(row, own, _project(project) if project is not None else None)
 
     async def list_keys(
         self, *, project_id: str | None = None, admin: bool | None = None, active: bool = False

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..errors import ContextLengthExceeded, HomeportError, InvalidRequest
@@ -35,6 +35,9 @@ from .vector_stores import VectorStoreService, check_metadata
 __all__ = ["RunService", "RunEvents"]
 
 log = logging.getLogger("homeport")
+
+Admit = Callable[[str | None, str, tuple[int, int]], Awaitable[tuple[Any, Any]]]
+"""(key id, model, (prompt, max output) tokens) -> (admission to settle or None, prices): api/gate.key_admitter."""
 
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
@@ -77,9 +80,11 @@ class RunService:
         chat: ChatService,
         vector_stores: VectorStoreService,
         usage: UsageRecorder,
+        admit: Admit | None = None,
     ) -> None:
         self._assistants, self.docs = assistants, assistants.docs
         self._chat, self._stores, self._usage = chat, vector_stores, usage
+        self._admit = admit  # the gateway's limits and budgets, by the key that made the run
         self.events = RunEvents()
         self._queue: asyncio.Queue[tuple[str | None, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -340,7 +345,14 @@ class RunService:
         plan = await self._plan(run, request)
         if plan is None:
             return
-        await self._generate(project_id, run, plan, sources)
+        admission, prices = await self._admit(run.get("_key_id"), run["model"], plan.estimate) if self._admit else (
+            None, None)  # fmt: skip
+        used = (0, 0)
+        try:
+            used = await self._generate(project_id, run, plan, sources, prices)
+        finally:
+            if admission is not None:
+                await admission.settle(used)
 
     async def _plan(self, run: dict[str, Any], request: dict[str, Any]) -> Any:
         """The chat plan; the oldest thread messages are dropped until the prompt fits."""
@@ -479,7 +491,10 @@ class RunService:
         await self.docs.save(step)
         self.events.publish(step["run_id"], "thread.run.step.completed", _public_step(step))
 
-    async def _generate(self, project_id: str | None, run: dict[str, Any], plan: Any, sources: list[dict]) -> None:
+    async def _generate(
+        self, project_id: str | None, run: dict[str, Any], plan: Any, sources: list[dict], prices: Any
+    ) -> tuple[int, int]:
+        """Generate one pass; returns the (prompt, completion) tokens it used."""
         message: dict[str, Any] | None = None
         step: dict[str, Any] | None = None
         text: list[str] = []
@@ -530,13 +545,14 @@ class RunService:
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
         usage = _usage(plan.usage)
+        used = (plan.usage.prompt_tokens, plan.usage.completion_tokens) if plan.usage else (0, 0)
+        self._record_usage(project_id, run, used, prices)
         if await self.docs.status(run["id"]) == "cancelling":
             for obj in (message, step):
                 if obj is not None:
                     await self.docs.save(obj | {"status": "incomplete" if obj is message else "cancelled"})
             await self._finish(run, "cancelled", cancelled_at=int(time.time()), usage=_add(run["usage"], usage))
-            return
-        self._record_usage(project_id, run, plan.usage)
+            return used
         if calls:
             details: dict[str, Any] = {"type": "tool_calls", "tool_calls": [calls[i] for i in sorted(calls)]}
             waiting = await self._step(project_id, run, "tool_calls", details)
@@ -554,7 +570,7 @@ class RunService:
             run |= {"status": "requires_action", "required_action": required, "usage": _add(run["usage"], usage)}
             await self.docs.save(run)
             self._publish(run, "thread.run.requires_action", _public(run))
-            return
+            return used
         if message is None:
             message, step = await self._start_message(project_id, run)
         assert step is not None
@@ -585,6 +601,7 @@ class RunService:
             )
         else:
             await self._finish(run, "completed", usage=total, completed_at=int(time.time()))
+        return used
 
     async def _start_message(self, project_id: str | None, run: dict[str, Any]) -> tuple[dict, dict]:
         message = {
@@ -612,23 +629,14 @@ class RunService:
         self._publish(run, "thread.message.in_progress", message)
         return message, step
 
-    def _record_usage(self, project_id: str | None, run: dict[str, Any], usage: Any) -> None:
-        if usage is None:
-            return
+    def _record_usage(self, project_id: str | None, run: dict[str, Any], used: tuple[int, int], prices: Any) -> None:
+        cost_in, cost_out = prices.split(*used) if prices is not None else (0, 0)
         self._usage.record(
             UsageEvent(
-                "completions",
-                project_id,
-                run.get("_key_id"),
-                run["model"],
-                "/v1/threads/runs",
-                200,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                0,
-                0,
+                "completions", project_id, run.get("_key_id"), run["model"], "/v1/threads/runs", 200, used[0],
+                used[1], 0, 0, input_micro_usd=cost_in, output_micro_usd=cost_out,
             )
-        )
+        )  # fmt: skip
 
     async def stream(
         self, project_id: str | None, run: dict[str, Any], first: list[tuple[str, Any]]
