@@ -15,16 +15,33 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["Settings", "ModelConfig", "EngineSettings", "DEFAULT_MODELS"]
+__all__ = ["Settings", "ModelConfig", "UpstreamDeployment", "EngineSettings", "DEFAULT_MODELS"]
+
+
+class UpstreamDeployment(BaseModel):
+    """One OpenAI-compatible server (vLLM, llama-server, Ollama, OpenAI, another Homeport) serving a model."""
+
+    base_url: str = Field(description="Its API root, e.g. `http://gpu-1:8000/v1`.")
+    api_key: SecretStr | None = Field(None, description="Bearer key it expects.")
+    model: str | None = Field(None, description="The model's name there (default: this model's id).")
+    timeout_s: float = Field(60.0, description="Longest wait for a response, or between streamed chunks.")
 
 
 class ModelConfig(BaseModel):
-    """A model Homeport serves. Weights come from `path`, or from an installed Python package."""
+    """A model Homeport serves: weights from `path` or an installed Python package, or `upstreams`."""
 
     id: str = Field(description="Stable id clients pass as `model`.")
     version: str = Field(description="Pinned version; `{id}-{version}` is also served.")
     kind: Literal["chat", "embedding"] = Field(description="What the model does.")
-    backend: Literal["llamacpp", "bert", "fake"] = Field(description="Engine that runs it.")
+    backend: Literal["llamacpp", "bert", "fake", "upstream"] = Field(description="Engine that runs it.")
+    upstreams: list[UpstreamDeployment] = Field(
+        default_factory=list, description="backend `upstream`: its deployments, balanced by outstanding requests."
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Model ids to try, in order, when every deployment of this one fails."
+    )
+    retries: int = Field(2, description="backend `upstream`: further attempts after a retryable failure.")
+    cooldown_s: float = Field(30.0, description="backend `upstream`: how long a failing deployment rests.")
     path: Path | None = Field(None, description="Weights file (GGUF) or directory (BERT).")
     package: str | None = Field(None, description="Installed package that ships the weights.")
     file: str | None = Field(

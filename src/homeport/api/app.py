@@ -7,8 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
+from ..backends.upstream import UpstreamPool
 from ..metrics import Metrics
 from ..services.alerts import BudgetAlerts
 from ..services.assistants import AssistantService, Documents
@@ -20,6 +22,7 @@ from ..services.keys import KeyStore
 from ..services.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.models import LoadProgress, ModelRegistry
 from ..services.runs import RunService
+from ..services.upstream import UpstreamService
 from ..services.usage import UsageRecorder
 from ..services.vector_index import VectorIndexes
 from ..services.vector_stores import VectorStoreService
@@ -65,6 +68,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             await app.state.limiter.close()
             await usage.close()
             await alerts.close()
+            await upstream_client.aclose()
             await db.close()
 
     db = Database(settings.resolved_database_url)
@@ -89,6 +93,13 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     indexes = VectorIndexes(db, settings.data_dir / "vector_indexes")
     app.state.vector_stores = vector_stores = VectorStoreService(db, files, registry, indexes,
                                                                  settings.vector_store_model)  # fmt: skip
+    upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+    pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
+    app.state.upstream = {
+        family: UpstreamService(path, registry, pools)
+        for family, path in (("chat", "/chat/completions"), ("completions", "/completions"),
+                             ("embeddings", "/embeddings"))
+    }  # fmt: skip
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     app.state.runs = runs = RunService(assistants, app.state.chat, vector_stores, usage, key_admitter(app.state))
     install_error_handlers(app)

@@ -127,12 +127,16 @@ def key_admitter(state: Any):  # type: ignore[no-untyped-def]
     return admit_key
 
 
-async def respond(request: Request, key: ApiKey, service: Any, body: Any) -> Response:
+async def respond(request: Request, key: ApiKey, family: str, body: Any) -> Response:
     """Plan, admit, run, settle, meter: the shared path of the model endpoints.
 
-    `service` has plan(body) -> plan (with `estimate`: prompt and output tokens), create(plan), and for
-    streaming requests stream(plan) (which sets `plan.usage` when it completes).
+    `family` (chat, completions, embeddings) names the service: the local one, or the upstream
+    one for models served by other servers. A service has plan(body) -> plan (with `estimate`:
+    prompt and output tokens), create(plan), and for streaming requests stream(plan) (which sets
+    `plan.usage` when it completes).
     """
+    upstream = request.app.state.upstream[family]
+    service = upstream if upstream.handles(body.model) else getattr(request.app.state, family)
     meter = _Meter(request, key, body.model)
     try:
         if key.admin:

@@ -106,8 +106,8 @@ class ModelRegistry:
         wanted = self._settings.load_models
         try:
             for entry in self._entries.values():
-                if wanted is not None and entry.config.id not in wanted:
-                    continue
+                if (wanted is not None and entry.config.id not in wanted) or entry.config.backend == "upstream":
+                    continue  # not wanted here; or served by other servers (services/upstream.py)
                 progress(entry.config.id, "loading", 0.0)
                 start = time.perf_counter()
                 try:

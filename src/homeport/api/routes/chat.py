@@ -16,4 +16,4 @@ router = APIRouter()
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
-    return await respond(request, key, request.app.state.chat, body)
+    return await respond(request, key, "chat", body)

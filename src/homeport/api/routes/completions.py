@@ -16,4 +16,4 @@ router = APIRouter()
 @router.post("/v1/completions", response_model=None)
 async def create_completion(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, CompletionRequest)
-    return await respond(request, key, request.app.state.completions, body)
+    return await respond(request, key, "completions", body)

@@ -16,4 +16,4 @@ router = APIRouter()
 @router.post("/v1/embeddings", response_model=None)
 async def create_embedding(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, EmbeddingRequest)
-    return await respond(request, key, request.app.state.embeddings, body)
+    return await respond(request, key, "embeddings", body)

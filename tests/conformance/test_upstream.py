@@ -1,0 +1,186 @@
+"""Upstream backends through the official SDK: Homeport in front of real OpenAI-compatible servers on
+loopback (other Homeport instances, and llama-cpp-python's own server on the default GGUF):
+pass-through of chat (plain and streamed) and embeddings, failover between deployments, a 429
+retried on another deployment, fallbacks to another model, an upstream killed mid-stream, and
+usage counted once."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from homeport.services.models import locate_weights
+from homeport.settings import DEFAULT_MODELS
+from tests.conftest import API_KEY, REPO, create_key, start_server, stop_server, wait_ready  # noqa: F401
+from tests.spec import validate
+
+FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
+        {"id": "fake-embed", "version": "v1", "kind": "embedding", "backend": "fake"}]  # fmt: skip
+HI = [{"role": "user", "content": "hi there"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _deployment(server, model: str, key: str = API_KEY) -> dict:
+    return {"base_url": server.base_url, "api_key": key, "model": model, "timeout_s": 20}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory):
+    """Two upstream Homeports (fake engines) and a gateway Homeport in front of them."""
+    up1 = start_server(tmp_path_factory.mktemp("up1"), {"models": FAKE})
+    up2 = start_server(tmp_path_factory.mktemp("up2"), {"models": FAKE})
+    limited = create_key({"HOMEPORT_DATA_DIR": str(up2.data_dir)}, "--name", "tight", "--rpm", "1")
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    models = [
+        {"id": "remote-chat", "version": "v1", "kind": "chat", "backend": "upstream", "cooldown_s": 3,
+         "upstreams": [_deployment(up1, "fake-chat"), _deployment(up2, "fake-chat")]},
+        {"id": "remote-embed", "version": "v1", "kind": "embedding", "backend": "upstream",
+         "upstreams": [_deployment(up1, "fake-embed")]},
+        {"id": "tight-chat", "version": "v1", "kind": "chat", "backend": "upstream",
+         "upstreams": [_deployment(up2, "fake-chat", limited), _deployment(up1, "fake-chat")]},
+        {"id": "backup-chat", "version": "v1", "kind": "chat", "backend": "upstream",
+         "upstreams": [_deployment(up2, "fake-chat")]},
+        {"id": "primary-chat", "version": "v1", "kind": "chat", "backend": "upstream", "retries": 1,
+         "upstreams": [{"base_url": dead, "timeout_s": 2}], "fallbacks": ["backup-chat"]},
+        *FAKE,
+    ]  # fmt: skip
+    gateway = start_server(tmp_path_factory.mktemp("gateway"), {"models": models})
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=60)
+    yield gateway, up1, up2, client
+    for s in (gateway, up1, up2):
+        stop_server(s)
+
+
+def _usage_requests(server, model: str) -> int:
+    time.sleep(1.2)  # usage is written in batches
+    r = httpx.get(f"{server.base_url}/organization/usage/completions", headers={"Authorization": f"Bearer {API_KEY}"},
+                  params={"start_time": int(time.time()) - 3600, "group_by": ["model"]})  # fmt: skip
+    return sum(x["num_model_requests"] for b in r.json()["data"] for x in b["results"] if x["model"] == model)
+
+
+def test_chat_and_embeddings_pass_through(fleet) -> None:
+    gateway, up1, _, client = fleet
+    direct = openai.OpenAI(base_url=up1.base_url, api_key=API_KEY, max_retries=0)
+    out = client.chat.completions.create(model="remote-chat", messages=HI, max_tokens=8, seed=3)
+    validate("CreateChatCompletionResponse", out.model_dump(mode="json", exclude_unset=True))
+    same = direct.chat.completions.create(model="fake-chat", messages=HI, max_tokens=8, seed=3)
+    assert out.model == "remote-chat" and out.choices[0].message.content == same.choices[0].message.content
+    assert out.usage.prompt_tokens == same.usage.prompt_tokens  # the upstream's own count
+
+    chunks = list(client.chat.completions.create(model="remote-chat", messages=HI, max_tokens=8, seed=3,
+                                                 stream=True))  # fmt: skip
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk.model_dump(mode="json", exclude_unset=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == same.choices[0].message.content
+    assert all(c.usage is None for c in chunks)  # not asked for: the usage chunk Homeport needs is not relayed
+    with_usage = list(client.chat.completions.create(model="remote-chat", messages=HI, max_tokens=8, stream=True,
+                                                     stream_options={"include_usage": True}))  # fmt: skip
+    assert with_usage[-1].usage.completion_tokens > 0
+
+    emb = client.embeddings.create(model="remote-embed", input=["a", "b"])
+    assert len(emb.data) == 2 and emb.usage.prompt_tokens > 0 and emb.model == "remote-embed"
+
+
+def test_failover_to_the_healthy_deployment_and_usage_counted_once(tmp_path) -> None:
+    up1 = start_server(tmp_path / "a", {"models": FAKE})
+    up2 = start_server(tmp_path / "b", {"models": FAKE})
+    models = [{"id": "remote-chat", "version": "v1", "kind": "chat", "backend": "upstream", "cooldown_s": 3,
+               "upstreams": [_deployment(up1, "fake-chat"), _deployment(up2, "fake-chat")]}]  # fmt: skip
+    gateway = start_server(tmp_path / "gw", {"models": models})
+    try:
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0)
+        assert client.chat.completions.create(model="remote-chat", messages=HI, max_tokens=4).choices
+        stop_server(up1)  # one deployment gone: requests go to the other
+        for _ in range(4):
+            assert client.chat.completions.create(model="remote-chat", messages=HI, max_tokens=4).choices
+        assert list(client.chat.completions.create(model="remote-chat", messages=HI, max_tokens=4, stream=True))
+        assert _usage_requests(gateway, "remote-chat") == 6  # each once; failed attempts are not billed
+        assert _usage_requests(up2, "fake-chat") >= 5
+    finally:
+        for s in (gateway, up1, up2):
+            stop_server(s)
+
+
+def test_429_is_retried_on_another_deployment_and_fallbacks(fleet) -> None:
+    _, _, _, client = fleet
+    # tight-chat's first deployment allows one request a minute: the second goes to the other one.
+    for _ in range(3):
+        assert client.chat.completions.create(model="tight-chat", messages=HI, max_tokens=4).choices
+    # primary-chat's only deployment is down: its fallback answers.
+    out = client.chat.completions.create(model="primary-chat", messages=HI, max_tokens=4)
+    assert out.choices[0].message.content
+
+
+def test_upstream_errors_come_back_in_openai_shape(fleet) -> None:
+    _, _, _, client = fleet
+    with pytest.raises(openai.BadRequestError) as err:  # the upstream (fake engine) rejects an out-of-vocab token
+        client.chat.completions.create(model="remote-chat", messages=HI, logit_bias={"99999": 5})
+    validate("ErrorResponse", err.value.response.json())
+
+
+def test_upstream_killed_mid_stream_gives_an_error_event(tmp_path) -> None:
+    slow = start_server(tmp_path / "slow", {"load_models": ["smollm2-135m-instruct"]})
+    models = [{"id": "far-chat", "version": "v1", "kind": "chat", "backend": "upstream", "retries": 0,
+               "upstreams": [_deployment(slow, "smollm2-135m-instruct")]}]  # fmt: skip
+    gateway = start_server(tmp_path / "gw", {"models": models})
+    try:
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=60)
+        story = [{"role": "user", "content": "Tell a very long story."}]
+        stream = client.chat.completions.create(
+            model="far-chat", stream=True, max_tokens=2000, temperature=1.0, messages=story
+        )
+        began = time.monotonic()
+        with pytest.raises(openai.APIError):
+            for i, _ in enumerate(stream):
+                if i == 5:
+                    slow.process.kill()
+        assert time.monotonic() - began < 30  # an error, not a hang
+        with pytest.raises(openai.APIStatusError) as err:  # the next request is refused at once
+            client.chat.completions.create(model="far-chat", messages=HI)
+        assert err.value.status_code == 503
+    finally:
+        stop_server(gateway)
+        stop_server(slow)
+
+
+def test_llama_cpp_python_server_as_upstream(tmp_path) -> None:
+    gguf = locate_weights(DEFAULT_MODELS[0], tmp_path)
+    port = _free_port()
+    log = (tmp_path / "llama-server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port), "--n_ctx", "2048",
+         "--model_alias", "smollm2"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        models = [{"id": "lcpp-chat", "version": "v1", "kind": "chat", "backend": "upstream",
+                   "upstreams": [{"base_url": f"http://127.0.0.1:{port}/v1", "model": "smollm2"}]}]  # fmt: skip
+        gateway = start_server(tmp_path / "gw", {"models": models})
+        try:
+            client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=120)
+            out = client.chat.completions.create(model="lcpp-chat", messages=HI, max_tokens=8)
+            assert out.choices[0].message.content and out.usage.completion_tokens > 0
+            text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+                model="lcpp-chat", messages=HI, max_tokens=8, stream=True) if c.choices)  # fmt: skip
+            assert text
+        finally:
+            stop_server(gateway)
+    finally:
+        server.kill()
+        server.wait()
