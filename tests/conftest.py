@@ -98,7 +98,9 @@ def stop_server(server: Server) -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Homeport on the real default models, with `gpt-4o-mini` aliased to the default chat model."""
-    config = {"aliases": {"gpt-4o-mini": "smollm2-135m-instruct"}, "max_request_bytes": 2_000_000}
+    # No response cache here: the model tests must reach the engine (same seed twice is a real test).
+    config = {"aliases": {"gpt-4o-mini": "smollm2-135m-instruct"}, "max_request_bytes": 2_000_000,
+              "cache_enabled": False}  # fmt: skip
     srv = start_server(tmp_path_factory.mktemp("homeport"), config)
     yield srv
     stop_server(srv)

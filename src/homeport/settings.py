@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     )
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file /v1/files and /v1/uploads accept.")
     vector_store_model: str = Field("all-minilm-l6-v2", description="Embedding model of new vector stores.")
+    cache_enabled: bool = Field(True, description="Serve repeated deterministic requests from the response cache.")
+    cache_ttl_s: float = Field(3600, description="How long a cached response is served (see services/cache.py).")
+    cache_max_entries: int = Field(10_000, description="In-process cache size (Redis keeps its own by TTL).")
     usage_retention_days: float | None = Field(
         90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
     )

@@ -14,6 +14,7 @@ from ..backends.upstream import UpstreamPool
 from ..metrics import Metrics
 from ..services.alerts import BudgetAlerts
 from ..services.assistants import AssistantService, Documents
+from ..services.cache import MemoryCache, RedisCache, ResponseCache
 from ..services.chat import ChatService
 from ..services.completions import CompletionService
 from ..services.embeddings import EmbeddingService
@@ -69,6 +70,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             await usage.close()
             await alerts.close()
             await upstream_client.aclose()
+            if cache is not None:
+                await cache.close()
             await db.close()
 
     db = Database(settings.resolved_database_url)
@@ -86,6 +89,14 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.limiter = (
         RedisRateLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryRateLimiter()
     )
+    cache: ResponseCache | None = None
+    if settings.cache_enabled:
+        cache = (
+            RedisCache(settings.redis_url, settings.redis_prefix, settings.cache_ttl_s)
+            if settings.redis_url
+            else MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
+        )
+    app.state.cache = cache
     app.state.chat = ChatService(registry)
     app.state.completions = CompletionService(registry)
     app.state.embeddings = EmbeddingService(registry)

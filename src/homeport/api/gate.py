@@ -25,6 +25,8 @@ from ..errors import (
     PermissionDenied,
     RateLimited,
 )
+from ..protocol.common import Usage
+from ..services.cache import cache_key
 from ..services.keys import ApiKey
 from ..services.limits import Reservation, ratelimit_headers
 from ..services.usage import UsageEvent
@@ -147,6 +149,10 @@ async def respond(request: Request, key: ApiKey, family: str, body: Any) -> Resp
         config = request.app.state.registry.config(body.model)
         prices = Prices(config.input_price, config.output_price)
         meter.resolved(config.id, prices)
+        cache = request.app.state.cache
+        cached = cache and cache_key(key.project_id, family, body, request.headers.get("x-homeport-cache"))
+        if cached and (hit := await cache.get(cached)) is not None:
+            return _cache_hit(hit, meter, config.id)
         admission = await admit(request.app.state, key, config.id, plan.estimate, prices)
     except HomeportError as exc:
         meter.refusal = exc.code
@@ -175,7 +181,22 @@ async def respond(request: Request, key: ApiKey, family: str, body: Any) -> Resp
     meter.done(200, result.usage)
     if key.project is not None and key.project.log_prompts:
         _log_prompt(request, key, body, result.model_dump(exclude_none=True))
-    return Response(result.model_dump_json(), media_type="application/json", headers=admission.headers)
+    payload = result.model_dump_json()
+    headers = admission.headers
+    if cached:
+        await cache.set(cached, payload.encode())
+        headers = headers | {"x-cache": "miss"}
+    return Response(payload, media_type="application/json", headers=headers)
+
+
+def _cache_hit(payload: bytes, meter: _Meter, model_id: str) -> Response:
+    """The stored answer, byte for byte. Usage records its prompt as cached tokens, at no cost;
+    hits take nothing from rate limits or budgets."""
+    reported = json.loads(payload).get("usage") or {}
+    prompt = int(reported.get("prompt_tokens") or 0)
+    meter.resolved(model_id, Prices())
+    meter.done(200, Usage.of(prompt, 0, cached_tokens=prompt))
+    return Response(payload, media_type="application/json", headers={"x-cache": "hit"})
 
 
 def _log_prompt(request: Request, key: ApiKey, body: Any, output: Any) -> None:
