@@ -6,7 +6,7 @@
 The upstream is bench/stub_upstream.py (answers at once: 20 streamed chunks + usage). For each
 concurrency (1, 16, 64, 200 streams), `--requests` streaming chat requests go (a) straight to the
 stub, (b) through Homeport (`backend: upstream`, a real key, usage recorded, cache off) and
-(c) through LiteLLM proxy (`litellm --config`, one worker, no database) — each client reads its
+(c) through LiteLLM proxy (`litellm --config`, one worker, no database, a master key) — each client reads its
 stream to the end. Reported per target: p50/p99 time to the last byte and requests/s; "added" is
 the proxy's p50/p99 minus the stub's at the same concurrency. Every server is one process (so
 requests/s is per core); the load generator shares the 2 cores, alike for all.
@@ -118,13 +118,16 @@ def main() -> None:
             if args.litellm.exists():
                 port = _port()
                 config = Path(tmp) / "litellm.yaml"
-                config.write_text(yaml.safe_dump({"model_list": [{"model_name": "stub", "litellm_params": {
-                    "model": "openai/stub", "api_base": stub, "api_key": "none"}}]}))  # fmt: skip
+                master = "sk-litellm-bench-0123456789abcdef0123456789"
+                config.write_text(yaml.safe_dump({
+                    "model_list": [{"model_name": "stub", "litellm_params": {
+                        "model": "openai/stub", "api_base": stub, "api_key": "none"}}],
+                    "general_settings": {"master_key": master}}))  # fmt: skip
                 log = (Path(tmp) / "litellm.log").open("wb")
                 command = [str(args.litellm), "--config", str(config), "--port", str(port), "--num_workers", "1"]
                 procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
                 _wait(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
-                targets["litellm proxy"] = (f"http://127.0.0.1:{port}/v1/chat/completions", "none")
+                targets["litellm proxy"] = (f"http://127.0.0.1:{port}/v1/chat/completions", master)
             else:
                 print(f"LiteLLM not found at {args.litellm}: its column is skipped (see this script's docstring)")
             for url, key in targets.values():  # warm up every path
