@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
@@ -41,6 +41,10 @@ class Metrics:
         """Engine utilisation: rate(homeport_engine_busy_seconds_total[1m]) is the busy fraction."""
         self.registry.register(_BusyCollector(busy))
 
+    def watch_upstreams(self, deployments: Callable[[], list[tuple[str, str, int, bool]]]) -> None:
+        """Per upstream deployment: (model, deployment, outstanding requests, up)."""
+        self.registry.register(_UpstreamCollector(deployments))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -56,3 +60,20 @@ class _BusyCollector(Collector):
         for model, seconds in self._busy().items():
             family.add_metric([model], seconds)
         yield family
+
+
+class _UpstreamCollector(Collector):
+    def __init__(self, deployments: Callable[[], list[tuple[str, str, int, bool]]]) -> None:
+        self._deployments = deployments
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        labels = ["model", "deployment"]
+        outstanding = GaugeMetricFamily("homeport_upstream_requests", "Requests in flight per upstream deployment.",
+                                        labels=labels)  # fmt: skip
+        up = GaugeMetricFamily("homeport_upstream_up", "1 if the deployment takes requests, 0 while it rests.",
+                               labels=labels)  # fmt: skip
+        for model, name, count, healthy in self._deployments():
+            outstanding.add_metric([model, name], count)
+            up.add_metric([model, name], 1 if healthy else 0)
+        yield outstanding
+        yield up

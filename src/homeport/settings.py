@@ -42,6 +42,9 @@ class ModelConfig(BaseModel):
     )
     retries: int = Field(2, description="backend `upstream`: further attempts after a retryable failure.")
     cooldown_s: float = Field(30.0, description="backend `upstream`: how long a failing deployment rests.")
+    health_check_s: float | None = Field(
+        15.0, description="backend `upstream`: probe each deployment's GET /models this often (None: never)."
+    )
     path: Path | None = Field(None, description="Weights file (GGUF) or directory (BERT).")
     package: str | None = Field(None, description="Installed package that ships the weights.")
     file: str | None = Field(

@@ -137,6 +137,13 @@ def test_upstream_killed_mid_stream_gives_an_error_event(tmp_path) -> None:
     try:
         client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=60)
         story = [{"role": "user", "content": "Tell a very long story."}]
+        # A client that leaves mid-stream: the upstream stops generating (its engine goes idle) at once.
+        with client.chat.completions.create(model="far-chat", stream=True, max_tokens=2000, temperature=1.0,
+                                            messages=story) as leaving:  # fmt: skip
+            for i, _ in enumerate(leaving):
+                if i == 3:
+                    break
+        assert _engine_idle_within(slow, "smollm2-135m-instruct", seconds=5)
         stream = client.chat.completions.create(
             model="far-chat", stream=True, max_tokens=2000, temperature=1.0, messages=story
         )
@@ -152,6 +159,43 @@ def test_upstream_killed_mid_stream_gives_an_error_event(tmp_path) -> None:
     finally:
         stop_server(gateway)
         stop_server(slow)
+
+
+def _engine_idle_within(server, model: str, seconds: float) -> bool:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{server.root}/metrics").text
+        busy = [s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "homeport_engine_requests" and s.labels.get("model") == model]  # fmt: skip
+        if busy == [0.0]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_active_health_checks_take_a_dead_deployment_out(tmp_path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    live = start_server(tmp_path / "live", {"models": FAKE})
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    models = [{"id": "checked-chat", "version": "v1", "kind": "chat", "backend": "upstream", "health_check_s": 0.3,
+               "upstreams": [{"base_url": dead}, _deployment(live, "fake-chat")]}]  # fmt: skip
+    gateway = start_server(tmp_path / "gw", {"models": models})
+    try:
+        time.sleep(1.5)
+        text = httpx.get(f"{gateway.root}/metrics").text
+        up = {s.labels["deployment"].split("#")[0]: s.value for f in text_string_to_metric_families(text)
+              for s in f.samples if s.name == "homeport_upstream_up"}  # fmt: skip
+        assert up == {dead: 0.0, live.base_url: 1.0}
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0)
+        began = time.monotonic()
+        assert client.chat.completions.create(model="checked-chat", messages=HI, max_tokens=4).choices
+        assert time.monotonic() - began < 1  # straight to the live one: no attempt on the dead one
+    finally:
+        stop_server(gateway)
+        stop_server(live)
 
 
 def test_llama_cpp_python_server_as_upstream(tmp_path) -> None:

@@ -58,11 +58,13 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         if settings.api_key is not None:
             await keys.ensure(settings.api_key.get_secret_value(), name="HOMEPORT_API_KEY")
         loading = asyncio.create_task(_load(app, registry, progress))
+        watchers = [asyncio.create_task(pool.watch()) for pool in pools.values()]
         try:
             yield
         finally:
-            loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
+            for task in (loading, *watchers):
+                task.cancel()
+            await asyncio.gather(loading, *watchers, return_exceptions=True)
             await runs.close()
             await vector_stores.close()
             await registry.close()
@@ -106,6 +108,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
                                                                  settings.vector_store_model)  # fmt: skip
     upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
+    metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
     app.state.upstream = {
         family: UpstreamService(path, registry, pools)
         for family, path in (("chat", "/chat/completions"), ("completions", "/completions"),

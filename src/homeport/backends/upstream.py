@@ -71,6 +71,42 @@ class UpstreamPool:
         self.model_id = config.id
         self.deployments = [Deployment(d, d.model or config.id) for d in config.upstreams]
         self._client, self._retries, self._cooldown_s = client, config.retries, config.cooldown_s
+        self._health_s = config.health_check_s
+
+    def states(self) -> list[tuple[str, str, int, bool]]:
+        """(model, deployment, outstanding requests, up) for /metrics."""
+        now = time.monotonic()
+        return [(self.model_id, d.name, d.outstanding, d.resting_until <= now) for d in self.deployments]
+
+    async def check_health(self) -> None:
+        """Active checks: GET /models on each deployment. A failing one rests; one that answers
+        again after failing is back at once (without waiting out its cooldown)."""
+
+        async def probe(d: Deployment) -> None:
+            try:
+                r = await self._client.get(d.config.base_url.rstrip("/") + "/models", headers=d.headers(),
+                                           timeout=min(5.0, d.config.timeout_s))  # fmt: skip
+                healthy = r.status_code < 500
+            except httpx.HTTPError:
+                healthy = False
+            if healthy and d.resting_until > time.monotonic() and not d.retry_at:
+                d.resting_until, d.failures = 0.0, 0
+                log.info("upstream %s answers again", d.name)
+            elif not healthy:
+                self._failed(d, "health check failed", None)
+
+        await asyncio.gather(*(probe(d) for d in self.deployments))
+
+    async def watch(self) -> None:
+        """Run the active checks every `health_check_s` (a task per pool, for the app's lifetime)."""
+        if not self._health_s:
+            return
+        while True:
+            await asyncio.sleep(self._health_s)
+            try:
+                await self.check_health()
+            except Exception:  # the next round tries again
+                log.exception("health checks of %s failed", self.model_id)
 
     def pick(self, tried: set[str]) -> Deployment | None:
         """The healthy deployment with the fewest outstanding requests (resting ones only if none is healthy)."""
