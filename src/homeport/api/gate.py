@@ -201,7 +201,7 @@ def _cache_hit(payload: bytes, meter: _Meter, model_id: str) -> Response:
 
 def _log_prompt(request: Request, key: ApiKey, body: Any, output: Any) -> None:
     """Only for projects that opted in (`homeport projects set NAME --log-prompts`)."""
-    record = {"request": body.model_dump(exclude_none=True), "response": output}
+    record = {"request": body.model_dump(exclude_none=True, by_alias=True), "response": output}
     extra = {"request_id": getattr(request.state, "request_id", None), "key_id": key.id, "project_id": key.project_id}
     PROMPTS.info(json.dumps(record, ensure_ascii=False), extra=extra)
 

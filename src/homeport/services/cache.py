@@ -30,7 +30,7 @@ def cache_key(project_id: str | None, family: str, body: Any, header: str | None
     """The entry's key, or None when this request must not be cached."""
     if header == "off" or getattr(body, "stream", False):
         return None
-    request = body.model_dump(mode="json", exclude_unset=True)
+    request = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
     fixed = family == "embeddings" or (
         (request.get("temperature") == 0 or request.get("seed") is not None) and request.get("n", 1) == 1
     )

@@ -63,7 +63,7 @@ class UpstreamService:
 
     def plan(self, body: Any) -> _Plan:
         config = self._registry.config(body.model)
-        request = body.model_dump(mode="json", exclude_unset=True)
+        request = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
         text = json.dumps(request.get("messages") or request.get("prompt") or request.get("input") or "")
         prompt = math.ceil(len(text) / 4)
         output = 0 if self._embeddings else (request.get("max_completion_tokens") or request.get("max_tokens")
