@@ -148,7 +148,7 @@ class Documents:
 # ---------------------------------------------------------------- validation
 
 
-def _check_tools(tools: Any, param: str = "tools") -> list[dict[str, Any]]:
+def check_tools(tools: Any, param: str = "tools") -> list[dict[str, Any]]:
     if tools is None:
         return []
     if not isinstance(tools, list) or len(tools) > 128:
@@ -180,7 +180,7 @@ def _check_tools(tools: Any, param: str = "tools") -> list[dict[str, Any]]:
     return tools
 
 
-def _check_sampling(body: dict[str, Any]) -> None:
+def check_sampling(body: dict[str, Any]) -> None:
     for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
         value = body.get(name)
         if value is not None and (not isinstance(value, int | float) or not low <= value <= high):
@@ -256,14 +256,14 @@ class AssistantService:
     # ---- assistants ---------------------------------------------------------------------
 
     async def create_assistant(self, project_id: str | None, req: dict[str, Any]) -> dict[str, Any]:
-        _check_sampling(req)
+        check_sampling(req)
         body = {
             "object": "assistant",
             "name": req.get("name"),
             "description": req.get("description"),
             "model": self._check_model(req.get("model")),
             "instructions": req.get("instructions"),
-            "tools": _check_tools(req.get("tools")),
+            "tools": check_tools(req.get("tools")),
             "tool_resources": await self._tool_resources(project_id, req.get("tool_resources")),
             "metadata": check_metadata(req.get("metadata")),
             "temperature": req.get("temperature"),
@@ -274,12 +274,12 @@ class AssistantService:
 
     async def modify_assistant(self, project_id: str | None, assistant_id: str, req: dict[str, Any]) -> dict:
         body = await self.docs.get("assistant", project_id, assistant_id, "assistant_id")
-        _check_sampling(req)
+        check_sampling(req)
         for name, value in req.items():
             if name == "model":
                 value = self._check_model(value)
             elif name == "tools":
-                value = _check_tools(value)
+                value = check_tools(value)
             elif name == "tool_resources":
                 value = await self._tool_resources(project_id, value)
             elif name == "metadata":

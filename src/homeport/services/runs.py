@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import ContextLengthExceeded, HomeportError, InvalidRequest
 from ..ids import new_id
 from ..protocol.chat import ChatCompletionRequest
-from .assistants import AssistantService, _check_sampling, _check_tools
+from .assistants import AssistantService, check_sampling, check_tools
 from .chat import ChatService
 from .usage import UsageEvent, UsageRecorder
 from .vector_stores import VectorStoreService, check_metadata
@@ -176,9 +176,9 @@ class RunService:
             raise InvalidRequest(
                 f"Thread {thread['id']} already has an active run {active[0]['id']}.", param="thread_id"
             )
-        _check_sampling(req)
+        check_sampling(req)
         if req.get("tools") is not None:
-            _check_tools(req["tools"])
+            check_tools(req["tools"])
         check_metadata(req.get("metadata"))
         model = req.get("model") or assistant["model"]
         self._assistants._check_model(model)
@@ -452,7 +452,7 @@ class RunService:
         results: list[dict[str, Any]] = []
         if query:
             for store_id in store_ids:
-                row = await self._stores._row(project_id, store_id)
+                row = await self._stores.store_row(project_id, store_id)
                 results += await self._stores.search_chunks(row, [query], k, None, 0.0)
         results = sorted(results, key=lambda r: -r["score"])[: min(k, 5)]
         call["file_search"]["results"] = [

@@ -276,6 +276,10 @@ class VectorStoreService:
             raise NotFound(f"No vector store found with id '{store_id}'.", param="vector_store_id")
         return row
 
+    async def store_row(self, project_id: str | None, store_id: str) -> VectorStoreRow:
+        """The store's row (for search_chunks); not found outside its project."""
+        return await self._row(project_id, store_id)
+
     async def _wire(self, row: VectorStoreRow) -> dict[str, Any]:
         async with self._db.sessions() as session:
             counts = dict((await session.execute(
