@@ -1,0 +1,200 @@
+"""Serving benchmark: vLLM `bench serve`-style metrics for Homeport and llama-cpp-python's own server
+on the same GGUF, with llama.cpp's batched-decode ceiling (no HTTP) as the limit column.
+
+    .venv/bin/python bench/serving.py [--requests 16] [--max-tokens 128]
+        [--json bench/results/serving.json]
+
+For each concurrency (1, 4, 8, 16), `--requests` streaming chat requests (the same story prompt,
+`max_tokens` each) go to each server; per run: request throughput, output tok/s, TTFT, TPOT
+(time per output token after the first), ITL (gap between streamed chunks), p50/p99 — as vLLM
+reports them. The ceiling: llama.cpp decoding that many sequences in one batch per step
+(llama_batch with one sequence id each, greedy), timed without HTTP or sampling overhead.
+Both servers run the default chat model (SmolLM2-135M Q4_1) on all cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
+
+from tests.conftest import API_KEY, start_server, stop_server  # noqa: E402
+
+CONCURRENCY = (1, 4, 8, 16)
+PROMPT = "Write a long story about a lighthouse keeper and a storm. Describe every hour of the night."
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+async def _one(http: httpx.AsyncClient, url: str, key: str, model: str, max_tokens: int) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
+            "temperature": 0.8, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    began = time.perf_counter()
+    arrivals: list[float] = []
+    tokens = 0
+    async with http.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as r:
+        async for line in r.aiter_lines():
+            if not line.startswith("data:") or line.endswith("[DONE]"):
+                continue
+            event = json.loads(line[5:])
+            if event.get("usage"):
+                tokens = event["usage"].get("completion_tokens") or tokens
+            if any((c.get("delta") or {}).get("content") for c in event.get("choices") or []):
+                arrivals.append(time.perf_counter())
+    end = time.perf_counter()
+    tokens = tokens or len(arrivals)
+    ttft = arrivals[0] - began if arrivals else end - began
+    return {"ttft": ttft, "latency": end - began, "tokens": tokens,
+            "tpot": (end - began - ttft) / max(1, tokens - 1),
+            "itl": [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]}  # fmt: skip
+
+
+async def _run(url: str, key: str, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
+    async with httpx.AsyncClient(timeout=600) as http:
+        pending = list(range(requests))
+        done: list[dict] = []
+
+        async def worker() -> None:
+            while pending:
+                pending.pop()
+                done.append(await _one(http, url, key, model, max_tokens))
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    itl = [x for d in done for x in d["itl"]]
+    out = {"req_per_s": len(done) / elapsed, "output_tok_per_s": sum(d["tokens"] for d in done) / elapsed}
+    for name, values in (("ttft", [d["ttft"] for d in done]), ("tpot", [d["tpot"] for d in done]), ("itl", itl)):
+        out[f"{name}_p50_ms"] = 1000 * statistics.median(values) if values else float("nan")
+        out[f"{name}_p99_ms"] = 1000 * _pct(values, 0.99)
+    return out
+
+
+def ceiling(gguf: Path, max_tokens: int) -> dict[int, float]:
+    """llama.cpp's own batched decode: aggregate tok/s with B sequences decoded together per step."""
+    import llama_cpp as lc
+    from llama_cpp import Llama
+
+    llm = Llama(str(gguf), n_ctx=256, verbose=False)  # for the model and tokenizer only
+    prompt = llm.tokenize(PROMPT.encode(), add_bos=True)
+    n_vocab = lc.llama_n_vocab(lc.llama_model_get_vocab(llm._model.model))
+    results = {}
+    for b in CONCURRENCY:
+        params = lc.llama_context_default_params()
+        per_sequence = -(-(len(prompt) + max_tokens + 16) // 256) * 256  # each sequence gets n_ctx / n_seq_max
+        params.n_ctx = b * per_sequence
+        params.n_threads = params.n_threads_batch = os.cpu_count() or 1
+        params.n_batch = max(512, b * len(prompt))
+        params.n_seq_max = b
+        ctx = lc.llama_init_from_model(llm._model.model, params)
+        batch = lc.llama_batch_init(max(b * len(prompt), b), 0, 1)
+        try:
+            n = 0
+            for s in range(b):  # every sequence's prompt in one batch; logits at each last token
+                for i, t in enumerate(prompt):
+                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = t, i, 1
+                    batch.seq_id[n][0] = s
+                    batch.logits[n] = i == len(prompt) - 1
+                    n += 1
+            batch.n_tokens = n
+            assert lc.llama_decode(ctx, batch) == 0
+            last = [(s + 1) * len(prompt) - 1 for s in range(b)]
+            began = time.perf_counter()
+            for step in range(max_tokens):
+                tokens = [
+                    int(np.argmax(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, i), shape=(n_vocab,))))
+                    for i in last
+                ]
+                for s, t in enumerate(tokens):
+                    batch.token[s], batch.pos[s], batch.n_seq_id[s] = t, len(prompt) + step, 1
+                    batch.seq_id[s][0] = s
+                    batch.logits[s] = True
+                batch.n_tokens = b
+                assert lc.llama_decode(ctx, batch) == 0
+                last = list(range(b))
+            results[b] = b * max_tokens / (time.perf_counter() - began)
+        finally:
+            lc.llama_batch_free(batch)
+            lc.llama_free(ctx)
+    llm.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "serving.json")
+    args = parser.parse_args()
+    from homeport.services.models import locate_weights
+    from homeport.settings import DEFAULT_MODELS
+
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = locate_weights(DEFAULT_MODELS[0], Path(tmp))
+        limit = ceiling(gguf, args.max_tokens)
+        homeport = start_server(Path(tmp) / "homeport", {"load_models": ["smollm2-135m-instruct"],
+                                                         "cache_enabled": False, "access_log": False})  # fmt: skip
+        try:
+            url = f"{homeport.base_url}/chat/completions"
+            results["homeport"] = {c: asyncio.run(_run(url, API_KEY, "smollm2-135m-instruct", c, args.requests,
+                                                       args.max_tokens)) for c in CONCURRENCY}  # fmt: skip
+        finally:
+            stop_server(homeport)
+        port = _port()
+        log = (Path(tmp) / "llama-server.log").open("wb")
+        server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port",
+                                   str(port), "--n_ctx", "8192"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            results["llama-cpp-python server"] = {
+                c: asyncio.run(_run(url, "none", "smollm2", c, args.requests, args.max_tokens)) for c in CONCURRENCY
+            }
+        finally:
+            server.kill()
+            server.wait()
+    print(f"\n{'server':24} {'conc':>4} {'req/s':>6} {'out tok/s':>9} {'ceiling':>8} {'TTFT p50/p99 ms':>16} "
+          f"{'TPOT p50/p99 ms':>16} {'ITL p50/p99 ms':>15}")  # fmt: skip
+    for name, by_c in results.items():
+        for c, r in by_c.items():
+            ttft = f"{r['ttft_p50_ms']:.0f}/{r['ttft_p99_ms']:.0f}"
+            tpot = f"{r['tpot_p50_ms']:.1f}/{r['tpot_p99_ms']:.1f}"
+            itl = f"{r['itl_p50_ms']:.1f}/{r['itl_p99_ms']:.1f}"
+            print(f"{name:24} {c:>4} {r['req_per_s']:>6.2f} {r['output_tok_per_s']:>9.1f} {limit[c]:>8.1f} "
+                  f"{ttft:>16} {tpot:>16} {itl:>15}")  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"ceiling_tok_per_s": limit, "servers": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
