@@ -9,7 +9,8 @@ For each concurrency (1, 4, 8, 16), `--requests` streaming chat requests (the sa
 (time per output token after the first), ITL (gap between streamed chunks), p50/p99 — as vLLM
 reports them. The ceiling: llama.cpp decoding that many sequences in one batch per step
 (llama_batch with one sequence id each, greedy), timed without HTTP or sampling overhead.
-Both servers run the default chat model (SmolLM2-135M Q4_1) on all cores.
+Both servers run the default chat model (SmolLM2-135M Q4_1) on all cores; llama-cpp-python's
+server with `--interrupt_requests False` (by default a new request aborts the running one).
 """
 
 from __future__ import annotations
@@ -77,16 +78,24 @@ async def _run(url: str, key: str, model: str, concurrency: int, requests: int, 
         pending = list(range(requests))
         done: list[dict] = []
 
+        failures = 0
+
         async def worker() -> None:
+            nonlocal failures
             while pending:
                 pending.pop()
-                done.append(await _one(http, url, key, model, max_tokens))
+                try:
+                    done.append(await _one(http, url, key, model, max_tokens))
+                except httpx.HTTPError as exc:
+                    failures += 1
+                    print(f"  {url}: request failed: {type(exc).__name__}: {exc}")
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
     itl = [x for d in done for x in d["itl"]]
-    out = {"req_per_s": len(done) / elapsed, "output_tok_per_s": sum(d["tokens"] for d in done) / elapsed}
+    out = {"req_per_s": len(done) / elapsed, "output_tok_per_s": sum(d["tokens"] for d in done) / elapsed,
+           "failures": failures}  # fmt: skip
     for name, values in (("ttft", [d["ttft"] for d in done]), ("tpot", [d["tpot"] for d in done]), ("itl", itl)):
         out[f"{name}_p50_ms"] = 1000 * statistics.median(values) if values else float("nan")
         out[f"{name}_p99_ms"] = 1000 * _pct(values, 0.99)
@@ -167,7 +176,8 @@ def main() -> None:
         port = _port()
         log = (Path(tmp) / "llama-server.log").open("wb")
         server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port",
-                                   str(port), "--n_ctx", "8192"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                                   str(port), "--n_ctx", "8192", "--interrupt_requests", "False"],
+                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
