@@ -212,3 +212,18 @@ def test_restart_mid_ingestion_resumes_and_oversized_files_are_413(tmp_path) -> 
         assert r.json()["file_counts"]["completed"] == 1
     finally:
         stop_server(server)
+
+
+def test_hybrid_search_finds_exact_codes(project_client) -> None:
+    client = project_client
+    codes = ["QZ7781", "KT2290", "MB5514", "RW3307", "LD6652", "HX1148"]
+    ids = [client.files.create(file=(f"{code}.txt", f"Printer error {code}: the paper tray is misaligned; reseat "
+                                                    f"the tray and restart the printer.".encode()),
+                               purpose="assistants").id for code in codes]  # fmt: skip
+    store = client.vector_stores.create(name="codes", file_ids=ids)
+    _wait_completed(client, store.id)
+    for code in ("QZ7781", "LD6652"):
+        top = client.vector_stores.search(store.id, query=f"What does error {code} mean?", max_num_results=3).data
+        assert top[0].filename == f"{code}.txt" and 0 < top[0].score <= 1
+    plain = client.vector_stores.search(store.id, query="error QZ7781", ranking_options={"ranker": "none"})
+    assert {r.filename for r in plain.data} <= {f"{c}.txt" for c in codes}  # vector scores only: no keyword help

@@ -147,6 +147,16 @@ class VectorIndexes:
         order = np.argsort(-scores)[:k]
         return [Hit(candidates[i], cached.files[candidates[i]], float(scores[i])) for i in order]
 
+    async def similarities(self, store_id: str, query: np.ndarray, chunk_ids: list[int]) -> list[Hit]:
+        """Exact scores of some chunks (e.g. keyword matches the vector search did not return)."""
+        cached = await self._synced(store_id, int(query.shape[0]))
+        known = [i for i in chunk_ids if i in cached.files]
+        if not known:
+            return []
+        vectors = np.asarray(cached.index.get(np.asarray(known, dtype=np.uint64)), dtype=np.float32)  # type: ignore[attr-defined]
+        scores = vectors.reshape(len(known), -1) @ query
+        return [Hit(i, cached.files[i], float(score)) for i, score in zip(known, scores, strict=True)]
+
     def drop(self, store_id: str) -> None:
         self._cache.pop(store_id, None)
         for path in self._paths(store_id):

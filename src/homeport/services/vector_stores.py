@@ -27,14 +27,16 @@ from ..storage.tables import ChunkRow, FileBatchRow, VectorStoreFileRow, VectorS
 from .chunking import AUTO, check_static, chunk_text
 from .extract import ExtractionError, check_supported, extract_text
 from .files import FileStore, StoredFile, in_project
+from .keyword import keyword_hits
 from .models import ModelRegistry
-from .vector_index import VectorIndexes
+from .vector_index import Hit, VectorIndexes
 
 __all__ = ["VectorStoreService", "check_attributes", "check_metadata", "matches"]
 
 log = logging.getLogger("homeport")
 
 _EMBED_BATCH = 64
+VECTOR_WEIGHT, KEYWORD_WEIGHT = 0.7, 0.3
 _OPS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"}
 
 
@@ -508,11 +510,11 @@ class VectorStoreService:
         k = body.get("max_num_results", 10)
         if not isinstance(k, int) or not 1 <= k <= 50:
             raise InvalidRequest("max_num_results must be between 1 and 50.", param="max_num_results")
-        threshold = _threshold(body.get("ranking_options"))
+        threshold, hybrid = _ranking(body.get("ranking_options"))
         filters = body.get("filters")
         if filters is not None:
             check_filter(filters)
-        hits = await self.search_chunks(row, queries, k, filters, threshold)
+        hits = await self.search_chunks(row, queries, k, filters, threshold, hybrid)
         async with self._db.sessions() as session, session.begin():
             await session.execute(update(VectorStoreRow).where(VectorStoreRow.id == row.id)
                                   .values(last_active_at=int(time.time())))  # fmt: skip
@@ -520,9 +522,15 @@ class VectorStoreService:
                 "has_more": False, "next_page": None}  # fmt: skip
 
     async def search_chunks(
-        self, row: VectorStoreRow, queries: list[str], k: int, filters: dict | None, threshold: float
-    ) -> list[dict[str, Any]]:
-        """The k best chunks for any of the queries (file_search uses this too)."""
+        self, row: VectorStoreRow, queries: list[str], k: int, filters: dict | None, threshold: float,
+        hybrid: bool = True,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """The k best chunks for any of the queries (file_search uses this too).
+
+        Hybrid ranking (the default; ranker `none` turns it off): the vector search's candidates and
+        the keyword search's (services/keyword.py) are scored together, VECTOR_WEIGHT × cosine +
+        KEYWORD_WEIGHT × keyword score / the best keyword score — in [0, 1], so `score_threshold`
+        keeps its meaning. Exact words (names, codes, ids) then count, which embeddings blur."""
         async with self._db.sessions() as session:
             links = list(await session.scalars(
                 select(VectorStoreFileRow).where(VectorStoreFileRow.vector_store_id == row.id,
@@ -533,11 +541,27 @@ class VectorStoreService:
             return []
         _, engine = self._registry.embedding(row.model)
         vectors = await engine.embed([ids[: engine.max_tokens] for ids in engine.tokenize(queries)])
-        best: dict[int, Any] = {}
-        for vector in vectors:
-            for hit in await self._indexes.search(row.id, np.asarray(vector, dtype=np.float32), k, allowed):
-                if hit.file_id in attributes and (hit.chunk_id not in best or best[hit.chunk_id].score < hit.score):
-                    best[hit.chunk_id] = hit
+        best: dict[int, Hit] = {}
+        wide = max(4 * k, 20)
+        for query, vector in zip(queries, vectors, strict=True):
+            q = np.asarray(vector, dtype=np.float32)
+            candidates = {h.chunk_id: h for h in await self._indexes.search(row.id, q, wide if hybrid else k, allowed)}
+            keyword: dict[int, float] = {}
+            if hybrid:
+                for chunk_id, file_id, score in await keyword_hits(self._db, row.id, query, wide):
+                    if file_id in attributes and (allowed is None or file_id in allowed):
+                        keyword[chunk_id] = score
+                missing = [c for c in keyword if c not in candidates]
+                candidates |= {h.chunk_id: h for h in await self._indexes.similarities(row.id, q, missing)}
+            top = max(keyword.values(), default=0.0)
+            for hit in candidates.values():
+                score = hit.score
+                if hybrid:
+                    score = VECTOR_WEIGHT * hit.score + KEYWORD_WEIGHT * (
+                        keyword.get(hit.chunk_id, 0.0) / top if top else 0.0
+                    )
+                if hit.file_id in attributes and (hit.chunk_id not in best or best[hit.chunk_id].score < score):
+                    best[hit.chunk_id] = Hit(hit.chunk_id, hit.file_id, score)
         ranked = sorted((h for h in best.values() if h.score >= threshold), key=lambda h: -h.score)[:k]
         if not ranked:
             return []
@@ -569,14 +593,15 @@ def _queries(query: Any) -> list[str]:
     raise InvalidRequest("query is a non-empty string or a list of them.", param="query")
 
 
-def _threshold(options: Any) -> float:
+def _ranking(options: Any) -> tuple[float, bool]:
+    """(score_threshold, hybrid) from ranking_options."""
     if options is None:
-        return 0.0
-    if not isinstance(options, dict) or set(options) - {"ranker", "score_threshold", "hybrid_search"}:
+        return 0.0, True
+    if not isinstance(options, dict) or set(options) - {"ranker", "score_threshold"}:
         raise InvalidRequest("ranking_options takes 'ranker' and 'score_threshold'.", param="ranking_options")
     if options.get("ranker", "auto") not in ("auto", "default-2024-11-15", "none"):
         raise InvalidRequest("ranker is 'auto', 'default-2024-11-15' or 'none'.", param="ranking_options.ranker")
     threshold = options.get("score_threshold", 0.0)
     if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise InvalidRequest("score_threshold is between 0 and 1.", param="ranking_options.score_threshold")
-    return float(threshold)
+    return float(threshold), options.get("ranker", "auto") != "none"
