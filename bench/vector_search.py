@@ -7,7 +7,8 @@ embeddings cluster) are written to the chunks table of a SQLite database; Vector
 usearch HNSW index the server uses, synced from the database, exact re-ranking) answers 500
 queries, one at a time, k=10: p50/p99 latency and recall@10 against exact search; plus the
 time to build the index from the database (first search) and to load it from disk (restart).
-Also one filtered search mode (an attribute filter matching 10% of files).
+Also one filtered search mode (an attribute filter matching 10% of files), and the keyword
+query hybrid search adds (chunks of 60 words from a 5,000-word vocabulary, 5-word queries).
 
 Ingestion: a 60,000-word text document through the real pipeline (extract, chunk in 400
 tokens with 200 overlap, embed with all-minilm-l6-v2 on NumPy, store): chunks/s.
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from sqlalchemy import insert  # noqa: E402
 
+from homeport.services.keyword import keyword_hits  # noqa: E402
 from homeport.services.vector_index import VectorIndexes  # noqa: E402
 from homeport.storage.db import Database  # noqa: E402
 from homeport.storage.tables import ChunkRow, VectorStoreRow  # noqa: E402
@@ -50,12 +52,15 @@ async def bench_search(n: int, tmp: Path) -> dict:
     db = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     await db.migrate()
     files = [f"file-{i}" for i in range(max(10, n // 100))]  # 100 chunks a file
+    vocabulary = [f"w{i}" for i in range(5000)]
+    words = rng.integers(0, len(vocabulary), (n, 60))
     async with db.sessions() as session, session.begin():
         session.add(VectorStoreRow(id="vs_bench", project_id=None, name="bench", created_at=0, last_active_at=0,
                                    metadata_json="{}", expires_after_days=None, model="m", version=1))  # fmt: skip
         for start in range(0, n, 5000):
             await session.execute(insert(ChunkRow), [
-                {"id": i + 1, "vector_store_id": "vs_bench", "file_id": files[i % len(files)], "seq": i, "text": "",
+                {"id": i + 1, "vector_store_id": "vs_bench", "file_id": files[i % len(files)], "seq": i,
+                 "text": " ".join(vocabulary[w] for w in words[i]),
                  "tokens": 0, "vector": vectors[i].tobytes()} for i in range(start, min(n, start + 5000))])  # fmt: skip
     indexes = VectorIndexes(db, tmp / "indexes")
     began = time.perf_counter()
@@ -82,6 +87,14 @@ async def bench_search(n: int, tmp: Path) -> dict:
         ms.sort()
         out |= {f"{mode}p50_ms": round(statistics.median(ms), 3), f"{mode}p99_ms": round(ms[int(0.99 * len(ms))], 3),
                 f"{mode}recall_at_10": round(float(np.mean(recall)), 4)}  # fmt: skip
+    keyword_ms = []
+    for q in rng.integers(0, len(vocabulary), (200, 5)):
+        began = time.perf_counter()
+        await keyword_hits(db, "vs_bench", " ".join(vocabulary[w] for w in q), 4 * K)
+        keyword_ms.append(1000 * (time.perf_counter() - began))
+    keyword_ms.sort()
+    out |= {"keyword_p50_ms": round(statistics.median(keyword_ms), 3),
+            "keyword_p99_ms": round(keyword_ms[int(0.99 * len(keyword_ms))], 3)}  # fmt: skip
     await db.close()
     return out
 
@@ -131,12 +144,13 @@ def main() -> None:
             rows.append(asyncio.run(bench_search(n, Path(tmp))))
     with tempfile.TemporaryDirectory() as tmp:
         ingestion = asyncio.run(bench_ingestion(Path(tmp)))
-    header = ("chunks", "build s", "load s", "p50 ms", "p99 ms", "recall@10", "filt p50", "filt p99", "filt rec")
-    print("\n{:>8} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9}".format(*header))
+    header = ("chunks", "build s", "load s", "p50 ms", "p99 ms", "recall@10", "filt p50", "filt p99", "filt rec",
+              "kw p50", "kw p99")  # fmt: skip
+    print("\n{:>8} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}".format(*header))
     for r in rows:
         print(f"{r['chunks']:>8} {r['index_build_s']:>8} {r['index_load_s']:>7} {r['p50_ms']:>7} {r['p99_ms']:>7} "
               f"{r['recall_at_10']:>9} {r['filtered_p50_ms']:>9} {r['filtered_p99_ms']:>9} "
-              f"{r['filtered_recall_at_10']:>9}")  # fmt: skip
+              f"{r['filtered_recall_at_10']:>9} {r['keyword_p50_ms']:>7} {r['keyword_p99_ms']:>7}")  # fmt: skip
     print(f"\ningestion: {ingestion['chunks']} chunks from {ingestion['words']} words in {ingestion['seconds']} s "
           f"= {ingestion['chunks_per_s']} chunks/s")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
