@@ -19,9 +19,7 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,16 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from tests.conftest import API_KEY, start_server, stop_server  # noqa: E402
+from tests.conftest import API_KEY, start_llama_cpp_server, start_server, stop_server  # noqa: E402
 
 CONCURRENCY = (1, 4, 8, 16)
 PROMPT = "Write a long story about a lighthouse keeper and a storm. Describe every hour of the night."
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -173,20 +165,10 @@ def main() -> None:
                                                        args.max_tokens)) for c in CONCURRENCY}  # fmt: skip
         finally:
             stop_server(homeport)
-        port = _port()
-        log = (Path(tmp) / "llama-server.log").open("wb")
-        server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port",
-                                   str(port), "--n_ctx", "8192", "--interrupt_requests", "False"],
-                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        server, base_url = start_llama_cpp_server(gguf, Path(tmp) / "llama-server.log", "--n_ctx", "8192",
+                                                  "--interrupt_requests", "False")  # fmt: skip
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            url = f"{base_url}/chat/completions"
             results["llama-cpp-python server"] = {
                 c: asyncio.run(_run(url, "none", "smollm2", c, args.requests, args.max_tokens)) for c in CONCURRENCY
             }

@@ -25,9 +25,12 @@ def make_app(chunks: int):  # type: ignore[no-untyped-def]
         return b"data: " + json.dumps(body).encode() + b"\n\n"
 
     usage = {"prompt_tokens": 10, "completion_tokens": chunks, "total_tokens": 10 + chunks}
-    stream_body = b"".join(
-        [chunk(i, f"tok{i} ") for i in range(chunks)] + [chunk(chunks, None, "stop"), chunk(0, None, usage=usage)]
-    ) + b"data: [DONE]\n\n"
+    stream_body = (
+        b"".join(
+            [chunk(i, f"tok{i} ") for i in range(chunks)] + [chunk(chunks, None, "stop"), chunk(0, None, usage=usage)]
+        )
+        + b"data: [DONE]\n\n"
+    )
     plain = json.dumps({"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
                                      "finish_reason": "stop"}], "usage": usage}).encode()  # fmt: skip

@@ -75,6 +75,26 @@ def wait_ready(server: Server, timeout: float = 180) -> Server:
     raise RuntimeError(f"homeport not ready after {timeout}s:\n{server.log.read_text()}")
 
 
+def start_llama_cpp_server(gguf: Path, log: Path, *args: str, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """llama-cpp-python's own OpenAI-compatible server on `gguf`; returns (process, base URL) once it answers."""
+    port = _free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port), *args]
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                return process, base_url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"llama_cpp.server not ready after {timeout}s")
+
+
 def homeport_cli(env: dict[str, str], *args: str) -> str:
     """Run `homeport ARGS` with extra environment (e.g. HOMEPORT_DATA_DIR); returns stdout."""
     out = subprocess.run([sys.executable, "-m", "homeport", *args], env={**os.environ, **env},

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -18,7 +16,7 @@ import pytest
 
 from homeport.services.models import locate_weights
 from homeport.settings import DEFAULT_MODELS
-from tests.conftest import API_KEY, REPO, create_key, start_server, stop_server, wait_ready  # noqa: F401
+from tests.conftest import API_KEY, create_key, start_llama_cpp_server, start_server, stop_server
 from tests.spec import validate
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
@@ -231,21 +229,11 @@ def test_active_health_checks_take_a_dead_deployment_out(tmp_path) -> None:
 
 def test_llama_cpp_python_server_as_upstream(tmp_path) -> None:
     gguf = locate_weights(DEFAULT_MODELS[0], tmp_path)
-    port = _free_port()
-    log = (tmp_path / "llama-server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port), "--n_ctx", "2048",
-         "--model_alias", "smollm2"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server, base_url = start_llama_cpp_server(gguf, tmp_path / "llama-server.log", "--n_ctx", "2048",
+                                              "--model_alias", "smollm2")  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
         models = [{"id": "lcpp-chat", "version": "v1", "kind": "chat", "backend": "upstream",
-                   "upstreams": [{"base_url": f"http://127.0.0.1:{port}/v1", "model": "smollm2"}]}]  # fmt: skip
+                   "upstreams": [{"base_url": base_url, "model": "smollm2"}]}]  # fmt: skip
         gateway = start_server(tmp_path / "gw", {"models": models})
         try:
             client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=120)
