@@ -55,6 +55,9 @@ class Deployment:
     def name(self) -> str:
         return f"{self.config.base_url}#{self.model}"
 
+    def url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + path
+
     def headers(self) -> dict[str, str]:
         key = self.config.api_key.get_secret_value() if self.config.api_key else None
         return {"authorization": f"Bearer {key}"} if key else {}
@@ -141,27 +144,31 @@ class UpstreamPool:
             yield d
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST to a deployment; retried on retryable failures. Raises _Exhausted when none answered."""
+        """POST to a deployment; retried on retryable failures. Raises Exhausted when none answered."""
         last = "no deployments"
         async for d in self._attempts():
             d.outstanding += 1
             try:
                 response = await self._client.post(
-                    d.config.base_url.rstrip("/") + path, json=body | {"model": d.model}, headers=d.headers(),
-                    timeout=d.config.timeout_s,
-                )  # fmt: skip
+                    d.url(path), json=body | {"model": d.model}, headers=d.headers(), timeout=d.config.timeout_s
+                )
                 _check(response)
                 d.failures = 0
                 return response.json()
-            except _Retryable as exc:
-                last = str(exc)
-                self._failed(d, last, exc.retry_after)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                self._failed(d, last, None)
+            except (_Retryable, httpx.HTTPError) as exc:
+                last = self._failure(d, exc)
             finally:
                 d.outstanding -= 1
         raise Exhausted(self.model_id, last)
+
+    def _failure(self, d: Deployment, exc: Exception) -> str:
+        """Rest a deployment after a retryable failure; returns what went wrong."""
+        if isinstance(exc, _Retryable):
+            self._failed(d, str(exc), exc.retry_after)
+            return str(exc)
+        why = f"{type(exc).__name__}: {exc}"
+        self._failed(d, why, None)
+        return why
 
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The upstream's SSE events as dicts. Failures before the first event are retried like
@@ -172,7 +179,7 @@ class UpstreamPool:
             started = False
             try:
                 request = self._client.build_request(
-                    "POST", d.config.base_url.rstrip("/") + path, json=body | {"model": d.model}, headers=d.headers(),
+                    "POST", d.url(path), json=body | {"model": d.model}, headers=d.headers(),
                     timeout=httpx.Timeout(d.config.timeout_s, connect=min(10.0, d.config.timeout_s)),
                 )  # fmt: skip
                 response = await self._client.send(request, stream=True)
@@ -195,12 +202,8 @@ class UpstreamPool:
                     raise httpx.RemoteProtocolError("the stream ended without [DONE]")
                 finally:
                     await response.aclose()
-            except _Retryable as exc:
-                last = str(exc)
-                self._failed(d, last, exc.retry_after)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                self._failed(d, last, None)
+            except (_Retryable, httpx.HTTPError) as exc:
+                last = self._failure(d, exc)
                 if started:
                     raise HomeportError(f"The upstream server for `{self.model_id}` failed mid-stream: {last}") from exc
             finally:

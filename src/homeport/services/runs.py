@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..errors import ContextLengthExceeded, HomeportError, InvalidRequest
-from ..ids import new_id
+from ..ids import new_id, sortable_id
 from ..protocol.chat import ChatCompletionRequest
 from .assistants import AssistantService, check_sampling, check_tools
 from .chat import ChatService
@@ -345,8 +345,9 @@ class RunService:
         plan = await self._plan(run, request)
         if plan is None:
             return
-        admission, prices = await self._admit(run.get("_key_id"), run["model"], plan.estimate) if self._admit else (
-            None, None)  # fmt: skip
+        admission, prices = None, None
+        if self._admit is not None:
+            admission, prices = await self._admit(run.get("_key_id"), run["model"], plan.estimate)
         used = (0, 0)
         try:
             used = await self._generate(project_id, run, plan, sources, prices)
@@ -658,8 +659,6 @@ class _ThreadMessage(dict):  # type: ignore[type-arg]
 
 
 def new_run_id() -> str:
-    from ..ids import sortable_id
-
     return sortable_id("run_")
 
 

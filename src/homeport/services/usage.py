@@ -28,7 +28,7 @@ __all__ = ["UsageEvent", "UsageRecorder", "usage_report", "costs_report", "BUCKE
 log = logging.getLogger("homeport")
 
 BUCKETS = {"1m": 60, "1h": 3600, "1d": 86400}
-_GROUPS = {"project_id": "project_id", "api_key_id": "api_key_id", "model": "model"}
+_GROUPS = frozenset({"project_id", "api_key_id", "model"})
 _RESULT_OBJECT = {
     "completions": "organization.usage.completions.result",
     "embeddings": "organization.usage.embeddings.result",
@@ -170,7 +170,7 @@ class _Query:
 
 def _query(
     kind: str, start_time: int, end_time: int | None, bucket_width: str, limit: int | None, group_by: list[str],
-    groups: dict[str, str], project_ids: list[str | None] | None, models: list[str] | None,
+    groups: frozenset[str], project_ids: list[str | None] | None, models: list[str] | None,
     api_key_ids: list[str] | None,
 ) -> _Query:  # fmt: skip
     if bucket_width not in BUCKETS:
@@ -255,7 +255,7 @@ async def usage_report(
     return _buckets(q, results)
 
 
-_COST_GROUPS = {"project_id": "project_id", "api_key_id": "api_key_id", "line_item": "line_item"}
+_COST_GROUPS = frozenset({"project_id", "api_key_id", "line_item"})
 
 
 async def costs_report(

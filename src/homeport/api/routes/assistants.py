@@ -16,7 +16,8 @@ from fastapi.responses import StreamingResponse
 from ...errors import InvalidRequest
 from ...protocol.common import Request as Body
 from ...services.assistants import AssistantService
-from ...services.runs import RunService, _public
+from ...services.runs import RunService, _public, _public_step
+from ...services.vector_stores import check_metadata
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..pagination import cursor_page
@@ -172,8 +173,6 @@ async def modify_thread(thread_id: str, request: Request, key: CurrentKey) -> di
     thread = await _thread(request, key, thread_id)
     service = _assistants(request)
     if "metadata" in body:
-        from ...services.vector_stores import check_metadata
-
         thread["metadata"] = check_metadata(body["metadata"])
     if "tool_resources" in body:
         thread["tool_resources"] = await service._tool_resources(key.project_id, body["tool_resources"])
@@ -225,8 +224,6 @@ async def retrieve_message(thread_id: str, message_id: str, request: Request, ke
 
 @router.post("/v1/threads/{thread_id}/messages/{message_id}")
 async def modify_message(thread_id: str, message_id: str, request: Request, key: CurrentKey) -> dict:
-    from ...services.vector_stores import check_metadata
-
     body = await parse_body(request, _ModifyMessage)
     message = await _message(request, key, thread_id, message_id)
     message["metadata"] = check_metadata(body.metadata)
@@ -310,8 +307,6 @@ async def retrieve_run(thread_id: str, run_id: str, request: Request, key: Curre
 
 @router.post("/v1/threads/{thread_id}/runs/{run_id}")
 async def modify_run(thread_id: str, run_id: str, request: Request, key: CurrentKey) -> dict:
-    from ...services.vector_stores import check_metadata
-
     body = await parse_body(request, _ModifyRun)
     run = await _runs(request).docs.get("run", key.project_id, run_id, "run_id")
     await _run(request, key, thread_id, run_id)
@@ -340,8 +335,6 @@ async def list_steps(
     thread_id: str, run_id: str, request: Request, key: CurrentKey, limit: int = 20, order: Order = "desc",
     after: str | None = None, before: str | None = None,
 ) -> dict:  # fmt: skip
-    from ...services.runs import _public_step
-
     await _run(request, key, thread_id, run_id)
     items = await _runs(request).docs.list_of("step", key.project_id, thread_id=thread_id, run_id=run_id,
                                               order=order)  # fmt: skip
@@ -350,8 +343,6 @@ async def list_steps(
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
 async def retrieve_step(thread_id: str, run_id: str, step_id: str, request: Request, key: CurrentKey) -> dict:
-    from ...services.runs import _public_step
-
     await _run(request, key, thread_id, run_id)
     step = await _runs(request).docs.get("step", key.project_id, step_id, "step_id")
     if step["run_id"] != run_id:
