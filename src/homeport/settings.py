@@ -57,6 +57,7 @@ class ModelConfig(BaseModel):
     )
     temperature: float = Field(1.0, description="Sampling temperature when a request sets none.")
     top_p: float = Field(1.0, description="Nucleus sampling mass when a request sets none.")
+    fake_token_delay_s: float = Field(0.0, description="backend `fake` (tests): seconds between generated tokens.")
     input_price: float = Field(0.0, description="USD per 1M prompt tokens (for cost budgets).")
     output_price: float = Field(0.0, description="USD per 1M output tokens (for cost budgets).")
     owned_by: str = Field("homeport", description="`owned_by` in /v1/models.")
@@ -122,7 +123,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir).")
     api_key: SecretStr | None = Field(None, description="A key that is always valid (development).")
     redis_url: str | None = Field(
-        None, description="Redis for state shared by replicas (rate limits); in-process when unset."
+        None, description="Redis for state shared by replicas (rate limits, cache, run events); in-process when unset."
     )
     redis_prefix: str = Field("homeport", description="Prefix of every Redis key Homeport writes.")
     max_request_bytes: int = Field(16 * 1024 * 1024, description="Larger request bodies get 413.")
@@ -139,6 +140,12 @@ class Settings(BaseSettings):
     cache_enabled: bool = Field(True, description="Serve repeated deterministic requests from the response cache.")
     cache_ttl_s: float = Field(3600, description="How long a cached response is served (see services/cache.py).")
     cache_max_entries: int = Field(10_000, description="In-process cache size (Redis keeps its own by TTL).")
+    run_workers: int = Field(
+        4, description="Assistant run passes this process executes at once; 0: none (an API-only replica)."
+    )
+    run_heartbeat_s: int = Field(
+        30, description="A run pass whose process sends no heartbeat this long is run again by another worker."
+    )
     usage_retention_days: float | None = Field(
         90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sqlite3
 import time
 
 import httpx
@@ -209,8 +208,23 @@ FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
         {"id": "fake-embed", "version": "v1", "kind": "embedding", "backend": "fake"}]  # fmt: skip
 
 
-def test_threads_survive_restarts_and_no_run_is_left_hanging(tmp_path) -> None:
-    config = {"models": FAKE, "vector_store_model": "fake-embed"}
+SLOW = [{**FAKE[0], "fake_token_delay_s": 0.25}, FAKE[1]]  # a pass takes ~6 s: long enough to kill mid-way
+
+
+def _kill_mid_run(client: openai.OpenAI, server, thread_id: str, assistant_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Start a run and kill -9 its server once the answer is being written; returns the run id."""
+    run = client.beta.threads.runs.create(thread_id=thread_id, assistant_id=assistant_id)
+    deadline = time.monotonic() + 30
+    while not [m for m in client.beta.threads.messages.list(thread_id).data if m.role == "assistant"]:
+        assert time.monotonic() < deadline, "the run never started writing"
+        time.sleep(0.1)
+    server.process.kill()  # SIGKILL: no shutdown, no cleanup; the pass is half-written
+    server.process.wait()
+    return run.id
+
+
+def test_a_run_cut_off_by_a_crash_is_run_again_after_restart_and_the_thread_continues(tmp_path) -> None:
+    config = {"models": SLOW, "vector_store_model": "fake-embed", "run_heartbeat_s": 2}
     server = start_server(tmp_path / "a", config)
     data = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
     try:
@@ -218,37 +232,29 @@ def test_threads_survive_restarts_and_no_run_is_left_hanging(tmp_path) -> None:
         client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
         assistant = client.beta.assistants.create(model="fake-chat")
         thread = client.beta.threads.create(messages=[{"role": "user", "content": "day one"}])
-        first = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
-        assert first.status == "completed"
+        run_id = _kill_mid_run(client, server, thread.id, assistant.id)
     finally:
         stop_server(server)
-    # What a crash mid-run leaves: the run in progress, its message half-written; its lease run out.
-    db = sqlite3.connect(server.data_dir / "homeport.db")
-    with db:
-        sql = (
-            "UPDATE assistant_objects SET status = 'in_progress', lease_until = NULL, "
-            'body = replace(body, \'"status": "completed"\', \'"status": "in_progress"\') '
-            "WHERE id = ? OR (run_id = ? AND kind != 'run')"
-        )
-        db.execute(sql, (first.id, first.id))
-    db.close()
     server = start_server(tmp_path / "b", config, env=data)
     try:
         client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
-        resumed = client.beta.threads.runs.poll(first.id, thread_id=thread.id)
+        resumed = client.beta.threads.runs.poll(run_id, thread_id=thread.id, poll_interval_ms=200)
         assert resumed.status == "completed"
         client.beta.threads.messages.create(thread.id, role="user", content="day two")
         second = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
         assert second.status == "completed"
-        roles = [m.role for m in client.beta.threads.messages.list(thread.id, order="asc").data]
-        assert roles == ["user", "assistant", "user", "assistant"]
+        messages = client.beta.threads.messages.list(thread.id, order="asc").data
+        assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]  # the cut-off half is gone
+        assert all(m.status == "completed" for m in messages if m.role == "assistant")
+        steps = client.beta.threads.runs.steps.list(run_id, thread_id=thread.id).data
+        assert [s.status for s in steps] == ["completed"]
     finally:
         stop_server(server)
 
 
-def test_on_postgresql_another_replica_takes_over_a_stopped_run(tmp_path) -> None:
-    """Two replicas on one PostgreSQL: a thread made on one is continued on the other, and a run
-    whose process stopped mid-generation (lease run out) is finished by the survivor's sweeper."""
+def test_on_postgresql_replicas_share_runs_through_the_job_queue(tmp_path) -> None:
+    """Replicas on one PostgreSQL and Redis: a run cut off by a replica's crash is finished by
+    another's worker, and an API-only replica streams a run a worker replica executes."""
     asyncpg = pytest.importorskip("asyncpg")
     name = f"homeport_runs_{secrets.token_hex(4)}"
 
@@ -263,35 +269,37 @@ def test_on_postgresql_another_replica_takes_over_a_stopped_run(tmp_path) -> Non
         asyncio.run(sql(f"CREATE DATABASE {name}"))
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    env = {"HOMEPORT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"}
-    config = {"models": FAKE, "vector_store_model": "fake-embed"}
-    a = b = None
+    env = {"HOMEPORT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+           "HOMEPORT_REDIS_URL": "redis://127.0.0.1:6379/0", "HOMEPORT_REDIS_PREFIX": name}  # fmt: skip
+    config = {"models": SLOW, "vector_store_model": "fake-embed", "run_heartbeat_s": 2}
+    servers = []
     try:
         a = start_server(tmp_path / "a", config, env=env)
-        b = start_server(tmp_path / "b", config, env=env)
+        servers.append(a)
         secret = create_key(env, "--name", "k")
-        on_a, on_b = (openai.OpenAI(base_url=s.base_url, api_key=secret, max_retries=0) for s in (a, b))
+        on_a = openai.OpenAI(base_url=a.base_url, api_key=secret, max_retries=0)
         assistant = on_a.beta.assistants.create(model="fake-chat")
         thread = on_a.beta.threads.create(messages=[{"role": "user", "content": "hello"}])
-        run = on_a.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
-        assert run.status == "completed"
-        stop_server(a)
-        # Replica a "stopped mid-run": its run in progress, the message half-written, the lease run out.
-        asyncio.run(sql(
-            "UPDATE assistant_objects SET status = 'in_progress', lease_until = 0, body = replace(body, "
-            "'\"status\": \"completed\"', '\"status\": \"in_progress\"') WHERE id = $1 OR "
-            "(run_id = $1 AND kind != 'run')", run.id, db=name))  # fmt: skip
-        finished = on_b.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=200)
+        run_id = _kill_mid_run(on_a, a, thread.id, assistant.id)
+        b = start_server(tmp_path / "b", config, env=env)  # a worker replica
+        c = start_server(tmp_path / "c", {**config, "run_workers": 0}, env=env)  # API only
+        servers += [b, c]
+        on_b, on_c = (openai.OpenAI(base_url=s.base_url, api_key=secret, max_retries=0) for s in (b, c))
+        finished = on_c.beta.threads.runs.poll(run_id, thread_id=thread.id, poll_interval_ms=200)
         assert finished.status == "completed"
-        on_b.beta.threads.messages.create(thread.id, role="user", content="again")
-        assert on_b.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id).status == (
-            "completed")  # fmt: skip
-        roles = [m.role for m in on_b.beta.threads.messages.list(thread.id, order="asc").data]
-        assert roles == ["user", "assistant", "user", "assistant"]
+        on_c.beta.threads.messages.create(thread.id, role="user", content="again")
+        with on_c.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+            events = [event.event for event in stream]
+            final = stream.get_final_messages()
+        assert events[:2] == ["thread.run.created", "thread.run.queued"]
+        assert "thread.message.delta" in events and events[-1] == "thread.run.completed"  # tokens came via Redis
+        assert final and final[0].content[0].text.value
+        messages = on_b.beta.threads.messages.list(thread.id, order="asc").data
+        assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+        assert messages[-1].content[0].text.value == final[0].content[0].text.value
     finally:
-        for s in (a, b):
-            if s is not None:
-                stop_server(s)
+        for s in servers:
+            stop_server(s)
         asyncio.run(sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 

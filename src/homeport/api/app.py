@@ -19,10 +19,11 @@ from ..services.chat import ChatService
 from ..services.completions import CompletionService
 from ..services.embeddings import EmbeddingService
 from ..services.files import FileStore
+from ..services.jobs import open_queue
 from ..services.keys import KeyStore
 from ..services.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.models import LoadProgress, ModelRegistry
-from ..services.runs import RunService
+from ..services.runs import RunEvents, RunService
 from ..services.upstream import UpstreamService
 from ..services.usage import UsageRecorder
 from ..services.vector_index import VectorIndexes
@@ -115,7 +116,11 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
                              ("embeddings", "/embeddings"))
     }  # fmt: skip
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
-    app.state.runs = runs = RunService(assistants, app.state.chat, vector_stores, usage, key_admitter(app.state))
+    app.state.runs = runs = RunService(
+        assistants, app.state.chat, vector_stores, usage, open_queue(db.url, db.engine),
+        admit=key_admitter(app.state), events=RunEvents(settings.redis_url, f"{settings.redis_prefix}:"),
+        workers=settings.run_workers, heartbeat_s=settings.run_heartbeat_s,
+    )  # fmt: skip
     install_error_handlers(app)
     for module in (
         health,

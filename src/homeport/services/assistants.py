@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 
 from ..errors import InvalidRequest, NotFound
 from ..ids import sortable_id
@@ -113,36 +113,13 @@ class Documents:
                 )
             )
 
-    async def lease(self, object_id: str, seconds: float, *, statuses: list[str], expired_only: bool = False) -> bool:
-        """Take (or renew) the lease of a run in one of `statuses`: one conditional UPDATE, so of
-        several processes trying at once exactly one succeeds. `expired_only`: only if the current
-        lease has run out (taking over from a process that stopped)."""
-        now = time.time()
-        c = AssistantObjectRow
-        query = update(c).where(c.id == object_id, c.status.in_(statuses))
-        if expired_only:
-            query = query.where(or_(c.lease_until.is_(None), c.lease_until < now))
-        async with self._db.sessions() as session, session.begin():
-            result = await session.execute(query.values(lease_until=int(now + seconds)))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def claim(self, run_id: str, seconds: float) -> bool:
-        """queued → in_progress with a lease, for exactly one process."""
+    async def claim(self, run_id: str) -> bool:
+        """queued → in_progress, for exactly one worker (one conditional UPDATE)."""
         c = AssistantObjectRow
         query = update(c).where(c.id == run_id, c.status == "queued")
         async with self._db.sessions() as session, session.begin():
-            result = await session.execute(query.values(status="in_progress", lease_until=int(time.time() + seconds)))
+            result = await session.execute(query.values(status="in_progress"))
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def unleased_runs(self, statuses: list[str]) -> list[tuple[str | None, dict[str, Any]]]:
-        """Runs in `statuses` whose lease ran out (their process stopped): (project id, run)."""
-        c = AssistantObjectRow
-        async with self._db.sessions() as session:
-            rows = (await session.execute(
-                select(c.project_id, c.body).where(c.kind == "run", c.status.in_(statuses),
-                                                   or_(c.lease_until.is_(None), c.lease_until < time.time()))
-                .order_by(c.id))).all()  # fmt: skip
-        return [(p, json.loads(b)) for p, b in rows]
 
 
 # ---------------------------------------------------------------- validation

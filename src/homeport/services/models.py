@@ -170,7 +170,7 @@ def _build_engine(cfg: ModelConfig, settings: Settings) -> ChatEngine | Embeddin
     if cfg.backend == "fake":
         from ..backends.fake import FakeChatEngine, FakeEmbeddingEngine
 
-        return FakeChatEngine() if cfg.kind == "chat" else FakeEmbeddingEngine()
+        return FakeChatEngine(delay_s=cfg.fake_token_delay_s) if cfg.kind == "chat" else FakeEmbeddingEngine()
     path = locate_weights(cfg, settings.data_dir)
     if cfg.backend == "bert":
         from ..backends.bert import BertEngine

@@ -7,28 +7,35 @@ deltas out as OpenAI's run events → either a message (completed) or function c
 (requires_action; `submit_tool_outputs` queues the run again). Every state change is saved
 before its event is published, so a client polling sees what a streaming client sees.
 
-Runs are leased. Queued runs carry a lease while they wait in a process's queue; claiming one
-(queued → in_progress) is a conditional UPDATE only one process wins, and the worker renews the
-lease while it generates. Every process sweeps every few seconds: a queued or in-progress run
-whose lease ran out belongs to a process that stopped, so the sweeper takes it over (again one
-conditional UPDATE), removes that pass's unfinished message and step, and runs the pass again.
-No run stays `in_progress` after its process is gone, and none runs twice. Runs waiting for
-tool outputs past their `expires_at` become `expired`.
+Runs execute as saq jobs (services/jobs.py): creating a run (or submitting its tool outputs)
+enqueues one pass on the shared queue; any process's worker takes it, claims the run (queued →
+in_progress, one conditional UPDATE) and heartbeats while it works. When a process dies mid-pass,
+saq's sweeper sees the heartbeat stop and puts the job back in the queue; the worker that takes it
+removes that pass's unfinished message and step and runs the pass again (or fails the run after
+MAX_ATTEMPTS interrupted passes). No run stays `in_progress` after its process is gone, and none
+runs twice. A run waiting for tool outputs gets a job scheduled at its `expires_at`, which
+expires it if it is still waiting then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+
+from saq import Queue
+from saq.job import Job
+from saq.types import PartialTimersDict
 
 from ..errors import ContextLengthExceeded, HomeportError, InvalidRequest
 from ..ids import new_id, sortable_id
 from ..protocol.chat import ChatCompletionRequest
 from .assistants import AssistantService, check_sampling, check_tools
 from .chat import ChatService
+from .jobs import JobWorker
 from .usage import UsageEvent, UsageRecorder
 from .vector_stores import VectorStoreService, check_metadata
 
@@ -41,15 +48,52 @@ Admit = Callable[[str | None, str, tuple[int, int]], Awaitable[tuple[Any, Any]]]
 
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
-LEASE_S = 30  # a working process renews its run's lease every LEASE_S / 3
-SWEEP_S = 5
+STREAM_POLL_S = 3.0
+MAX_ATTEMPTS = 3  # passes of a run interrupted (its process died) this often fail the run
 
 
 class RunEvents:
-    """In-process fan-out of run events to streaming requests."""
+    """Fan-out of run events to streaming requests: in-process, and through Redis pub/sub when
+    replicas share one (a run's pass may execute on any replica's worker). Events of one run come
+    from one worker at a time, published in order on one connection, so they arrive in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis_url: str | None = None, prefix: str = "homeport:") -> None:
         self._subscribers: dict[str, list[asyncio.Queue[tuple[str, Any] | None]]] = {}
+        self._redis_url, self._channel = redis_url, f"{prefix}run-events"
+        self._origin = new_id("")  # this process: its own events come back from Redis; skip them
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self._redis_url is None:
+            return
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(self._redis_url)
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._channel)
+        self._tasks = [asyncio.create_task(self._send()), asyncio.create_task(self._receive(pubsub))]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await self._redis.aclose()
+
+    async def _send(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            try:
+                await self._redis.publish(self._channel, message)
+            except Exception:  # a stream on another replica misses an event; its poll catches the end
+                log.exception("publishing a run event failed")
+
+    async def _receive(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            origin, run_id, event, data = json.loads(message["data"])
+            if origin != self._origin:
+                self._deliver(run_id, None if event is None else (event, data))
 
     def subscribe(self, run_id: str) -> asyncio.Queue[tuple[str, Any] | None]:
         queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
@@ -64,13 +108,19 @@ class RunEvents:
             self._subscribers.pop(run_id, None)
 
     def publish(self, run_id: str, event: str, data: Any) -> None:
-        for queue in self._subscribers.get(run_id, []):
-            queue.put_nowait((event, data))
+        self._deliver(run_id, (event, data))
+        if self._tasks:
+            self._outbox.put_nowait(json.dumps([self._origin, run_id, event, data]))
 
     def end(self, run_id: str) -> None:
         """The run stopped (waiting for tool outputs, or finished): streams close."""
+        self._deliver(run_id, None)
+        if self._tasks:
+            self._outbox.put_nowait(json.dumps([self._origin, run_id, None, None]))
+
+    def _deliver(self, run_id: str, item: tuple[str, Any] | None) -> None:
         for queue in self._subscribers.get(run_id, []):
-            queue.put_nowait(None)
+            queue.put_nowait(item)
 
 
 class RunService:
@@ -80,80 +130,91 @@ class RunService:
         chat: ChatService,
         vector_stores: VectorStoreService,
         usage: UsageRecorder,
+        jobs: Queue,
+        *,
         admit: Admit | None = None,
+        events: RunEvents | None = None,
+        workers: int = 4,
+        heartbeat_s: int = 30,
     ) -> None:
         self._assistants, self.docs = assistants, assistants.docs
         self._chat, self._stores, self._usage = chat, vector_stores, usage
         self._admit = admit  # the gateway's limits and budgets, by the key that made the run
-        self.events = RunEvents()
-        self._queue: asyncio.Queue[tuple[str | None, str]] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._jobs, self._workers, self._heartbeat_s = jobs, workers, heartbeat_s
+        self.events = events or RunEvents()
+        self._worker: JobWorker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
         self._registry_ready: asyncio.Event | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def start(self, ready: asyncio.Event) -> None:
         self._registry_ready = ready
-        self._pending: set[str] = set()
-        await self.sweep()  # what a previous process left
-        self._worker = asyncio.create_task(self._work())
-        self._sweeper = asyncio.create_task(self._sweep_forever())
-
-    async def sweep(self) -> None:
-        """Take over runs whose process stopped; expire runs left waiting for tool outputs."""
-        for project_id, run in await self.docs.unleased_runs(["queued", "in_progress", "cancelling"]):
-            if run["id"] in self._pending:
-                await self.docs.lease(run["id"], LEASE_S * 2, statuses=["queued"])  # still ours, waiting
-                continue
-            if not await self.docs.lease(run["id"], LEASE_S * 2, statuses=[run["status"]], expired_only=True):
-                continue  # another process took it first
-            if run["status"] == "cancelling":
-                await self._finish(run, "cancelled", cancelled_at=int(time.time()))
-                continue
-            log.info("run %s: taking over from a stopped process", run["id"])
-            await self._discard_unfinished(project_id, run)
-            run["status"] = "queued"
-            await self.docs.save(run)
-            self._queue_local(project_id, run["id"])
-        now = time.time()
-        for _, run in await self.docs.unleased_runs(["requires_action"]):
-            if run["expires_at"] is not None and run["expires_at"] <= now:
-                run |= {"status": "expired", "required_action": None}
-                if await self.docs.save(run, only_if_status=["requires_action"]):
-                    log.info("run %s expired waiting for tool outputs", run["id"])
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_S)
-            try:
-                await self.sweep()
-            except Exception:  # the next round tries again
-                log.exception("sweeping runs failed")
+        await self._jobs.connect()
+        await self.events.start()
+        if self._workers <= 0:
+            return  # an API-only replica: other replicas' workers run the passes
+        sweep_s = max(1, min(5, self._heartbeat_s // 2))
+        self._worker = JobWorker(
+            self._jobs,
+            functions=[("run_pass", self._run_pass), ("expire_run", self._expire_run)],
+            concurrency=self._workers,
+            timers=PartialTimersDict(sweep=sweep_s, schedule=1, abort=1, worker_info=10),
+        )
+        self._worker_task = asyncio.create_task(self._worker.start())
 
     async def close(self) -> None:
-        tasks = [t for t in (self._worker, getattr(self, "_sweeper", None)) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._worker is not None:
+            await self._worker.stop()  # a pass cut off here goes back to the queue (saq retries it)
+            assert self._worker_task is not None
+            await asyncio.gather(self._worker_task, return_exceptions=True)
+        await self.events.close()
+        await self._jobs.disconnect()
 
-    async def _work(self) -> None:
+    async def enqueue(self, project_id: str | None, run_id: str) -> None:
+        """Queue a pass of the run on the shared queue."""
+        await self._jobs.enqueue(
+            "run_pass", project_id=project_id, run_id=run_id,
+            timeout=0, heartbeat=self._heartbeat_s, retries=MAX_ATTEMPTS + 1, ttl=3600,
+        )  # fmt: skip
+
+    async def _run_pass(self, ctx: dict[str, Any], *, project_id: str | None, run_id: str) -> None:
+        """The saq job: one pass of a run. Failures end the run (recorded on it), not the job."""
+        job: Job = ctx["job"]
         assert self._registry_ready is not None
-        await self._registry_ready.wait()
+        beating = asyncio.create_task(self._beat(job))
+        try:
+            await self._registry_ready.wait()
+            await self._execute(project_id, run_id, job.attempts)
+        except Exception as exc:  # the run records why; the worker goes on
+            log.exception("run %s failed", run_id)
+            run = await self.docs.get("run", project_id, run_id)
+            if run["status"] not in TERMINAL:
+                code = exc.code if isinstance(exc, HomeportError) and exc.code else "server_error"
+                await self._finish(
+                    run, "failed", failed_at=int(time.time()), last_error={"code": code, "message": str(exc)}
+                )
+        finally:
+            beating.cancel()
+            self.events.end(run_id)
+
+    async def _beat(self, job: Job) -> None:
+        """saq's heartbeat: while this lives, the sweeper leaves the job alone."""
         while True:
-            project_id, run_id = await self._queue.get()
-            self._pending.discard(run_id)
+            await asyncio.sleep(self._heartbeat_s / 3)
             try:
-                await self._execute(project_id, run_id)
-            except Exception as exc:  # the run records why; the worker goes on
-                log.exception("run %s failed", run_id)
-                run = await self.docs.get("run", project_id, run_id)
-                if run["status"] not in TERMINAL:
-                    code = exc.code if isinstance(exc, HomeportError) and exc.code else "server_error"
-                    await self._finish(
-                        run, "failed", failed_at=int(time.time()), last_error={"code": code, "message": str(exc)}
-                    )
-            finally:
-                self.events.end(run_id)
+                await job.update()
+            except Exception:  # the next beat tries again; several missed ones mean a sweep
+                log.exception("run job heartbeat failed")
+
+    async def _expire_run(self, ctx: dict[str, Any], *, project_id: str | None, run_id: str) -> None:
+        """The saq job scheduled at a waiting run's `expires_at`."""
+        run = await self.docs.get("run", project_id, run_id)
+        if run["status"] == "requires_action" and run["expires_at"] <= time.time():
+            run |= {"status": "expired", "required_action": None}
+            if await self.docs.save(run, only_if_status=["requires_action"]):
+                log.info("run %s expired waiting for tool outputs", run_id)
+                self._publish(run, "thread.run.expired", _public(run))
 
     async def _discard_unfinished(self, project_id: str | None, run: dict[str, Any]) -> None:
         """Messages and steps a stopped process left in progress: the pass runs again from scratch."""
@@ -233,15 +294,6 @@ class RunService:
         await self.docs.add("run", project_id, run, thread_id=thread["id"], run_id=run["id"])
         return _public(run)
 
-    async def enqueue(self, project_id: str | None, run_id: str) -> None:
-        """Queue a run here, leased to this process while it waits."""
-        await self.docs.lease(run_id, LEASE_S * 2, statuses=["queued"])
-        self._queue_local(project_id, run_id)
-
-    def _queue_local(self, project_id: str | None, run_id: str) -> None:
-        self._pending.add(run_id)
-        self._queue.put_nowait((project_id, run_id))
-
     async def submit_tool_outputs(
         self, project_id: str | None, thread_id: str, run_id: str, outputs: Any
     ) -> dict[str, Any]:
@@ -306,13 +358,22 @@ class RunService:
     def _publish(self, run: dict[str, Any], event: str, data: Any) -> None:
         self.events.publish(run["id"], event, data)
 
-    async def _execute(self, project_id: str | None, run_id: str) -> None:
+    async def _execute(self, project_id: str | None, run_id: str, attempt: int) -> None:
         run = await self.docs.get("run", project_id, run_id)
         if run["status"] == "cancelling":
             await self._finish(run, "cancelled", cancelled_at=int(time.time()))
             return
-        if run["status"] != "queued" or not await self.docs.claim(run_id, LEASE_S):
-            return  # not waiting any more, or another process claimed it
+        if run["status"] == "in_progress" and attempt > 1:  # this pass's process died: run it again
+            if attempt > MAX_ATTEMPTS:
+                error = {"code": "server_error", "message": f"The run was interrupted {attempt - 1} times."}
+                await self._finish(run, "failed", failed_at=int(time.time()), last_error=error)
+                return
+            log.info("run %s: running the pass a stopped process left again", run_id)
+            await self._discard_unfinished(project_id, run)
+            run["status"] = "queued"
+            await self.docs.save(run)
+        if run["status"] != "queued" or not await self.docs.claim(run_id):
+            return  # not waiting any more, or another worker claimed it
         run |= {"status": "in_progress", "started_at": run["started_at"] or int(time.time())}
         await self.docs.save(run)
         self._publish(run, "thread.run.in_progress", _public(run))
@@ -502,16 +563,13 @@ class RunService:
         calls: dict[int, dict[str, Any]] = {}
         finish = "stop"
         chunks = self._chat.stream(plan)
-        seen, renewed = 0, time.monotonic()
+        seen = 0
         try:
             async for chunk in chunks:
                 seen += 1
                 if seen % 16 == 0:
                     if await self.docs.status(run["id"]) == "cancelling":
                         break
-                    if time.monotonic() - renewed > LEASE_S / 3:
-                        await self.docs.lease(run["id"], LEASE_S, statuses=["in_progress"])
-                        renewed = time.monotonic()
                 for choice in chunk.choices:
                     delta = choice.delta
                     finish = choice.finish_reason or finish
@@ -570,6 +628,10 @@ class RunService:
             }
             run |= {"status": "requires_action", "required_action": required, "usage": _add(run["usage"], usage)}
             await self.docs.save(run)
+            await self._jobs.enqueue(
+                "expire_run", key=f"expire-{run['id']}-{waiting['id']}", scheduled=int(run["expires_at"]) + 1,
+                project_id=project_id, run_id=run["id"], timeout=60, retries=3,
+            )  # fmt: skip
             self._publish(run, "thread.run.requires_action", _public(run))
             return used
         if message is None:
@@ -642,13 +704,27 @@ class RunService:
     async def stream(
         self, project_id: str | None, run: dict[str, Any], first: list[tuple[str, Any]]
     ) -> AsyncIterator[tuple[str, Any]]:
-        """Events of a run from `first` on, until it stops; the run must be queued after subscribing."""
+        """Events of a run from `first` on, until it stops; the run must be queued after subscribing.
+
+        A pass may run on another replica's worker: its events come through Redis. Without Redis
+        (or should an event be lost) a quiet stream looks at the run itself every few seconds and,
+        once the run has stopped, ends with the run's final state instead of waiting for ever."""
         queue = self.events.subscribe(run["id"])
         try:
             await self.enqueue(project_id, run["id"])
             for item in first:
                 yield item
-            while (next_item := await queue.get()) is not None:
+            while True:
+                try:
+                    next_item = await asyncio.wait_for(queue.get(), STREAM_POLL_S)
+                except TimeoutError:
+                    now = await self.docs.get("run", project_id, run["id"])
+                    if now["status"] in (*TERMINAL, "requires_action"):
+                        yield f"thread.run.{now['status']}", _public(now)
+                        return
+                    continue
+                if next_item is None:
+                    return
                 yield next_item
         finally:
             self.events.unsubscribe(run["id"], queue)

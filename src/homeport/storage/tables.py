@@ -214,6 +214,4 @@ class AssistantObjectRow(Base):
     run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
-    lease_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    """Runs: until when the process working on (or holding) it answers for it; past it, anyone may take over."""
     body: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,224 @@
+"""Background jobs on saq: its PostgreSQL queue at scale, `SqliteQueue` (here) embedded.
+
+saq does what a job library is for: a worker that takes jobs off a shared queue and runs them
+concurrently, marks them active / complete / failed, retries, runs jobs scheduled for later, and
+sweeps jobs whose worker stopped heartbeating (its process died) back into the queue so another
+worker — in this process after a restart, or in another replica — runs them again.
+
+saq keeps queues in Redis or PostgreSQL. Homeport's embedded default is one SQLite file, so
+`SqliteQueue` implements saq's queue interface on that database: one table (`job_queue`), the
+claim a single conditional UPDATE (SQLite serialises writers), the rest saq's own code. With a
+PostgreSQL database Homeport uses saq's `PostgresQueue` on the same database (saq makes its tables).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from saq import Queue, Worker
+from saq.job import TERMINAL_STATUSES, Job, Status
+from saq.types import CountKind, QueueInfo, WorkerInfo
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["SqliteQueue", "JobWorker", "open_queue"]
+
+log = logging.getLogger("homeport")
+
+_TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
+
+
+def open_queue(database_url: str, engine: AsyncEngine, name: str = "homeport") -> Queue:
+    """saq's queue on Homeport's database: PostgresQueue on PostgreSQL, SqliteQueue on SQLite."""
+    if database_url.startswith("sqlite"):
+        return SqliteQueue(engine, name)
+    from saq.queue.postgres import PostgresQueue  # psycopg: only when the database is PostgreSQL
+
+    plain = "postgresql://" + database_url.split("://", 1)[1]  # psycopg takes no "+driver"
+    return PostgresQueue.from_url(plain, name=name, min_size=1, max_size=4)
+
+
+class JobWorker(Worker):
+    """saq's worker, embedded in the server: uvicorn owns SIGINT/SIGTERM, so the worker takes none."""
+
+    SIGNALS: list[Any] = []
+
+
+class SqliteQueue(Queue):
+    """saq's queue interface on a SQLite table. Jobs are saq `Job`s serialised as JSON."""
+
+    def __init__(self, engine: AsyncEngine, name: str = "default") -> None:
+        super().__init__(name, dump=None, load=None)
+        self._engine = engine
+        self._enqueued = asyncio.Event()  # wakes this process's waiting dequeue at once
+        self._workers: dict[str, tuple[WorkerInfo, float]] = {}
+
+    async def disconnect(self) -> None:
+        pass  # the engine belongs to the server's Database
+
+    async def _execute(self, sql: str, **params: Any) -> Any:
+        async with self._engine.begin() as conn:
+            return await conn.execute(text(sql), params)
+
+    # ---- enqueue / dequeue -------------------------------------------------------------------
+
+    async def _enqueue(self, job: Job) -> Job | None:
+        """Insert; a key already queued or running is not enqueued again (saq's contract: None)."""
+        result = await self._execute(
+            "INSERT INTO job_queue (key, queue, status, scheduled, job) "
+            "VALUES (:key, :queue, :status, :scheduled, :job) "
+            "ON CONFLICT (key) DO UPDATE SET queue = excluded.queue, status = excluded.status, "
+            "scheduled = excluded.scheduled, job = excluded.job, expire_at = NULL "
+            f"WHERE job_queue.status IN {_TERMINAL} RETURNING key",
+            key=job.key, queue=self.name, status=job.status.value, job=self.serialize(job),
+            scheduled=job.scheduled or int(time.time()),
+        )  # fmt: skip
+        if result.first() is None:
+            return None
+        self._enqueued.set()
+        return job
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
+        """The next due job, now active; waits up to `timeout` seconds (0: for ever)."""
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        while True:
+            self._enqueued.clear()
+            job = await self._claim()
+            if job is not None:
+                return job
+            wait = poll_interval or 1.0  # other processes' jobs and scheduled jobs are found by polling
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
+            try:
+                await asyncio.wait_for(self._enqueued.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def _claim(self) -> Job | None:
+        row = (
+            await self._execute(
+                "UPDATE job_queue SET status = 'active' WHERE key = (SELECT key FROM job_queue "
+                "WHERE queue = :queue AND status = 'queued' AND scheduled <= :now ORDER BY scheduled, rowid LIMIT 1) "
+                "AND status = 'queued' RETURNING job",
+                queue=self.name,
+                now=int(time.time()),
+            )  # fmt: skip
+        ).first()
+        if row is None:
+            return None
+        job = self.deserialize(row[0], Status.ACTIVE)
+        assert job is not None
+        job.started = job.touched = int(time.time() * 1000)
+        await self._update(job, Status.ACTIVE)
+        return job
+
+    # ---- state changes -----------------------------------------------------------------------
+
+    async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
+        job.status = status or job.status
+        sql = "UPDATE job_queue SET job = :job, status = :status, scheduled = :scheduled"
+        params: dict[str, Any] = {"job": self.serialize(job), "status": job.status.value,
+                                  "scheduled": job.scheduled, "key": job.key}  # fmt: skip
+        if "expire_at" in kwargs:
+            sql += ", expire_at = :expire_at"
+            params["expire_at"] = kwargs["expire_at"]
+        await self._execute(sql + " WHERE key = :key", **params)
+
+    async def _retry(self, job: Job, error: str | None) -> None:
+        scheduled = time.time() + job.next_retry_delay() if job.next_retry_delay() else job.scheduled or time.time()
+        await self.update(job, status=Status.QUEUED, scheduled=int(scheduled), expire_at=None)
+        self._enqueued.set()
+
+    async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
+        if job.ttl < 0:
+            await self._execute("DELETE FROM job_queue WHERE key = :key", key=job.key)
+            return
+        expire_at = int(time.time() + job.ttl) if job.ttl > 0 else None
+        await self.update(job, status=status, expire_at=expire_at)
+
+    async def abort(self, job: Job, error: str, ttl: float = 5) -> None:
+        current = await self.job(job.key)
+        if current is None or current.status == Status.QUEUED:
+            await self.finish(job, Status.ABORTED, error=error)
+        else:
+            await self.update(job, status=Status.ABORTING, error=error)
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        """Drop expired finished jobs; put jobs whose worker stopped heartbeating back in the queue."""
+        await self._execute(
+            f"DELETE FROM job_queue WHERE queue = :queue AND status IN {_TERMINAL} AND expire_at <= :now",
+            queue=self.name, now=int(time.time()),
+        )  # fmt: skip
+        rows = (
+            await self._execute(
+                "SELECT job, status FROM job_queue WHERE queue = :queue AND status IN ('active', 'aborting')",
+                queue=self.name,
+            )
+        ).all()
+        swept = []
+        for payload, status in rows:
+            job = self.deserialize(payload, status)
+            if job is None or not job.stuck:
+                continue
+            swept.append(job.key)
+            log.info("jobs: sweeping %s (its worker stopped)", job.key)
+            await self.abort(job, error=self.swept_error_message)
+            try:
+                await job.refresh(abort)
+            except TimeoutError:
+                pass  # nobody is running it any more: the point of sweeping
+            if job.retryable:
+                await self.retry(job, error=self.swept_error_message)
+            else:
+                await self.finish(job, Status.ABORTED, error=self.swept_error_message)
+        return swept
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    async def job(self, job_key: str) -> Job | None:
+        row = (
+            await self._execute(
+                "SELECT job, status FROM job_queue WHERE key = :key AND queue = :queue", key=job_key, queue=self.name
+            )
+        ).first()
+        return self.deserialize(row[0], row[1]) if row else None
+
+    async def jobs(self, job_keys: Iterable[str]) -> list[Job | None]:
+        return [await self.job(key) for key in job_keys]
+
+    async def iter_jobs(self, statuses: list[Status] | None = None, batch_size: int = 100) -> AsyncIterator[Job]:
+        wanted = tuple(s.value for s in statuses or list(Status)) + ("",)  # never an empty IN ()
+        rows = (
+            await self._execute(
+                f"SELECT job, status FROM job_queue WHERE queue = :queue AND status IN {wanted} ORDER BY rowid",
+                queue=self.name,
+            )
+        ).all()
+        for payload, status in rows:
+            job = self.deserialize(payload, status)
+            if job is not None:
+                yield job
+
+    async def count(self, kind: CountKind) -> int:
+        statuses = {"queued": ("queued", ""), "active": ("active", ""), "incomplete": ("new", "queued", "active")}[kind]
+        result = await self._execute(
+            f"SELECT count(*) FROM job_queue WHERE queue = :queue AND status IN {statuses}", queue=self.name
+        )
+        return int(result.scalar_one())
+
+    async def write_worker_info(self, worker_id: str, info: WorkerInfo, ttl: int) -> None:
+        self._workers[worker_id] = (info, time.time() + ttl)  # one process per SQLite file: memory will do
+
+    async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> QueueInfo:
+        now = time.time()
+        workers = {wid: info for wid, (info, until) in self._workers.items() if until >= now}
+        queued, active, incomplete = [await self.count(k) for k in ("queued", "active", "incomplete")]  # type: ignore[arg-type]
+        listed = [j.to_dict() async for j in self.iter_jobs([Status.QUEUED, Status.ACTIVE])][offset : offset + limit]
+        return {"workers": workers, "name": self.name, "queued": queued, "active": active,
+                "scheduled": incomplete - queued - active, "jobs": listed if jobs else []}  # fmt: skip
