@@ -37,9 +37,9 @@ class Metrics:
     def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model).set_function(depth)
 
-    def watch_busy(self, busy: Callable[[], dict[str, float]]) -> None:
-        """Engine utilisation: rate(homeport_engine_busy_seconds_total[1m]) is the busy fraction."""
-        self.registry.register(_BusyCollector(busy))
+    def watch_engines(self, stats: Callable[[], dict[str, dict[str, float]]]) -> None:
+        """Local engines' counters (see `_EngineCollector`), read at scrape time."""
+        self.registry.register(_EngineCollector(stats))
 
     def watch_upstreams(self, deployments: Callable[[], list[tuple[str, str, int, bool]]]) -> None:
         """Per upstream deployment: (model, deployment, outstanding requests, up)."""
@@ -49,17 +49,30 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _BusyCollector(Collector):
-    def __init__(self, busy: Callable[[], dict[str, float]]) -> None:
-        self._busy = busy
+class _EngineCollector(Collector):
+    """Per local engine: rate(busy_seconds) is utilisation, rate(generated_tokens) is output tok/s,
+    rate(batch_tokens) / rate(decode_steps) is the mean batch size."""
+
+    COUNTERS = {
+        "busy_seconds": "Seconds the engine spent decoding.",
+        "generated_tokens": "Tokens the engine sampled.",
+        "decode_steps": "llama.cpp decode calls (one batch each).",
+        "batch_tokens": "Tokens evaluated in those batches (prompt and generated).",
+    }
+    GAUGES = {"slots_busy": "Slots decoding a request now.", "queue_depth": "Requests waiting for a slot."}
+
+    def __init__(self, stats: Callable[[], dict[str, dict[str, float]]]) -> None:
+        self._stats = stats
 
     def collect(self):  # type: ignore[no-untyped-def]
-        family = CounterMetricFamily(
-            "homeport_engine_busy_seconds", "Seconds each local engine spent generating.", labels=["model"]
-        )
-        for model, seconds in self._busy().items():
-            family.add_metric([model], seconds)
-        yield family
+        stats = self._stats()
+        for name, text in (*self.COUNTERS.items(), *self.GAUGES.items()):
+            kind = CounterMetricFamily if name in self.COUNTERS else GaugeMetricFamily
+            family = kind(f"homeport_engine_{name}", text, labels=["model"])
+            for model, values in stats.items():
+                if name in values:
+                    family.add_metric([model], values[name])
+            yield family
 
 
 class _UpstreamCollector(Collector):

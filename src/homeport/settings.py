@@ -108,9 +108,12 @@ DEFAULT_MODELS = [
 
 class EngineSettings(BaseModel):
     threads: int = Field(0, description="CPU threads per local engine (0: all cores).")
-    queue_size: int = Field(32, description="Requests that may wait for a busy engine before 503.")
+    queue_size: int = Field(32, description="Requests that may wait for a free slot before 503.")
     retry_after_s: int = Field(2, description="Retry-After sent with 503 when the queue is full.")
-    batch_size: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
+    slots: int = Field(8, description="Requests a local engine decodes together (continuous batching).")
+    batch_size: int = Field(
+        256, description="Prompt tokens read per decode step (long prompts take several; streams keep going)."
+    )
 
 
 class Settings(BaseSettings):

@@ -219,15 +219,50 @@ async def test_async_client_and_concurrency(aclient) -> None:
 
 
 def test_client_disconnect_frees_the_engine(server, client) -> None:
+    from tests.conformance.test_metrics import _samples
+
+    slots = ("homeport_engine_slots_busy", (("model", MODEL),))
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long essay."}],
             "max_tokens": 3000, "stream": True, "temperature": 1.0}  # fmt: skip
     with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body,
                       headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as r:  # fmt: skip
         for i, _ in enumerate(r.iter_lines()):
             if i > 10:
+                assert _samples(server)[slots] == 1  # decoding for this stream
                 break  # leave mid-stream: the connection closes here
-    # 3000 tokens take ~30 s at this model's speed; a freed engine answers at once.
-    start = time.monotonic()
+    # 3000 tokens take ~30 s at this model's speed; the slot is freed at the engine's next step.
+    deadline = time.monotonic() + 5
+    while _samples(server)[slots] != 0:
+        assert time.monotonic() < deadline, "the slot stayed busy after the client left"
+        time.sleep(0.05)
     out = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)
     assert out.choices[0].message.content is not None
-    assert time.monotonic() - start < 10
+
+
+def test_same_seed_same_tokens_alone_and_among_concurrent_requests(server) -> None:
+    import openai
+
+    def ask(i: int) -> dict:
+        return dict(model=MODEL, messages=[{"role": "user", "content": f"Tell me story number {i}."}],
+                    max_tokens=32, temperature=1.0, seed=i)  # fmt: skip
+
+    sync = openai.OpenAI(base_url=server.base_url, api_key=API_KEY)
+    alone = [sync.chat.completions.create(**ask(i)).choices[0].message.content for i in range(8)]
+
+    async def together() -> list[str | None]:
+        async with openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY) as client:
+            outs = await asyncio.gather(*(client.chat.completions.create(**ask(i)) for i in range(8)))
+        return [o.choices[0].message.content for o in outs]
+
+    assert asyncio.run(together()) == alone  # batched with 7 others, each request samples the same tokens
+
+
+def test_a_repeated_prompt_prefix_is_served_from_the_kv_cache(client) -> None:
+    system = {"role": "system", "content": "You are a terse assistant. Answer in five words or fewer. " * 6}
+    client.chat.completions.create(model=MODEL, messages=[system, {"role": "user", "content": "Hi!"}],
+                                           max_tokens=5, temperature=0)  # fmt: skip
+    second = client.chat.completions.create(model=MODEL, messages=[system, {"role": "user", "content": "Bye!"}],
+                                            max_tokens=5, temperature=0)  # fmt: skip
+    validate("CreateChatCompletionResponse", wire(second))
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert 40 < cached < second.usage.prompt_tokens  # the system prompt, not the new question

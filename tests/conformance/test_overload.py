@@ -12,7 +12,7 @@ from tests.spec import validate
 
 @pytest.fixture(scope="module")
 def tight_server(tmp_path_factory: pytest.TempPathFactory):
-    config = {"load_models": ["smollm2-135m-instruct"], "engine": {"queue_size": 0, "retry_after_s": 1}}
+    config = {"load_models": ["smollm2-135m-instruct"], "engine": {"slots": 1, "queue_size": 0, "retry_after_s": 1}}
     server = start_server(tmp_path_factory.mktemp("tight"), config)
     yield server
     stop_server(server)

@@ -43,12 +43,12 @@ async def _until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-u
 
 
 async def test_jobs_run_once_with_their_result(queue: Queue) -> None:
+    job = await queue.enqueue("record", key="a", name="a")
+    assert job is not None
+    assert await queue.enqueue("record", key="a", name="again") is None  # same key, still pending
     calls: list[tuple[str, int]] = []
     worker, task = await _work(queue, calls)
     try:
-        job = await queue.enqueue("record", key="a", name="a")
-        assert job is not None
-        assert await queue.enqueue("record", key="a", name="again") is None  # same key, still pending
         await job.refresh(until_complete=10)
         assert job.status == Status.COMPLETE and job.result == "A"
         assert calls == [("a", 1)]

@@ -1,4 +1,5 @@
-"""The embedded llama.cpp engine: bounded queue, cancellation, seeds, logprobs."""
+"""The embedded llama.cpp engine: continuous batching, bounded queue, cancellation, seeds,
+prefix caching, logprobs, grammars."""
 
 from __future__ import annotations
 
@@ -18,12 +19,22 @@ from homeport.settings import DEFAULT_MODELS, EngineSettings
 @pytest.fixture(scope="module")
 def engine() -> LlamaCppEngine:
     path = locate_weights(DEFAULT_MODELS[0], Path("/nonexistent"))
-    return LlamaCppEngine(path, settings=EngineSettings(queue_size=1))
+    return LlamaCppEngine(path, settings=EngineSettings(slots=2, queue_size=1), context_length=2048)
 
 
-def _request(engine: LlamaCppEngine, max_tokens: int, **kw) -> GenerationRequest:
-    prompt = engine.apply_chat_template([Message("user", "Write a long story.")])
+@pytest.fixture(scope="module")
+def wide() -> LlamaCppEngine:
+    path = locate_weights(DEFAULT_MODELS[0], Path("/nonexistent"))
+    return LlamaCppEngine(path, settings=EngineSettings(slots=8, batch_size=64), context_length=2048)
+
+
+def _request(engine: LlamaCppEngine, max_tokens: int, text: str = "Write a long story.", **kw) -> GenerationRequest:
+    prompt = engine.apply_chat_template([Message("user", text)])
     return GenerationRequest(prompt, SamplingParams(max_tokens=max_tokens, **kw))
+
+
+def _ids(items: list[Token | Finish]) -> list[int]:
+    return [t.id for t in items if isinstance(t, Token)]
 
 
 async def _collect(engine: LlamaCppEngine, request: GenerationRequest) -> list[Token | Finish]:
@@ -38,16 +49,19 @@ def test_template_comes_from_the_gguf(engine: LlamaCppEngine) -> None:
 
 @pytest.mark.anyio
 async def test_full_queue_answers_overloaded(engine: LlamaCppEngine) -> None:
-    running = engine.generate(_request(engine, 2000))
-    await anext(running)  # one running
+    running = [engine.generate(_request(engine, 1500)) for _ in range(2)]
+    for gen in running:
+        await anext(gen)  # both slots busy
     waiting = asyncio.create_task(_collect(engine, _request(engine, 3)))  # one waiting (queue_size=1)
     await asyncio.sleep(0.05)
+    assert engine.stats()["slots_busy"] == 2 and engine.stats()["queue_depth"] == 1
     with pytest.raises(EngineOverloaded) as err:
         await anext(engine.generate(_request(engine, 3)))
     assert err.value.retry_after
-    await running.aclose()  # cancels the long generation; the waiting one then runs
+    await running[0].aclose()  # frees a slot at the next step; the waiting one takes it
     items = await asyncio.wait_for(waiting, timeout=30)
     assert isinstance(items[-1], Finish)
+    await running[1].aclose()
 
 
 @pytest.mark.anyio
@@ -67,7 +81,7 @@ async def test_seed_reproduces_after_other_requests(engine: LlamaCppEngine) -> N
     first = await _collect(engine, seeded)
     await _collect(engine, _request(engine, 5, temperature=1.0))
     again = await _collect(engine, seeded)
-    assert [t.id for t in first if isinstance(t, Token)] == [t.id for t in again if isinstance(t, Token)]
+    assert _ids(first) == _ids(again)
 
 
 @pytest.mark.anyio
@@ -97,3 +111,59 @@ async def test_bad_grammar_is_an_invalid_request(engine: LlamaCppEngine) -> None
     with pytest.raises(InvalidRequest):
         await _collect(engine, _request(engine, 5, grammar="root ::= (unclosed"))
     assert len(await _collect(engine, _request(engine, 2))) == 3  # the engine still serves
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_are_decoded_together(wide: LlamaCppEngine) -> None:
+    before = wide.stats()
+    no_end = {wide._llm.token_eos(): -100.0}  # every request runs its full 24 tokens
+    results = await asyncio.gather(
+        *(_collect(wide, _request(wide, 24, f"Tell story {i}.", logit_bias=no_end)) for i in range(8))
+    )
+    after = wide.stats()
+    tokens = after["generated_tokens"] - before["generated_tokens"]
+    steps = after["decode_steps"] - before["decode_steps"]
+    assert all(len(r) == 25 for r in results) and tokens == 8 * 24
+    assert steps < tokens / 4  # one-at-a-time decoding would take a step per token
+
+
+@pytest.mark.anyio
+async def test_a_seed_gives_the_same_tokens_alone_and_in_a_full_batch(wide: LlamaCppEngine) -> None:
+    seeded = [_request(wide, 40, f"Tell story {i}.", temperature=1.0, seed=i) for i in range(8)]
+    alone = [await _collect(wide, r) for r in seeded]
+    together = await asyncio.gather(*(_collect(wide, r) for r in seeded))
+    shuffled = await asyncio.gather(*(_collect(wide, r) for r in reversed(seeded)))
+    assert [_ids(a) for a in alone] == [_ids(t) for t in together] == [_ids(s) for s in reversed(shuffled)]
+
+
+@pytest.mark.anyio
+async def test_a_shared_prefix_is_reused_and_reported(wide: LlamaCppEngine) -> None:
+    system = "You are a helpful assistant who answers in one short sentence. " * 8
+    first = GenerationRequest(wide.apply_chat_template([Message("system", system), Message("user", "Hi.")]),
+                              SamplingParams(max_tokens=4, temperature=0))  # fmt: skip
+    second = GenerationRequest(wide.apply_chat_template([Message("system", system), Message("user", "Bye.")]),
+                               SamplingParams(max_tokens=4, temperature=0))  # fmt: skip
+    cold = await _collect(wide, first)
+    again = GenerationRequest(first.prompt, first.sampling)
+    warm = await _collect(wide, again)
+    await _collect(wide, second)
+    shared = next(i for i, (a, b) in enumerate(zip(first.prompt, second.prompt, strict=False)) if a != b)
+    assert first.info.cached_tokens < shared  # nothing of it was cached before (other prompts ran)
+    assert again.info.cached_tokens == len(first.prompt) - 1  # all but the last token, for fresh logits
+    assert second.info.cached_tokens == shared
+    assert _ids(cold) == _ids(warm)
+
+
+@pytest.mark.anyio
+async def test_a_long_prompt_does_not_stall_a_running_stream(wide: LlamaCppEngine) -> None:
+    stream = wide.generate(_request(wide, 400))
+    await anext(stream)
+    long_prompt = _request(wide, 1, "Summarise: " + "the quick brown fox jumps over the lazy dog " * 120)
+    assert len(long_prompt.prompt) > 1000  # read 64 tokens per step (batch_size=64)
+    reading = asyncio.create_task(_collect(wide, long_prompt))
+    streamed = 0
+    while not reading.done():
+        await anext(stream)
+        streamed += 1
+    await stream.aclose()
+    assert streamed >= 10  # the stream kept getting tokens while the prompt was read

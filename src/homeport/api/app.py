@@ -150,7 +150,7 @@ async def _load(app: FastAPI, registry: ModelRegistry, progress: LoadProgress) -
         await registry.load(progress)
         for model_id, depth in registry.queue_depths().items():
             app.state.metrics.watch_queue(model_id, depth)
-        app.state.metrics.watch_busy(registry.busy_seconds)
+        app.state.metrics.watch_engines(registry.engine_stats)
     except Exception as exc:  # reported by /readyz; the process keeps serving what loaded
         app.state.load_error = str(exc)
         log.exception("loading models failed")

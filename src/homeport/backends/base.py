@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "SamplingParams",
     "GenerationRequest",
+    "GenerationInfo",
     "Token",
     "Finish",
     "ChatEngine",
@@ -42,10 +43,19 @@ class SamplingParams:
     applies from its first capture group on (lazy grammars, for tool_choice=auto)."""
 
 
+@dataclass
+class GenerationInfo:
+    """What the engine reports about a generation beside its tokens."""
+
+    cached_tokens: int = 0
+    """Prompt tokens whose KV cache was reused rather than evaluated (prefix caching)."""
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: list[int]
     sampling: SamplingParams
+    info: GenerationInfo = field(default_factory=GenerationInfo)
 
 
 @dataclass(frozen=True)

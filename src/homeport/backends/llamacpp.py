@@ -1,10 +1,10 @@
 """The embedded chat engine: llama-cpp-python running a GGUF file in this process.
 
-This first engine decodes one sequence at a time on a dedicated thread (llama.cpp contexts
-are not thread safe). Requests queue FIFO behind it up to `queue_size`; past that the
-engine answers EngineOverloaded (503 + Retry-After) instead of queueing forever. Closing a
-generation's iterator (client gone, stop string found) stops its decode loop at the next
-token. A continuous-batching scheduler can replace `_run` behind the same `generate`.
+Generation goes through `batching.BatchScheduler`: up to `engine.slots` requests decode together,
+one llama.cpp batch per step, each with its own sampler. Requests beyond the slots wait FIFO up to
+`queue_size`; past that the engine answers EngineOverloaded (503 + Retry-After) instead of queueing
+for ever. Closing a generation's iterator (client gone, stop string found) frees its slot at the
+next step.
 """
 
 from __future__ import annotations
@@ -12,23 +12,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import threading
-import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import EngineError, EngineOverloaded, HomeportError
+from ..errors import EngineOverloaded
 from ..settings import EngineSettings
 from .base import Finish, GenerationRequest, Message, Token
-from .llamacpp_sampling import build_sampler
+from .batching import BatchScheduler, Sequence
 from .templates import ChatTemplate
 
 __all__ = ["LlamaCppEngine"]
-
-_Emit = Callable[[Token | Finish | BaseException], None]
 
 
 class LlamaCppEngine:
@@ -46,11 +41,10 @@ class LlamaCppEngine:
         threads = settings.threads or os.cpu_count() or 1
         probe = _read_train_context(path)
         n_ctx = context_length or min(probe, 8192)
-        self._llm = llama_cpp.Llama(
-            str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-            n_batch=settings.batch_size, verbose=False,
-        )  # fmt: skip
-        self.context_length = self._llm.n_ctx()
+        # The Llama object is for the model, tokenizer and metadata; its own context stays tiny.
+        # Generation runs in the scheduler's context (`n_ctx` tokens per slot).
+        self._llm = llama_cpp.Llama(str(path), n_ctx=16, n_batch=16, n_threads=1, verbose=False)
+        self.context_length = n_ctx
         self._vocab = self._llm._model.vocab
         self._n_vocab = self.vocab_size = self._llm.n_vocab()
         meta = self._llm.metadata
@@ -64,11 +58,18 @@ class LlamaCppEngine:
             eos=self.token_piece(model.token_eos()).decode("utf-8", "replace"),
         )
         self.fingerprint = _fingerprint(path, llama_cpp.__version__)
-        self._queue_size = settings.queue_size
+        self._slots, self._queue_size = settings.slots, settings.queue_size
         self._retry_after = settings.retry_after_s
-        self._jobs = 0  # running + waiting requests still wanted; touched only on the event loop
-        self.busy_seconds = 0.0  # time the worker spent decoding; written only by the worker
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._scheduler = BatchScheduler(
+            llama_cpp, model.model, slots=settings.slots, context_length=self.context_length,
+            chunk=settings.batch_size, threads=threads, piece=self._piece, logprobs=self._logprobs,
+        )  # fmt: skip
+
+    def stats(self) -> dict[str, float]:
+        """For /metrics (metrics._EngineCollector) and the tests."""
+        s = self._scheduler
+        return {"busy_seconds": s.busy_seconds, "generated_tokens": s.generated_tokens, "decode_steps": s.steps,
+                "batch_tokens": s.batch_tokens, "slots_busy": s.slots_busy(), "queue_depth": s.waiting()}  # fmt: skip
 
     # ---- tokens -------------------------------------------------------------------------
 
@@ -88,23 +89,21 @@ class LlamaCppEngine:
     # ---- generation ---------------------------------------------------------------------
 
     def queue_depth(self) -> int:
-        return self._jobs
+        """Requests running or waiting."""
+        return self._scheduler.slots_busy() + self._scheduler.waiting()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
-        if self._jobs > self._queue_size:  # one running + queue_size waiting
+        if request.sampling.max_tokens <= 0:  # e.g. legacy completions' echo with max_tokens=0
+            yield Finish("length")
+            return
+        if self._scheduler.slots_busy() + self._scheduler.waiting() >= self._slots + self._queue_size:
             raise EngineOverloaded(
                 "The local engine is busy and its queue is full; please retry shortly.",
                 retry_after=self._retry_after,
             )
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Token | Finish | BaseException] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def emit(item: Token | Finish | BaseException) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        self._jobs += 1
-        loop.run_in_executor(self._executor, self._run, request, emit, cancel)
+        seq = Sequence(request, asyncio.get_running_loop(), queue)
+        self._scheduler.submit(seq)
         try:
             while True:
                 item = await queue.get()
@@ -114,53 +113,10 @@ class LlamaCppEngine:
                 if isinstance(item, Finish):
                     return
         finally:
-            # The single worker thread serialises engine access, so nothing waits here:
-            # the loop sees the flag at its next token and the next job starts.
-            cancel.set()
-            self._jobs -= 1
+            seq.cancel.set()  # the scheduler frees the slot at its next step
 
-    def _run(self, request: GenerationRequest, emit: _Emit, cancel: threading.Event) -> None:
-        if cancel.is_set():
-            return
-        start = time.perf_counter()
-        try:
-            self._decode(request, emit, cancel)
-        except HomeportError as exc:
-            emit(exc)
-        except Exception as exc:  # surfaced to the waiting request, not swallowed
-            emit(EngineError(f"llama.cpp failed: {exc}"))
-        finally:
-            self.busy_seconds += time.perf_counter() - start
-
-    def _decode(self, request: GenerationRequest, emit: _Emit, cancel: threading.Event) -> None:
-        llm, params = self._llm, request.sampling
-        prompt = request.prompt
-        # Reuse the KV cache for the prefix shared with the previous request; re-evaluate at
-        # least one token so the logits we sample from are fresh. A seeded request evaluates
-        # its whole prompt: llama.cpp's logits differ in the last bits between a 1-token and
-        # an n-token batch, enough to change a sample, and a seed promises the same output.
-        keep = 0 if params.seed is not None else _common_prefix(llm.input_ids[: llm.n_tokens], prompt)
-        llm.n_tokens = min(keep, len(prompt) - 1)
-        pending = prompt[llm.n_tokens :]
-        sampler = build_sampler(self._lib, self._vocab, self._n_vocab, params)
-        try:
-            for _ in range(params.max_tokens):
-                if cancel.is_set():
-                    return
-                llm.eval(pending)
-                logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
-                want = params.top_logprobs
-                logprob, top = self._logprobs(logits, want) if want is not None else (None, None)
-                token = sampler.sample(llm._ctx, logits)
-                if self._lib.llama_vocab_is_eog(self._vocab, token):
-                    emit(Finish("stop"))
-                    return
-                lp = None if logprob is None else float(logprob[token])
-                emit(Token(token, self._llm._model.detokenize([token]), lp, top))
-                pending = [token]
-            emit(Finish("length"))
-        finally:
-            sampler.close()
+    def _piece(self, token: int) -> bytes:
+        return self._llm._model.detokenize([token])
 
     def _logprobs(self, raw: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[bytes, float]]]:
         shifted = raw - raw.max()
@@ -172,16 +128,8 @@ class LlamaCppEngine:
         return logprobs, [(self.token_piece(int(i)), float(logprobs[i])) for i in best]
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._scheduler.close)
         self._llm.close()
-
-
-def _common_prefix(a: np.ndarray, b: list[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    diff = np.nonzero(a[:n] != np.asarray(b[:n]))[0]
-    return int(diff[0]) if diff.size else n
 
 
 def _read_train_context(path: Path) -> int:

@@ -93,7 +93,7 @@ class ChatService:
         return _Plan(request, engine, prompt, sampling, stop_list(request.stop), request.n or 1, structure)
 
     async def create(self, plan: _Plan) -> ChatCompletion:
-        choices, completion_tokens = [], 0
+        choices, completion_tokens, cached = [], 0, 0
         for index in range(plan.n):
             text, tokens, finish = "", [], "stop"
             async for item in generate_text(plan.engine, plan.prompt, plan.sampling_for(index), plan.stops):
@@ -102,6 +102,7 @@ class ChatService:
                     text += item.text
                 else:
                     finish, completion_tokens = item.finish_reason, completion_tokens + item.completion_tokens
+                    cached = item.cached_tokens if index == 0 else cached  # the prompt is counted once
             message = ResponseMessage(content=text)
             parser = plan.parser()
             if parser is not None:
@@ -112,7 +113,7 @@ class ChatService:
                 finish = "tool_calls" if calls and finish == "stop" else finish
             logprobs = _logprobs(tokens) if plan.sampling.top_logprobs is not None else None
             choices.append(ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
-        plan.usage = Usage.of(len(plan.prompt), completion_tokens)
+        plan.usage = Usage.of(len(plan.prompt), completion_tokens, cached_tokens=cached)
         return ChatCompletion(
             id=new_id("chatcmpl-"),
             created=int(time.time()),
@@ -137,7 +138,7 @@ class ChatService:
             system_fingerprint=plan.engine.fingerprint,
         )
         with_logprobs = plan.sampling.top_logprobs is not None
-        completion_tokens = 0
+        completion_tokens = cached = 0
         for index in range(plan.n):
             items = generate_text(plan.engine, plan.prompt, plan.sampling_for(index), plan.stops)
             try:
@@ -151,6 +152,7 @@ class ChatService:
                 while True:
                     if isinstance(item, Done):
                         completion_tokens += item.completion_tokens
+                        cached = item.cached_tokens if index == 0 else cached  # the prompt is counted once
                         for delta in deltas.finish():
                             yield chunk(choices=[ChatChunkChoice(index=index, delta=delta)])
                         reason = "tool_calls" if deltas.called and item.finish_reason == "stop" else item.finish_reason
@@ -168,7 +170,7 @@ class ChatService:
                     item = await anext(items)
             finally:
                 await items.aclose()
-        plan.usage = Usage.of(len(plan.prompt), completion_tokens)
+        plan.usage = Usage.of(len(plan.prompt), completion_tokens, cached_tokens=cached)
         if plan.request.stream_options and plan.request.stream_options.include_usage:
             yield chunk(choices=[], usage=plan.usage)
 

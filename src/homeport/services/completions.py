@@ -95,6 +95,7 @@ class CompletionService:
 
     async def create(self, plan: _Plan) -> Completion:
         choices, completion_tokens = [], 0
+        cached: dict[str, int] = {}
         for index, prompt, sampling in plan.jobs():
             text, tokens, finish = "", [], "stop"
             async for item in generate_text(plan.engine, prompt.ids, sampling, plan.stops):
@@ -103,10 +104,11 @@ class CompletionService:
                     text += item.text
                 else:
                     finish, completion_tokens = item.finish_reason, completion_tokens + item.completion_tokens
+                    cached.setdefault(prompt.text, item.cached_tokens)  # each prompt is counted once
             prefix = prompt.text if plan.request.echo else ""
             logprobs = _logprobs(tokens, len(prefix)) if sampling.top_logprobs is not None else None
             choices.append(CompletionChoice(index=index, text=prefix + text, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
-        plan.usage = Usage.of(plan.prompt_tokens, completion_tokens)
+        plan.usage = Usage.of(plan.prompt_tokens, completion_tokens, cached_tokens=sum(cached.values()))
         return Completion(
             id=new_id("cmpl-"),
             created=int(time.time()),
@@ -125,6 +127,7 @@ class CompletionService:
             system_fingerprint=plan.engine.fingerprint,
         )
         completion_tokens = 0
+        cached: dict[str, int] = {}
         for index, prompt, sampling in plan.jobs():
             offset = 0
             if plan.request.echo:
@@ -137,9 +140,10 @@ class CompletionService:
                     offset += len(item.text)
                 else:
                     completion_tokens += item.completion_tokens
+                    cached.setdefault(prompt.text, item.cached_tokens)  # each prompt is counted once
                     choice = CompletionChoice(index=index, text="", logprobs=logprobs, finish_reason=item.finish_reason)  # type: ignore[arg-type]
                 yield chunk(choices=[choice])
-        plan.usage = Usage.of(plan.prompt_tokens, completion_tokens)
+        plan.usage = Usage.of(plan.prompt_tokens, completion_tokens, cached_tokens=sum(cached.values()))
         if plan.request.stream_options and plan.request.stream_options.include_usage:
             yield chunk(choices=[], usage=plan.usage)
 

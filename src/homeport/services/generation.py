@@ -30,6 +30,7 @@ class Done:
     finish_reason: str
     completion_tokens: int
     tokens: list[Token] = field(default_factory=list)
+    cached_tokens: int = 0
 
 
 async def generate_text(
@@ -39,7 +40,8 @@ async def generate_text(
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     text, sent, count = "", 0, 0
     pending: list[Token] = []
-    generation = engine.generate(GenerationRequest(prompt, sampling))
+    request = GenerationRequest(prompt, sampling)
+    generation = engine.generate(request)
     assert isinstance(generation, AsyncGenerator)
     try:
         async for item in generation:
@@ -48,7 +50,7 @@ async def generate_text(
                 if sent < len(text):
                     yield Piece(text[sent:], pending)
                     pending = []
-                yield Done(item.reason, count, pending)
+                yield Done(item.reason, count, pending, request.info.cached_tokens)
                 return
             count += 1
             pending.append(item)
@@ -58,7 +60,7 @@ async def generate_text(
                 if hit > sent:
                     yield Piece(text[sent:hit], pending)
                     pending = []
-                yield Done("stop", count, pending)
+                yield Done("stop", count, pending, request.info.cached_tokens)
                 return
             safe = len(text) - _held_back(text, stops)
             if safe > sent:

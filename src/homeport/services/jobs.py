@@ -101,22 +101,19 @@ class SqliteQueue(Queue):
                 pass
 
     async def _claim(self) -> Job | None:
+        # started/touched are written with the status, in the same UPDATE: a sweep reading the row
+        # in between would otherwise see an active job touched at enqueue time and call it stuck.
+        now_ms = int(time.time() * 1000)
         row = (
             await self._execute(
-                "UPDATE job_queue SET status = 'active' WHERE key = (SELECT key FROM job_queue "
-                "WHERE queue = :queue AND status = 'queued' AND scheduled <= :now ORDER BY scheduled, rowid LIMIT 1) "
-                "AND status = 'queued' RETURNING job",
-                queue=self.name,
-                now=int(time.time()),
+                "UPDATE job_queue SET status = 'active', "
+                "job = json_set(job, '$.started', :now_ms, '$.touched', :now_ms) "
+                "WHERE key = (SELECT key FROM job_queue WHERE queue = :queue AND status = 'queued' "
+                "AND scheduled <= :now ORDER BY scheduled, rowid LIMIT 1) AND status = 'queued' RETURNING job",
+                queue=self.name, now=int(time.time()), now_ms=now_ms,
             )  # fmt: skip
         ).first()
-        if row is None:
-            return None
-        job = self.deserialize(row[0], Status.ACTIVE)
-        assert job is not None
-        job.started = job.touched = int(time.time() * 1000)
-        await self._update(job, Status.ACTIVE)
-        return job
+        return None if row is None else self.deserialize(row[0], Status.ACTIVE)
 
     # ---- state changes -----------------------------------------------------------------------
 

@@ -127,12 +127,12 @@ class ModelRegistry:
             if hasattr(e.engine, "queue_depth")
         }
 
-    def busy_seconds(self) -> dict[str, float]:
-        """Per loaded engine that reports it: seconds its worker has spent generating."""
+    def engine_stats(self) -> dict[str, dict[str, float]]:
+        """Per loaded engine that reports them: its counters and gauges (see metrics.py)."""
         return {
-            e.config.id: e.engine.busy_seconds  # type: ignore[union-attr]
+            e.config.id: e.engine.stats()  # type: ignore[union-attr]
             for e in self._entries.values()
-            if hasattr(e.engine, "busy_seconds")
+            if hasattr(e.engine, "stats")
         }
 
     def loaded(self) -> list[str]:

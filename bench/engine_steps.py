@@ -1,0 +1,87 @@
+"""Where a continuous-batching step's time goes, in process (no HTTP): decode vs sampling.
+
+    .venv/bin/python bench/engine_steps.py [--json bench/results/engine_steps.json]
+
+The embedded engine (8 slots) generates 128 tokens for 1 and for 8 concurrent requests with
+greedy, temperature 0.8, and temperature 0.8 + top_p 0.9 sampling; prints aggregate tok/s and the
+mean per-step time in llama_decode, in sampling, and in everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+PROMPT = "Write a long story about a lighthouse keeper and a storm. Describe every hour of the night."
+
+
+def main() -> None:
+    from homeport.backends.base import GenerationRequest, Message, SamplingParams, Token
+    from homeport.backends.llamacpp import LlamaCppEngine
+    from homeport.services.models import locate_weights
+    from homeport.settings import DEFAULT_MODELS, EngineSettings
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "engine_steps.json")
+    args = parser.parse_args()
+    engine = LlamaCppEngine(locate_weights(DEFAULT_MODELS[0], Path("/nonexistent")),
+                            settings=EngineSettings(slots=8), context_length=2048)  # fmt: skip
+    scheduler = engine._scheduler
+    spent = {"decode": 0.0, "sample": 0.0}
+    decode, sample = scheduler._decode, scheduler._sample
+
+    def timed_decode(added):  # type: ignore[no-untyped-def]
+        began = time.perf_counter()
+        decode(added)
+        spent["decode"] += time.perf_counter() - began
+
+    def timed_sample(seq):  # type: ignore[no-untyped-def]
+        began = time.perf_counter()
+        sample(seq)
+        spent["sample"] += time.perf_counter() - began
+
+    scheduler._decode, scheduler._sample = timed_decode, timed_sample  # type: ignore[method-assign]
+
+    async def one(temperature: float, top_p: float) -> int:
+        prompt = engine.apply_chat_template([Message("user", PROMPT)])
+        sampling = SamplingParams(max_tokens=128, temperature=temperature, top_p=top_p)
+        request = GenerationRequest(prompt, sampling)
+        return len([x async for x in engine.generate(request) if isinstance(x, Token)])
+
+    async def run() -> list[dict]:
+        rows = []
+        kinds = (("greedy", 0.0, 1.0), ("temp 0.8", 0.8, 1.0), ("temp 0.8 top_p 0.9", 0.8, 0.9))
+        for label, temperature, top_p in kinds:
+            for streams in (1, 8):
+                spent["decode"] = spent["sample"] = 0.0
+                steps = scheduler.steps
+                began = time.perf_counter()
+                tokens = sum(await asyncio.gather(*(one(temperature, top_p) for _ in range(streams))))
+                elapsed = time.perf_counter() - began
+                steps = scheduler.steps - steps
+                rows.append({"sampling": label, "streams": streams, "tok_per_s": tokens / elapsed,
+                             "decode_ms_per_step": 1000 * spent["decode"] / steps,
+                             "sample_ms_per_step": 1000 * spent["sample"] / steps,
+                             "other_ms_per_step": 1000 * (elapsed - spent["decode"] - spent["sample"]) / steps,
+                             })  # fmt: skip
+        return rows
+
+    rows = asyncio.run(run())
+    print(f"{'sampling':20} {'streams':>7} {'tok/s':>7} {'decode ms':>10} {'sample ms':>10} {'other ms':>9}"
+          "  (per step)")  # fmt: skip
+    for r in rows:
+        print(f"{r['sampling']:20} {r['streams']:>7} {r['tok_per_s']:>7.1f} {r['decode_ms_per_step']:>10.1f} "
+              f"{r['sample_ms_per_step']:>10.2f} {r['other_ms_per_step']:>9.2f}")  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

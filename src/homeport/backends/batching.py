@@ -1,0 +1,278 @@
+"""Continuous batching over llama.cpp's batch API: many sequences decoded together each step.
+
+One thread owns the llama.cpp context. Each step it builds one `llama_batch` holding the next
+token of every sequence that is generating, plus up to `chunk` prompt tokens of sequences still
+reading their prompt (a long prompt is read over several steps, so running streams keep going),
+calls `llama_decode` once, and samples each sequence that produced logits with its own sampler
+(temperature, top_p, penalties, logit_bias, seed, grammar: all per request).
+
+Sequences live in slots — llama.cpp sequence ids, each with its own KV stream (not one unified
+cache: a sequence's attention then never sees the other sequences' cells, and its logits are
+bit-for-bit the same whichever requests share the batch, so a seed gives the same tokens at any
+concurrency; measured, see tests/unit/test_batching.py). A new request takes the free slot whose
+cache shares the longest prefix with its prompt and evaluates only the rest; the reused count is
+reported as `usage.prompt_tokens_details.cached_tokens`. A cancelled request (client gone, stop
+string found) leaves its slot at the next step; the slot's cache stays for the next prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineError, HomeportError
+from .base import Finish, GenerationRequest, Token
+from .llamacpp_sampling import Sampler, build_sampler
+
+__all__ = ["BatchScheduler", "Sequence"]
+
+Item = Token | Finish | BaseException
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request inside the scheduler; its items go to `queue`, on the event loop `loop`."""
+
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Item]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    sampler: Sampler | None = None
+    slot: _Slot | None = None
+    todo: list[int] = field(default_factory=list)  # prompt tokens not evaluated yet
+    feed: int | None = None  # the token sampled last step, evaluated this step
+    produced: int = 0
+    out_index: int = -1  # its logits' row in this step's batch, or -1
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # what this slot's KV stream holds, in order
+    busy: bool = False
+    freed_at: float = 0.0
+
+
+class BatchScheduler:
+    def __init__(
+        self, lib: Any, model: Any, *, slots: int, context_length: int, chunk: int, threads: int,
+        piece: Callable[[int], bytes], logprobs: Callable[[np.ndarray, int], tuple[np.ndarray, list]],
+    ) -> None:  # fmt: skip
+        self._lib = lib
+        vocab = lib.llama_model_get_vocab(model)
+        self._vocab, self._n_vocab = vocab, lib.llama_vocab_n_tokens(vocab)
+        self._chunk, self._piece, self._logprobs = chunk, piece, logprobs
+        params = lib.llama_context_default_params()
+        params.n_ctx = context_length * slots  # each slot's stream gets n_ctx / n_seq_max
+        params.n_seq_max = slots
+        params.n_batch = params.n_ubatch = chunk + slots
+        params.n_threads = params.n_threads_batch = threads
+        params.kv_unified = False
+        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.no_perf = True
+        self._ctx = lib.llama_init_from_model(model, params)
+        if not self._ctx:
+            raise EngineError("llama.cpp could not create a context (out of memory?)")
+        self._memory = lib.llama_get_memory(self._ctx)
+        self._batch = lib.llama_batch_init(chunk + slots, 0, 1)
+        self._slots = [_Slot(i) for i in range(slots)]
+        self._waiting: deque[Sequence] = deque()
+        self._running: list[Sequence] = []
+        self._cv = threading.Condition()
+        self._closed = False
+        self._outbox: list[tuple[Sequence, Item]] = []  # delivered once per step: one wake-up per loop
+        # Read by metrics from other threads; written only by the scheduler thread.
+        self.busy_seconds = 0.0
+        self.steps = 0
+        self.batch_tokens = 0
+        self.generated_tokens = 0
+        self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
+        self._thread.start()
+
+    # ---- the event loop's side ---------------------------------------------------------------
+
+    def submit(self, seq: Sequence) -> None:
+        with self._cv:
+            self._waiting.append(seq)
+            self._cv.notify()
+
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def slots_busy(self) -> int:
+        return sum(s.busy for s in self._slots)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join()
+        for seq in [*self._running, *self._waiting]:
+            self._emit(seq, EngineError("The engine is shutting down."))
+            if seq.sampler is not None:
+                seq.sampler.close()
+        self._flush()
+        self._lib.llama_batch_free(self._batch)
+        self._lib.llama_free(self._ctx)
+
+    # ---- the scheduler thread ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not self._running and not self._waiting:
+                    self._cv.wait()
+                if self._closed:
+                    return
+            began = time.perf_counter()
+            try:
+                self._admit()
+                self._step()
+            except Exception as exc:  # the engine is in an unknown state: fail what runs, go on
+                for seq in list(self._running):
+                    self._release(seq, EngineError(f"llama.cpp failed: {exc}"), drop_cache=True)
+            finally:
+                self._flush()
+                self.busy_seconds += time.perf_counter() - began
+
+    def _emit(self, seq: Sequence, item: Item) -> None:
+        self._outbox.append((seq, item))
+
+    def _flush(self) -> None:
+        """Hand this step's items to their event loops: one call per loop, not one per token —
+        every wake-up of the event loop thread takes a core from llama.cpp's threads mid-step."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Item]]] = defaultdict(list)
+        for seq, item in self._outbox:
+            by_loop[seq.loop].append((seq, item))
+        self._outbox = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+    def _admit(self) -> None:
+        for seq in [s for s in self._running if s.cancel.is_set()]:
+            self._release(seq, None)
+        while True:
+            with self._cv:
+                free = [s for s in self._slots if not s.busy]
+                if not self._waiting or not free:
+                    return
+                seq = self._waiting.popleft()
+            if seq.cancel.is_set():
+                continue
+            prompt = seq.request.prompt
+            slot = max(free, key=lambda s: (_common_prefix(s.tokens, prompt), -s.freed_at))
+            keep = min(_common_prefix(slot.tokens, prompt), len(prompt) - 1)  # ≥ 1 token for fresh logits
+            try:
+                seq.sampler = build_sampler(self._lib, self._vocab, self._n_vocab, seq.request.sampling)
+            except HomeportError as exc:
+                self._emit(seq, exc)
+                continue
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
+            del slot.tokens[keep:]
+            slot.busy, seq.slot, seq.todo = True, slot, prompt[keep:]
+            seq.request.info.cached_tokens = keep
+            self._running.append(seq)
+
+    def _step(self) -> None:
+        if not self._running:
+            return
+        batch, n = self._batch, 0
+        added: list[tuple[Sequence, list[int]]] = []
+        for seq in self._running:  # every generating sequence: its next token
+            seq.out_index = -1
+            if seq.feed is not None:
+                assert seq.slot is not None
+                self._put(n, seq.feed, len(seq.slot.tokens), seq.slot.seq_id, True)
+                seq.out_index, n = n, n + 1
+                added.append((seq, [seq.feed]))
+        budget = self._chunk
+        for seq in self._running:  # then prompt chunks, first come first served
+            if not seq.todo or budget <= 0:
+                continue
+            assert seq.slot is not None
+            part = seq.todo[: min(budget, self._chunk)]
+            last = len(part) == len(seq.todo)
+            for i, token in enumerate(part):
+                self._put(n, token, len(seq.slot.tokens) + i, seq.slot.seq_id, last and i == len(part) - 1)
+                n += 1
+            if last:
+                seq.out_index = n - 1
+            budget -= len(part)
+            added.append((seq, part))
+        batch.n_tokens = n
+        self._decode(added)
+        self.steps += 1
+        self.batch_tokens += n
+        for seq, tokens in added:
+            assert seq.slot is not None
+            seq.slot.tokens += tokens
+            if seq.todo:
+                del seq.todo[: len(tokens)]
+            seq.feed = None
+        for seq in [s for s in self._running if s.out_index >= 0]:
+            self._sample(seq)
+
+    def _put(self, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        batch = self._batch
+        batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
+        batch.seq_id[i][0] = seq_id
+
+    def _decode(self, added: list[tuple[Sequence, list[int]]]) -> None:
+        rc = self._lib.llama_decode(self._ctx, self._batch)
+        if rc != 0:
+            # 1: no room in a KV stream (cannot happen while prompt + max_tokens fit the slot);
+            # < 0: llama.cpp failed. Either way the batch's sequences cannot go on.
+            raise EngineError(f"llama_decode returned {rc}")
+
+    def _sample(self, seq: Sequence) -> None:
+        assert seq.sampler is not None
+        params = seq.request.sampling
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, seq.out_index), shape=(self._n_vocab,))
+        logprob, top = self._logprobs(logits, params.top_logprobs) if params.top_logprobs is not None else (None, None)
+        token = seq.sampler.sample(self._ctx, logits, seq.out_index)
+        if self._lib.llama_vocab_is_eog(self._vocab, token):
+            self._release(seq, Finish("stop"))
+            return
+        self.generated_tokens += 1
+        seq.produced += 1
+        self._emit(seq, Token(token, self._piece(token), None if logprob is None else float(logprob[token]), top))
+        if seq.produced >= params.max_tokens:
+            self._release(seq, Finish("length"))
+        else:
+            seq.feed = token
+
+    def _release(self, seq: Sequence, last: Finish | BaseException | None, drop_cache: bool = False) -> None:
+        if last is not None:
+            self._emit(seq, last)
+        if seq.sampler is not None:
+            seq.sampler.close()
+        slot = seq.slot
+        if slot is not None:
+            if drop_cache:
+                self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                slot.tokens.clear()
+            slot.busy, slot.freed_at = False, time.monotonic()
+        self._running.remove(seq)
+
+
+def _deliver(items: list[tuple[Sequence, Item]]) -> None:
+    for seq, item in items:
+        seq.queue.put_nowait(item)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.nonzero(np.asarray(a[:n]) != np.asarray(b[:n]))[0]
+    return int(diff[0]) if diff.size else n

@@ -1,0 +1,42 @@
+"""The NumPy sampler for plain temperature / top_p requests (backends/llamacpp_sampling.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from homeport.backends.base import SamplingParams
+from homeport.backends.llamacpp_sampling import build_sampler
+
+PROBS = np.array([0.4, 0.3, 0.2, 0.1] + [0.0] * 996)
+LOGITS = np.log(np.maximum(PROBS, 1e-30)).astype(np.float32)
+
+
+def _draws(n: int, **params: float) -> Counter[int]:
+    sampler = build_sampler(None, None, len(LOGITS), SamplingParams(max_tokens=1, seed=7, **params))  # type: ignore[arg-type]
+    return Counter(sampler.sample(None, LOGITS, 0) for _ in range(n))
+
+
+def test_greedy_takes_the_most_likely_token() -> None:
+    assert _draws(20, temperature=0.0) == Counter({0: 20})
+
+
+def test_temperature_one_follows_the_distribution() -> None:
+    counts = _draws(20_000, temperature=1.0)
+    assert set(counts) == {0, 1, 2, 3}
+    for token, p in enumerate(PROBS[:4]):
+        assert abs(counts[token] / 20_000 - p) < 0.015
+
+
+def test_top_p_keeps_the_smallest_nucleus_reaching_it() -> None:
+    counts = _draws(20_000, temperature=1.0, top_p=0.5)  # 0.4 < 0.5 ≤ 0.4 + 0.3: tokens 0 and 1
+    assert set(counts) == {0, 1}
+    assert abs(counts[0] / 20_000 - 4 / 7) < 0.015
+
+
+def test_a_seed_repeats_its_draws() -> None:
+    assert _draws(50, temperature=1.0, top_p=0.9) == _draws(50, temperature=1.0, top_p=0.9)
+    first = build_sampler(None, None, 1000, SamplingParams(max_tokens=1, temperature=1.0, seed=1))  # type: ignore[arg-type]
+    again = build_sampler(None, None, 1000, SamplingParams(max_tokens=1, temperature=1.0, seed=1))  # type: ignore[arg-type]
+    assert [first.sample(None, LOGITS, 0) for _ in range(30)] == [again.sample(None, LOGITS, 0) for _ in range(30)]
