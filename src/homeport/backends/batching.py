@@ -200,7 +200,7 @@ class BatchScheduler:
             if not seq.todo or budget <= 0:
                 continue
             assert seq.slot is not None
-            part = seq.todo[: min(budget, self._chunk)]
+            part = seq.todo[:budget]
             last = len(part) == len(seq.todo)
             for i, token in enumerate(part):
                 self._put(n, token, len(seq.slot.tokens) + i, seq.slot.seq_id, last and i == len(part) - 1)
@@ -210,7 +210,7 @@ class BatchScheduler:
             budget -= len(part)
             added.append((seq, part))
         batch.n_tokens = n
-        self._decode(added)
+        self._decode()
         self.steps += 1
         self.batch_tokens += n
         for seq, tokens in added:
@@ -227,7 +227,7 @@ class BatchScheduler:
         batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
         batch.seq_id[i][0] = seq_id
 
-    def _decode(self, added: list[tuple[Sequence, list[int]]]) -> None:
+    def _decode(self) -> None:
         rc = self._lib.llama_decode(self._ctx, self._batch)
         if rc != 0:
             # 1: no room in a KV stream (cannot happen while prompt + max_tokens fit the slot);
