@@ -23,7 +23,8 @@ from ..services.jobs import open_queue
 from ..services.keys import KeyStore
 from ..services.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.models import LoadProgress, ModelRegistry
-from ..services.runs import RunEvents, RunService
+from ..services.run_events import RunEvents
+from ..services.runs import RunService
 from ..services.upstream import UpstreamService
 from ..services.usage import UsageRecorder
 from ..services.vector_index import VectorIndexes
