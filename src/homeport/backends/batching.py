@@ -9,7 +9,8 @@ calls `llama_decode` once, and samples each sequence that produced logits with i
 Sequences live in slots — llama.cpp sequence ids, each with its own KV stream (not one unified
 cache: a sequence's attention then never sees the other sequences' cells, and its logits are
 bit-for-bit the same whichever requests share the batch, so a seed gives the same tokens at any
-concurrency; measured, see tests/unit/test_batching.py). A new request takes the free slot whose
+concurrency; tested in tests/unit/test_llamacpp_engine.py, measured by bench/batch_invariance.py).
+A new request takes the free slot whose
 cache shares the longest prefix with its prompt and evaluates only the rest; the reused count is
 reported as `usage.prompt_tokens_details.cached_tokens`. A cancelled request (client gone, stop
 string found) leaves its slot at the next step; the slot's cache stays for the next prompt.
