@@ -155,6 +155,30 @@ async def test_a_shared_prefix_is_reused_and_reported(wide: LlamaCppEngine) -> N
 
 
 @pytest.mark.anyio
+async def test_a_system_prompt_shared_by_concurrent_requests_is_read_once(wide: LlamaCppEngine) -> None:
+    system = "You are the harbour master of Port Ellis. You answer with a berth number and a reason. " * 6
+    requests = [
+        GenerationRequest(
+            wide.apply_chat_template([Message("system", system), Message("user", f"Ship {i} arrives.")]),
+            SamplingParams(max_tokens=8, temperature=0),
+        )  # fmt: skip
+        for i in range(4)
+    ]
+    shared = next(
+        i for i, column in enumerate(zip(*(r.prompt for r in requests), strict=False)) if len(set(column)) > 1
+    )
+    assert shared > 100
+    before = wide.stats()
+    together = await asyncio.gather(*(_collect(wide, r) for r in requests))
+    read = wide.stats()["batch_tokens"] - before["batch_tokens"] - sum(len(_ids(t)) for t in together)
+    cached = sorted(r.info.cached_tokens for r in requests)
+    assert cached[0] < shared <= cached[1]  # one request read the system prompt; the others got a copy
+    assert read < len(requests[0].prompt) + 3 * (len(requests[0].prompt) - shared) + 8
+    alone = [await _collect(wide, GenerationRequest(r.prompt, r.sampling)) for r in requests]
+    assert [_ids(t) for t in together] == [_ids(a) for a in alone]  # a copied cache gives the same tokens
+
+
+@pytest.mark.anyio
 async def test_a_long_prompt_does_not_stall_a_running_stream(wide: LlamaCppEngine) -> None:
     stream = wide.generate(_request(wide, 400))
     await anext(stream)

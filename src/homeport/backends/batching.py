@@ -10,10 +10,14 @@ Sequences live in slots — llama.cpp sequence ids, each with its own KV stream 
 cache: a sequence's attention then never sees the other sequences' cells, and its logits are
 bit-for-bit the same whichever requests share the batch, so a seed gives the same tokens at any
 concurrency; tested in tests/unit/test_llamacpp_engine.py, measured by bench/batch_invariance.py).
-A new request takes the free slot whose
-cache shares the longest prefix with its prompt and evaluates only the rest; the reused count is
-reported as `usage.prompt_tokens_details.cached_tokens`. A cancelled request (client gone, stop
-string found) leaves its slot at the next step; the slot's cache stays for the next prompt.
+A new request takes the free slot whose cache shares the longest prefix with its prompt. When
+another slot (busy or not) holds a longer one, that slot's stream is copied over first (the copy
+of a whole stream costs about what 10 prompt tokens do; its logits are bit-identical), and a
+request whose prefix another sequence is still reading waits for it rather than reading it too —
+so a system prompt shared by many requests is evaluated once. Only the rest of the prompt is
+evaluated; the reused count is reported as `usage.prompt_tokens_details.cached_tokens`. A
+cancelled request (client gone, stop string found) leaves its slot at the next step; the slot's
+cache stays for the next prompt.
 """
 
 from __future__ import annotations
@@ -163,26 +167,51 @@ class BatchScheduler:
         for seq in [s for s in self._running if s.cancel.is_set()]:
             self._release(seq, None)
         while True:
-            with self._cv:
-                free = [s for s in self._slots if not s.busy]
-                if not self._waiting or not free:
+            with self._cv:  # only this thread takes from the left; submit() appends on the right
+                if not self._waiting:
                     return
-                seq = self._waiting.popleft()
+                seq = self._waiting[0]
+            free = [s for s in self._slots if not s.busy]
+            if not free:
+                return
             if seq.cancel.is_set():
+                self._take()
                 continue
             prompt = seq.request.prompt
             slot = max(free, key=lambda s: (_common_prefix(s.tokens, prompt), -s.freed_at))
-            keep = min(_common_prefix(slot.tokens, prompt), len(prompt) - 1)  # ≥ 1 token for fresh logits
+            donor = max(self._slots, key=lambda s: _common_prefix(s.tokens, prompt))
+            own, shared = _common_prefix(slot.tokens, prompt), _common_prefix(donor.tokens, prompt)
+            if self._reading(prompt) >= max(own, shared) + _COPY_MIN:
+                return  # a running sequence is reading this prefix: copy it once it has
+            self._take()
             try:
                 seq.sampler = build_sampler(self._lib, self._vocab, self._n_vocab, seq.request.sampling)
             except HomeportError as exc:
                 self._emit(seq, exc)
                 continue
+            if shared >= own + _COPY_MIN:
+                # The whole stream is copied at the start of the next llama_decode, before the
+                # donor writes anything more; what lies past the shared prefix is cut below.
+                self._lib.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, -1, -1)
+                slot.tokens = list(donor.tokens)
+            keep = min(_common_prefix(slot.tokens, prompt), len(prompt) - 1)  # ≥ 1 token for fresh logits
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
             del slot.tokens[keep:]
             slot.busy, seq.slot, seq.todo = True, slot, prompt[keep:]
             seq.request.info.cached_tokens = keep
             self._running.append(seq)
+
+    def _take(self) -> None:
+        with self._cv:
+            self._waiting.popleft()
+
+    def _reading(self, prompt: list[int]) -> int:
+        """The longest prefix of `prompt` that a running sequence has in its cache once it has
+        read its own prompt."""
+        return max(
+            (_common_prefix(s.slot.tokens + s.todo, prompt) for s in self._running if s.todo and s.slot is not None),
+            default=0,
+        )
 
     def _step(self) -> None:
         if not self._running:
@@ -269,6 +298,11 @@ class BatchScheduler:
 def _deliver(items: list[tuple[Sequence, Item]]) -> None:
     for seq, item in items:
         seq.queue.put_nowait(item)
+
+
+# A stream copy costs about what reading this many prompt tokens does (SmolLM2-135M, 8192-token
+# streams, 2 cores: 26 ms against 126 ms for 40 tokens); below it, reading them is as cheap.
+_COPY_MIN = 16
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
