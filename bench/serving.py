@@ -7,16 +7,20 @@ on the same GGUF, with llama.cpp's batched-decode ceiling (no HTTP) as the limit
 For each concurrency (1, 4, 8, 16), `--requests` streaming chat requests (the same story prompt,
 `max_tokens` each) go to each server; per run: request throughput, output tok/s, TTFT, TPOT
 (time per output token after the first), ITL (gap between streamed chunks), p50/p99 — as vLLM
-reports them. The ceiling: llama.cpp decoding that many sequences in one batch per step
-(llama_batch with one sequence id each, greedy), timed without HTTP or sampling overhead.
-"direct": llama-cpp-python's own in-process generation (`Llama.create_chat_completion`, same
-prompt and sampling, one request after another), the reference for single-stream speed.
+reports them. Each server first answers one short request (as `bench serve` does), so no run
+pays for start-up work.
+The ceiling: llama.cpp decoding that many sequences in one batch per step (llama_batch with one
+sequence id each, greedy), timed without HTTP or sampling overhead. "direct": llama-cpp-python's
+own in-process generation (`Llama.create_chat_completion`, same prompt and sampling, one request
+after another), the reference for single-stream speed.
+This machine's speed drifts by tens of percent over minutes (other tenants), so the references
+are measured right before and right after Homeport's run at the same concurrency (the server
+idle meanwhile) and Homeport is compared with their mean; the printed ceiling is that mean.
 The last lines print the issue's ratios: Homeport against llama-cpp-python's server and the
 ceiling at 8 streams, and Homeport's single stream against direct generation.
 Both servers run the default chat model (SmolLM2-135M Q4_1) on all cores (llama-cpp-python's
 server is given `--n_threads`: its default is half the cores) and llama-cpp-python's server runs
-with `--interrupt_requests False` (by default a new request aborts the running one). The ceiling
-is the better of two measurements.
+with `--interrupt_requests False` (by default a new request aborts the running one).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -100,69 +105,57 @@ async def _run(url: str, key: str, model: str, concurrency: int, requests: int, 
     return out
 
 
-def ceiling(gguf: Path, max_tokens: int) -> dict[int, float]:
-    """llama.cpp's own batched decode: aggregate tok/s with B sequences decoded together per step."""
+def ceiling(llm: Any, b: int, max_tokens: int) -> float:
+    """llama.cpp's own batched decode: aggregate tok/s with `b` sequences decoded together per step."""
     import llama_cpp as lc
-    from llama_cpp import Llama
 
-    llm = Llama(str(gguf), n_ctx=256, verbose=False)  # for the model and tokenizer only
     prompt = llm.tokenize(PROMPT.encode(), add_bos=True)
     n_vocab = lc.llama_n_vocab(lc.llama_model_get_vocab(llm._model.model))
-    results = {}
-    for b in CONCURRENCY:
-        params = lc.llama_context_default_params()
-        per_sequence = -(-(len(prompt) + max_tokens + 16) // 256) * 256  # each sequence gets n_ctx / n_seq_max
-        params.n_ctx = b * per_sequence
-        params.n_threads = params.n_threads_batch = os.cpu_count() or 1
-        params.n_batch = max(512, b * len(prompt))
-        params.n_seq_max = b
-        ctx = lc.llama_init_from_model(llm._model.model, params)
-        batch = lc.llama_batch_init(max(b * len(prompt), b), 0, 1)
-        try:
-            n = 0
-            for s in range(b):  # every sequence's prompt in one batch; logits at each last token
-                for i, t in enumerate(prompt):
-                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = t, i, 1
-                    batch.seq_id[n][0] = s
-                    batch.logits[n] = i == len(prompt) - 1
-                    n += 1
-            batch.n_tokens = n
+    params = lc.llama_context_default_params()
+    per_sequence = -(-(len(prompt) + max_tokens + 16) // 256) * 256  # each sequence gets n_ctx / n_seq_max
+    params.n_ctx = b * per_sequence
+    params.n_threads = params.n_threads_batch = os.cpu_count() or 1
+    params.n_batch = max(512, b * len(prompt))
+    params.n_seq_max = b
+    ctx = lc.llama_init_from_model(llm._model.model, params)
+    batch = lc.llama_batch_init(max(b * len(prompt), b), 0, 1)
+    try:
+        n = 0
+        for s in range(b):  # every sequence's prompt in one batch; logits at each last token
+            for i, t in enumerate(prompt):
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = t, i, 1
+                batch.seq_id[n][0] = s
+                batch.logits[n] = i == len(prompt) - 1
+                n += 1
+        batch.n_tokens = n
+        assert lc.llama_decode(ctx, batch) == 0
+        last = [(s + 1) * len(prompt) - 1 for s in range(b)]
+        began = time.perf_counter()
+        for step in range(max_tokens):
+            tokens = [
+                int(np.argmax(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, i), shape=(n_vocab,)))) for i in last
+            ]
+            for s, t in enumerate(tokens):
+                batch.token[s], batch.pos[s], batch.n_seq_id[s] = t, len(prompt) + step, 1
+                batch.seq_id[s][0] = s
+                batch.logits[s] = True
+            batch.n_tokens = b
             assert lc.llama_decode(ctx, batch) == 0
-            last = [(s + 1) * len(prompt) - 1 for s in range(b)]
-            began = time.perf_counter()
-            for step in range(max_tokens):
-                tokens = [
-                    int(np.argmax(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, i), shape=(n_vocab,))))
-                    for i in last
-                ]
-                for s, t in enumerate(tokens):
-                    batch.token[s], batch.pos[s], batch.n_seq_id[s] = t, len(prompt) + step, 1
-                    batch.seq_id[s][0] = s
-                    batch.logits[s] = True
-                batch.n_tokens = b
-                assert lc.llama_decode(ctx, batch) == 0
-                last = list(range(b))
-            results[b] = b * max_tokens / (time.perf_counter() - began)
-        finally:
-            lc.llama_batch_free(batch)
-            lc.llama_free(ctx)
-    llm.close()
-    return results
+            last = list(range(b))
+        return b * max_tokens / (time.perf_counter() - began)
+    finally:
+        lc.llama_batch_free(batch)
+        lc.llama_free(ctx)
 
 
-def direct(gguf: Path, max_tokens: int, runs: int = 4) -> float:
+def direct(llm: Any, max_tokens: int, runs: int = 4) -> float:
     """Single-stream output tok/s of llama-cpp-python's in-process generation (no HTTP)."""
-    from llama_cpp import Llama
-
-    llm = Llama(str(gguf), n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False)
     tokens, began = 0, time.perf_counter()
     for _ in range(runs):
         out = llm.create_chat_completion([{"role": "user", "content": PROMPT}], max_tokens=max_tokens,
                                          temperature=0.8)  # fmt: skip
         tokens += out["usage"]["completion_tokens"]
-    elapsed = time.perf_counter() - began
-    llm.close()
-    return tokens / elapsed
+    return tokens / (time.perf_counter() - began)
 
 
 def main() -> None:
@@ -171,29 +164,44 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "serving.json")
     args = parser.parse_args()
+    from llama_cpp import Llama
+
     from homeport.services.models import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     results: dict[str, dict] = {}
+    limit: dict[int, float] = {}
+    single: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         gguf = locate_weights(DEFAULT_MODELS[0], Path(tmp))
-        runs = [ceiling(gguf, args.max_tokens) for _ in range(2)]  # the better of two: timings here are noisy
-        limit = {c: max(r[c] for r in runs) for c in CONCURRENCY}
-        single = direct(gguf, args.max_tokens)
+        threads = os.cpu_count() or 1
+        llm = Llama(str(gguf), n_ctx=2048, n_threads=threads, verbose=False)  # ceiling and direct
+        direct(llm, 8, runs=1)  # warm: the first call pays for paging the weights in
         homeport = start_server(Path(tmp) / "homeport", {"load_models": ["smollm2-135m-instruct"],
                                                          "cache_enabled": False, "access_log": False})  # fmt: skip
         try:
             url = f"{homeport.base_url}/chat/completions"
-            results["homeport"] = {c: asyncio.run(_run(url, API_KEY, "smollm2-135m-instruct", c, args.requests,
-                                                       args.max_tokens)) for c in CONCURRENCY}  # fmt: skip
+            asyncio.run(_run(url, API_KEY, "smollm2-135m-instruct", 1, 1, 8))  # warm-up
+            results["homeport"] = {}
+            for c in CONCURRENCY:
+                before = ceiling(llm, c, args.max_tokens)
+                if c == 1:
+                    single.append(direct(llm, args.max_tokens))
+                results["homeport"][c] = asyncio.run(
+                    _run(url, API_KEY, "smollm2-135m-instruct", c, args.requests, args.max_tokens)
+                )
+                if c == 1:
+                    single.append(direct(llm, args.max_tokens))
+                limit[c] = (before + ceiling(llm, c, args.max_tokens)) / 2
         finally:
             stop_server(homeport)
-        threads = str(os.cpu_count() or 1)  # its default is half the cores; Homeport uses them all
+        llm.close()
         server, base_url = start_llama_cpp_server(gguf, Path(tmp) / "llama-server.log", "--n_ctx", "8192",
-                                                  "--interrupt_requests", "False", "--n_threads", threads,
-                                                  "--n_threads_batch", threads)  # fmt: skip
+                                                  "--interrupt_requests", "False", "--n_threads", str(threads),
+                                                  "--n_threads_batch", str(threads))  # fmt: skip
         try:
             url = f"{base_url}/chat/completions"
+            asyncio.run(_run(url, "none", "smollm2", 1, 1, 8))  # warm-up
             results["llama-cpp-python server"] = {
                 c: asyncio.run(_run(url, "none", "smollm2", c, args.requests, args.max_tokens)) for c in CONCURRENCY
             }
@@ -210,17 +218,21 @@ def main() -> None:
             print(f"{name:24} {c:>4} {r['req_per_s']:>6.2f} {r['output_tok_per_s']:>9.1f} {limit[c]:>8.1f} "
                   f"{ttft:>16} {tpot:>16} {itl:>15}")  # fmt: skip
     hp, peer = results["homeport"], results["llama-cpp-python server"]
+    reference = sum(single) / len(single)
     ratios = {
         "homeport_vs_server_at_8": hp[8]["output_tok_per_s"] / peer[8]["output_tok_per_s"],
         "homeport_vs_ceiling_at_8": hp[8]["output_tok_per_s"] / limit[8],
-        "homeport_single_vs_direct": hp[1]["output_tok_per_s"] / single,
+        "homeport_single_vs_direct": hp[1]["output_tok_per_s"] / reference,
     }
-    print(f"\ndirect in-process generation (llama-cpp-python, 1 stream): {single:.1f} tok/s")
+    print(
+        f"\ndirect in-process generation (llama-cpp-python, 1 stream): {reference:.1f} tok/s "
+        f"(before / after Homeport's run: {single[0]:.1f} / {single[1]:.1f})"
+    )
     print(f"8 streams: Homeport / llama-cpp-python server = {ratios['homeport_vs_server_at_8']:.2f}x, "
           f"Homeport / ceiling = {ratios['homeport_vs_ceiling_at_8']:.2f}")  # fmt: skip
     print(f"1 stream: Homeport / direct = {ratios['homeport_single_vs_direct']:.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"ceiling_tok_per_s": limit, "direct_tok_per_s": single, "ratios": ratios,
+    args.json.write_text(json.dumps({"ceiling_tok_per_s": limit, "direct_tok_per_s": reference, "ratios": ratios,
                                      "servers": results}, indent=2))  # fmt: skip
 
 
