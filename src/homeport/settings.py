@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     run_heartbeat_s: int = Field(
         30, description="A run pass whose process sends no heartbeat this long is run again by another worker."
     )
+    run_expires_s: int = Field(
+        600, gt=0, description="A run still waiting for tool outputs this long after it was created expires."
+    )
     usage_retention_days: float | None = Field(
         90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
     )

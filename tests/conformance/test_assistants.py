@@ -328,3 +328,36 @@ def test_runs_are_charged_to_the_key_that_made_them(tmp_path) -> None:
         assert results[0]["input_tokens"] == done.usage.prompt_tokens
     finally:
         stop_server(server)
+
+
+def test_a_run_waiting_for_tool_outputs_expires(tmp_path) -> None:
+    """A run left in requires_action past its expires_at expires (with its step), no longer takes
+    tool outputs, and frees its thread for the next run."""
+    server = start_server(tmp_path, {"run_expires_s": 4, "cache_enabled": False,
+                                     "load_models": [MODEL, "all-minilm-l6-v2"]})  # fmt: skip
+    try:
+        secret = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "k")
+        beta = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0, timeout=120).beta
+        assistant = beta.assistants.create(model=MODEL, tools=[WEATHER], instructions="Use tools to answer.")
+        thread = beta.threads.create(messages=[{"role": "user", "content": "What is the weather in Oslo?"}])
+        forced = {"type": "function", "function": {"name": "get_weather"}}
+        run = beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, tool_choice=forced,
+                                                max_completion_tokens=256)  # fmt: skip
+        assert run.status == "requires_action" and run.expires_at == run.created_at + 4
+        deadline = time.monotonic() + 30
+        while run.status == "requires_action":
+            assert time.monotonic() < deadline, "the run never expired"
+            time.sleep(0.5)
+            run = beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+        assert run.status == "expired" and run.required_action is None
+        validate("RunObject", _dump(run))
+        steps = beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+        assert [(s.type, s.status) for s in steps] == [("tool_calls", "expired")] and steps[0].expired_at
+        outputs = [{"tool_call_id": steps[0].step_details.tool_calls[0].id, "output": "sunny"}]
+        with pytest.raises(openai.BadRequestError):
+            beta.threads.runs.submit_tool_outputs(run.id, thread_id=thread.id, tool_outputs=outputs)
+        after = beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                  tool_choice="none", max_completion_tokens=256)  # fmt: skip
+        assert after.status in ("completed", "incomplete")
+    finally:
+        stop_server(server)

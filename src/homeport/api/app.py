@@ -120,7 +120,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.runs = runs = RunService(
         assistants, app.state.chat, vector_stores, usage, open_queue(db.url, db.engine),
         admit=key_admitter(app.state), events=RunEvents(settings.redis_url, f"{settings.redis_prefix}:"),
-        workers=settings.run_workers, heartbeat_s=settings.run_heartbeat_s,
+        workers=settings.run_workers, heartbeat_s=settings.run_heartbeat_s, expires_s=settings.run_expires_s,
     )  # fmt: skip
     install_error_handlers(app)
     for module in (

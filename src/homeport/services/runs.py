@@ -65,11 +65,13 @@ class RunService:
         events: RunEvents | None = None,
         workers: int = 4,
         heartbeat_s: int = 30,
+        expires_s: int = 600,
     ) -> None:
         self._assistants, self.docs = assistants, assistants.docs
         self._chat, self._stores, self._usage = chat, vector_stores, usage
         self._admit = admit  # the gateway's limits and budgets, by the key that made the run
         self._jobs, self._workers, self._heartbeat_s = jobs, workers, heartbeat_s
+        self._expires_s = expires_s  # OpenAI's runs expire 10 minutes after they are created
         self.events = events or RunEvents()
         self._worker: JobWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -140,10 +142,16 @@ class RunService:
         """The saq job scheduled at a waiting run's `expires_at`."""
         run = await self.docs.get("run", project_id, run_id)
         if run["status"] == "requires_action" and run["expires_at"] <= time.time():
-            run |= {"status": "expired", "required_action": None}
-            if await self.docs.save(run, only_if_status=["requires_action"]):
-                log.info("run %s expired waiting for tool outputs", run_id)
-                self._publish(run, "thread.run.expired", _public(run))
+            await self._expire(project_id, run)
+
+    async def _expire(self, project_id: str | None, run: dict[str, Any]) -> None:
+        """A run still waiting for tool outputs at its `expires_at`: it and its step expire."""
+        step = await self._waiting_step(project_id, run)
+        run |= {"status": "expired", "required_action": None}
+        if await self.docs.save(run, only_if_status=["requires_action"]):
+            await self.docs.save(step | {"status": "expired", "expired_at": int(time.time())})
+            log.info("run %s expired waiting for tool outputs", run["id"])
+            self._publish(run, "thread.run.expired", _public(run))
 
     async def _discard_unfinished(self, project_id: str | None, run: dict[str, Any]) -> None:
         """Messages and steps a stopped process left in progress: the pass runs again from scratch."""
@@ -196,7 +204,7 @@ class RunService:
             "status": "queued",
             "required_action": None,
             "last_error": None,
-            "expires_at": now + 600,
+            "expires_at": now + self._expires_s,
             "started_at": None,
             "cancelled_at": None,
             "failed_at": None,
@@ -229,6 +237,9 @@ class RunService:
         run = await self.docs.get("run", project_id, run_id, "run_id")
         if run["thread_id"] != thread_id:
             raise InvalidRequest(f"No run {run_id} on thread {thread_id}.", param="run_id")
+        if run["status"] == "requires_action" and run["expires_at"] <= time.time():
+            await self._expire(project_id, run)  # its expiry job may not have run yet
+            run = await self.docs.get("run", project_id, run_id, "run_id")
         if run["status"] != "requires_action":
             raise InvalidRequest(f"Runs in status {run['status']} do not accept tool outputs.", param="run_id")
         if not isinstance(outputs, list) or not outputs:
