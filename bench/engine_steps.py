@@ -4,7 +4,10 @@
 
 The embedded engine (8 slots) generates 128 tokens for 1 and for 8 concurrent requests with
 greedy, temperature 0.8, and temperature 0.8 + top_p 0.9 sampling; prints aggregate tok/s and the
-mean per-step time in llama_decode, in sampling, and in everything else.
+mean per-step time in llama_decode, in sampling, and in everything else. Beside each row,
+llama.cpp's batched-decode ceiling for that many sequences (`bench/serving.py`'s, greedy, no
+scheduler), measured right before and after the row (this machine's speed drifts), and the
+engine's share of it: what the engine itself costs, without HTTP.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm. Describe every hour of the night."
 
 
 def main() -> None:
+    from llama_cpp import Llama
+    from serving import ceiling
+
     from homeport.backends.base import GenerationRequest, Message, SamplingParams, Token
     from homeport.backends.llamacpp import LlamaCppEngine
     from homeport.services.models import locate_weights
@@ -31,8 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "engine_steps.json")
     args = parser.parse_args()
-    engine = LlamaCppEngine(locate_weights(DEFAULT_MODELS[0], Path("/nonexistent")),
-                            settings=EngineSettings(slots=8), context_length=2048)  # fmt: skip
+    gguf = locate_weights(DEFAULT_MODELS[0], Path("/nonexistent"))
+    engine = LlamaCppEngine(gguf, settings=EngineSettings(slots=8), context_length=2048)
+    llm = Llama(str(gguf), n_ctx=256, verbose=False)  # the ceiling's model
     scheduler = engine._scheduler
     spent = {"decode": 0.0, "sample": 0.0}
     decode, sample = scheduler._decode, scheduler._sample
@@ -60,13 +68,16 @@ def main() -> None:
         kinds = (("greedy", 0.0, 1.0), ("temp 0.8", 0.8, 1.0), ("temp 0.8 top_p 0.9", 0.8, 0.9))
         for label, temperature, top_p in kinds:
             for streams in (1, 8):
+                before = ceiling(llm, streams, 128)
                 spent["decode"] = spent["sample"] = 0.0
                 steps = scheduler.steps
                 began = time.perf_counter()
                 tokens = sum(await asyncio.gather(*(one(temperature, top_p) for _ in range(streams))))
                 elapsed = time.perf_counter() - began
                 steps = scheduler.steps - steps
+                limit = (before + ceiling(llm, streams, 128)) / 2
                 rows.append({"sampling": label, "streams": streams, "tok_per_s": tokens / elapsed,
+                             "ceiling_tok_per_s": limit, "of_ceiling": tokens / elapsed / limit,
                              "decode_ms_per_step": 1000 * spent["decode"] / steps,
                              "sample_ms_per_step": 1000 * spent["sample"] / steps,
                              "other_ms_per_step": 1000 * (elapsed - spent["decode"] - spent["sample"]) / steps,
@@ -74,11 +85,12 @@ def main() -> None:
         return rows
 
     rows = asyncio.run(run())
-    print(f"{'sampling':20} {'streams':>7} {'tok/s':>7} {'decode ms':>10} {'sample ms':>10} {'other ms':>9}"
-          "  (per step)")  # fmt: skip
+    print(f"{'sampling':20} {'streams':>7} {'tok/s':>7} {'ceiling':>8} {'share':>6} {'decode ms':>10} "
+          f"{'sample ms':>10} {'other ms':>9}  (per step)")  # fmt: skip
     for r in rows:
-        print(f"{r['sampling']:20} {r['streams']:>7} {r['tok_per_s']:>7.1f} {r['decode_ms_per_step']:>10.1f} "
-              f"{r['sample_ms_per_step']:>10.2f} {r['other_ms_per_step']:>9.2f}")  # fmt: skip
+        print(f"{r['sampling']:20} {r['streams']:>7} {r['tok_per_s']:>7.1f} {r['ceiling_tok_per_s']:>8.1f} "
+              f"{r['of_ceiling']:>6.2f} {r['decode_ms_per_step']:>10.1f} {r['sample_ms_per_step']:>10.2f} "
+              f"{r['other_ms_per_step']:>9.2f}")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))
 
