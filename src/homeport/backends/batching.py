@@ -1,6 +1,10 @@
 """Continuous batching over llama.cpp's batch API: many sequences decoded together each step.
 
-One thread owns the llama.cpp context. Each step it builds one `llama_batch` holding the next
+One thread, the same for every engine in the process, owns the llama.cpp contexts (`_Driver`:
+OpenMP gives each thread that calls llama.cpp a team of its own, and once a process holds more
+OpenMP threads than cores libgomp stops spinning at barriers, so every decode takes longer —
+measured: a second chat model's first request slowed the first model's single stream from 122
+to 80 tok/s while each engine had its own thread). Each step it builds one `llama_batch` holding the next
 token of every sequence that is generating, plus up to `chunk` prompt tokens of sequences still
 reading their prompt (a long prompt is read over several steps, so running streams keep going),
 calls `llama_decode` once, and samples each sequence that produced logits with its own sampler
@@ -90,16 +94,15 @@ class BatchScheduler:
         self._slots = [_Slot(i) for i in range(slots)]
         self._waiting: deque[Sequence] = deque()
         self._running: list[Sequence] = []
-        self._cv = threading.Condition()
-        self._closed = False
+        self._cv = _DRIVER.cv  # guards _waiting and _closing
+        self._closing: threading.Event | None = None
         self._outbox: list[tuple[Sequence, Item]] = []  # delivered once per step: one wake-up per loop
-        # Read by metrics from other threads; written only by the scheduler thread.
+        # Read by metrics from other threads; written only by the driver thread.
         self.busy_seconds = 0.0
         self.steps = 0
         self.batch_tokens = 0
         self.generated_tokens = 0
-        self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
-        self._thread.start()
+        _DRIVER.add(self)
 
     # ---- the event loop's side ---------------------------------------------------------------
 
@@ -115,37 +118,42 @@ class BatchScheduler:
         return sum(s.busy for s in self._slots)
 
     def close(self) -> None:
+        """Fail what is running or waiting and free the context, on the driver thread."""
+        closed = threading.Event()
         with self._cv:
-            self._closed = True
+            self._closing = closed
             self._cv.notify()
-        self._thread.join()
-        for seq in [*self._running, *self._waiting]:
+        closed.wait()
+
+    # ---- the driver thread -------------------------------------------------------------------
+
+    def _has_work(self) -> bool:  # with self._cv held
+        return bool(self._running or self._waiting or self._closing)
+
+    def _tick(self) -> None:
+        """One step: admit waiting requests, decode, sample, hand the results out."""
+        began = time.perf_counter()
+        try:
+            self._admit()
+            self._step()
+        except Exception as exc:  # the engine is in an unknown state: fail what runs, go on
+            for seq in list(self._running):
+                self._release(seq, EngineError(f"llama.cpp failed: {exc}"), drop_cache=True)
+        finally:
+            self._flush()
+            self.busy_seconds += time.perf_counter() - began
+
+    def _shut(self) -> None:
+        with self._cv:
+            pending, self._waiting = [*self._running, *self._waiting], deque()
+        for seq in pending:
             self._emit(seq, EngineError("The engine is shutting down."))
             if seq.sampler is not None:
                 seq.sampler.close()
+        self._running = []
         self._flush()
         self._lib.llama_batch_free(self._batch)
         self._lib.llama_free(self._ctx)
-
-    # ---- the scheduler thread ----------------------------------------------------------------
-
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and not self._running and not self._waiting:
-                    self._cv.wait()
-                if self._closed:
-                    return
-            began = time.perf_counter()
-            try:
-                self._admit()
-                self._step()
-            except Exception as exc:  # the engine is in an unknown state: fail what runs, go on
-                for seq in list(self._running):
-                    self._release(seq, EngineError(f"llama.cpp failed: {exc}"), drop_cache=True)
-            finally:
-                self._flush()
-                self.busy_seconds += time.perf_counter() - began
 
     def _emit(self, seq: Sequence, item: Item) -> None:
         self._outbox.append((seq, item))
@@ -293,6 +301,41 @@ class BatchScheduler:
                 slot.tokens.clear()
             slot.busy, slot.freed_at = False, time.monotonic()
         self._running.remove(seq)
+
+
+class _Driver:
+    """The one thread that runs every scheduler's steps, round robin (see the module docstring).
+    Started with the first scheduler; a daemon, so it never holds the process open."""
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition()
+        self._schedulers: list[BatchScheduler] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, scheduler: BatchScheduler) -> None:
+        with self.cv:
+            self._schedulers.append(scheduler)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="llamacpp-driver", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cv:
+                while not any(s._has_work() for s in self._schedulers):
+                    self.cv.wait()
+                ready = [s for s in self._schedulers if s._has_work()]
+            for scheduler in ready:
+                if scheduler._closing is None:
+                    scheduler._tick()
+                    continue
+                scheduler._shut()
+                with self.cv:
+                    self._schedulers.remove(scheduler)
+                scheduler._closing.set()
+
+
+_DRIVER = _Driver()
 
 
 def _deliver(items: list[tuple[Sequence, Item]]) -> None:
