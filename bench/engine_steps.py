@@ -27,8 +27,7 @@ PROMPT = "Write a long story about a lighthouse keeper and a storm. Describe eve
 
 
 def main() -> None:
-    from llama_cpp import Llama
-    from serving import ceiling
+    from serving import RemoteCeiling
 
     from homeport.backends.base import GenerationRequest, Message, SamplingParams, Token
     from homeport.backends.llamacpp import LlamaCppEngine
@@ -40,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     gguf = locate_weights(DEFAULT_MODELS[0], Path("/nonexistent"))
     engine = LlamaCppEngine(gguf, settings=EngineSettings(slots=8), context_length=2048)
-    llm = Llama(str(gguf), n_ctx=256, verbose=False)  # the ceiling's model
+    limits = RemoteCeiling(gguf)  # in another process: see bench/serving.py's InProcess
     scheduler = engine._scheduler
     spent = {"decode": 0.0, "sample": 0.0}
     decode, sample = scheduler._decode, scheduler._sample
@@ -68,14 +67,14 @@ def main() -> None:
         kinds = (("greedy", 0.0, 1.0), ("temp 0.8", 0.8, 1.0), ("temp 0.8 top_p 0.9", 0.8, 0.9))
         for label, temperature, top_p in kinds:
             for streams in (1, 8):
-                before = ceiling(llm, streams, 128)
+                before = limits.run(streams, 128)
                 spent["decode"] = spent["sample"] = 0.0
                 steps = scheduler.steps
                 began = time.perf_counter()
                 tokens = sum(await asyncio.gather(*(one(temperature, top_p) for _ in range(streams))))
                 elapsed = time.perf_counter() - began
                 steps = scheduler.steps - steps
-                limit = (before + ceiling(llm, streams, 128)) / 2
+                limit = (before + limits.run(streams, 128)) / 2
                 rows.append({"sampling": label, "streams": streams, "tok_per_s": tokens / elapsed,
                              "ceiling_tok_per_s": limit, "of_ceiling": tokens / elapsed / limit,
                              "decode_ms_per_step": 1000 * spent["decode"] / steps,
@@ -85,6 +84,7 @@ def main() -> None:
         return rows
 
     rows = asyncio.run(run())
+    limits.close()
     print(f"{'sampling':20} {'streams':>7} {'tok/s':>7} {'ceiling':>8} {'share':>6} {'decode ms':>10} "
           f"{'sample ms':>10} {'other ms':>9}  (per step)")  # fmt: skip
     for r in rows:

@@ -12,7 +12,9 @@ pays for start-up work.
 The ceiling: llama.cpp decoding that many sequences in one batch per step (llama_batch with one
 sequence id each, greedy), timed without HTTP or sampling overhead. "direct": llama-cpp-python's
 own in-process generation (`Llama.create_chat_completion`, same prompt and sampling, one request
-after another), the reference for single-stream speed.
+after another), the reference for single-stream speed. "engine": the same requests through
+Homeport's engine driven without HTTP in a process of its own (what the engine costs, apart
+from serving).
 This machine's speed drifts by tens of percent over minutes (other tenants), so the references
 are measured right before and right after Homeport's run at the same concurrency (the server
 idle meanwhile) and Homeport is compared with their mean; the printed ceiling is that mean.
@@ -28,11 +30,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +162,84 @@ def direct(llm: Any, max_tokens: int, runs: int = 4) -> float:
     return tokens / (time.perf_counter() - began)
 
 
+class InProcess:
+    """Homeport's engine driven without HTTP, in a process of its own: llama.cpp's OpenMP threads
+    slow each other down when two threads of one process call it (see backends/batching.py), so
+    the engine must not share this process with the ceiling and direct measurements."""
+
+    def __init__(self, gguf: Path) -> None:
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_load_engine, initargs=(str(gguf),))  # fmt: skip
+
+    def run(self, concurrency: int, requests: int, max_tokens: int) -> float:
+        return self._pool.submit(_engine_run, concurrency, requests, max_tokens).result()
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+class RemoteCeiling:
+    """`ceiling` measured in a process of its own, for a process that runs Homeport's engine."""
+
+    def __init__(self, gguf: Path) -> None:
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_load_llama, initargs=(str(gguf),))  # fmt: skip
+
+    def run(self, b: int, max_tokens: int) -> float:
+        return self._pool.submit(_ceiling_run, b, max_tokens).result()
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+_ENGINE: Any = None
+_LLAMA: Any = None
+
+
+def _load_llama(gguf: str) -> None:
+    global _LLAMA
+    from llama_cpp import Llama
+
+    _LLAMA = Llama(gguf, n_ctx=256, verbose=False)
+
+
+def _ceiling_run(b: int, max_tokens: int) -> float:
+    return ceiling(_LLAMA, b, max_tokens)
+
+
+def _load_engine(gguf: str) -> None:
+    global _ENGINE
+    sys.path.insert(0, str(REPO / "src"))
+    from homeport.backends.llamacpp import LlamaCppEngine
+    from homeport.settings import EngineSettings
+
+    _ENGINE = LlamaCppEngine(Path(gguf), settings=EngineSettings())  # what the server runs
+
+
+def _engine_run(concurrency: int, requests: int, max_tokens: int) -> float:
+    """Output tok/s for the same requests and sampling as over HTTP (temperature 0.8; top_p 0.9
+    is the model's default)."""
+    from homeport.backends.base import GenerationRequest, Message, SamplingParams, Token
+
+    prompt = _ENGINE.apply_chat_template([Message("user", PROMPT)])
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=0.8, top_p=0.9)
+
+    async def worker(count: int) -> int:
+        tokens = 0
+        for _ in range(count):
+            request = GenerationRequest(prompt, sampling)
+            tokens += len([x async for x in _ENGINE.generate(request) if isinstance(x, Token)])
+        return tokens
+
+    async def run() -> float:
+        began = time.perf_counter()
+        counts = [requests // concurrency + (i < requests % concurrency) for i in range(concurrency)]
+        tokens = sum(await asyncio.gather(*(worker(n) for n in counts)))
+        return tokens / (time.perf_counter() - began)
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=16)
@@ -171,12 +253,15 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     limit: dict[int, float] = {}
+    engine_only: dict[int, float] = {}
     single: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         gguf = locate_weights(DEFAULT_MODELS[0], Path(tmp))
         threads = os.cpu_count() or 1
         llm = Llama(str(gguf), n_ctx=2048, n_threads=threads, verbose=False)  # ceiling and direct
         direct(llm, 8, runs=1)  # warm: the first call pays for paging the weights in
+        engine = InProcess(gguf)
+        engine.run(1, 1, 8)
         homeport = start_server(Path(tmp) / "homeport", {"load_models": ["smollm2-135m-instruct"],
                                                          "cache_enabled": False, "access_log": False})  # fmt: skip
         try:
@@ -190,12 +275,14 @@ def main() -> None:
                 results["homeport"][c] = asyncio.run(
                     _run(url, API_KEY, "smollm2-135m-instruct", c, args.requests, args.max_tokens)
                 )
+                engine_only[c] = engine.run(c, args.requests, args.max_tokens)
                 if c == 1:
                     single.append(direct(llm, args.max_tokens))
                 limit[c] = (before + ceiling(llm, c, args.max_tokens)) / 2
         finally:
             stop_server(homeport)
         llm.close()
+        engine.close()
         server, base_url = start_llama_cpp_server(gguf, Path(tmp) / "llama-server.log", "--n_ctx", "8192",
                                                   "--interrupt_requests", "False", "--n_threads", str(threads),
                                                   "--n_threads_batch", str(threads))  # fmt: skip
@@ -208,14 +295,15 @@ def main() -> None:
         finally:
             server.kill()
             server.wait()
-    print(f"\n{'server':24} {'conc':>4} {'req/s':>6} {'out tok/s':>9} {'ceiling':>8} {'TTFT p50/p99 ms':>16} "
-          f"{'TPOT p50/p99 ms':>16} {'ITL p50/p99 ms':>15}")  # fmt: skip
+    print(f"\n{'server':24} {'conc':>4} {'req/s':>6} {'out tok/s':>9} {'engine':>7} {'ceiling':>8} "
+          f"{'TTFT p50/p99 ms':>16} {'TPOT p50/p99 ms':>16} {'ITL p50/p99 ms':>15}")  # fmt: skip
     for name, by_c in results.items():
         for c, r in by_c.items():
             ttft = f"{r['ttft_p50_ms']:.0f}/{r['ttft_p99_ms']:.0f}"
             tpot = f"{r['tpot_p50_ms']:.1f}/{r['tpot_p99_ms']:.1f}"
             itl = f"{r['itl_p50_ms']:.1f}/{r['itl_p99_ms']:.1f}"
-            print(f"{name:24} {c:>4} {r['req_per_s']:>6.2f} {r['output_tok_per_s']:>9.1f} {limit[c]:>8.1f} "
+            own = f"{engine_only[c]:.1f}" if name == "homeport" else ""
+            print(f"{name:24} {c:>4} {r['req_per_s']:>6.2f} {r['output_tok_per_s']:>9.1f} {own:>7} {limit[c]:>8.1f} "
                   f"{ttft:>16} {tpot:>16} {itl:>15}")  # fmt: skip
     hp, peer = results["homeport"], results["llama-cpp-python server"]
     reference = sum(single) / len(single)
@@ -223,6 +311,8 @@ def main() -> None:
         "homeport_vs_server_at_8": hp[8]["output_tok_per_s"] / peer[8]["output_tok_per_s"],
         "homeport_vs_ceiling_at_8": hp[8]["output_tok_per_s"] / limit[8],
         "homeport_single_vs_direct": hp[1]["output_tok_per_s"] / reference,
+        "engine_vs_ceiling_at_8": engine_only[8] / limit[8],
+        "engine_single_vs_direct": engine_only[1] / reference,
     }
     print(
         f"\ndirect in-process generation (llama-cpp-python, 1 stream): {reference:.1f} tok/s "
@@ -231,8 +321,11 @@ def main() -> None:
     print(f"8 streams: Homeport / llama-cpp-python server = {ratios['homeport_vs_server_at_8']:.2f}x, "
           f"Homeport / ceiling = {ratios['homeport_vs_ceiling_at_8']:.2f}")  # fmt: skip
     print(f"1 stream: Homeport / direct = {ratios['homeport_single_vs_direct']:.2f}")
+    print(f"Homeport's engine without HTTP: / ceiling at 8 = {ratios['engine_vs_ceiling_at_8']:.2f}, "
+          f"/ direct at 1 = {ratios['engine_single_vs_direct']:.2f}")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"ceiling_tok_per_s": limit, "direct_tok_per_s": reference, "ratios": ratios,
+                                     "engine_in_process_tok_per_s": engine_only,
                                      "servers": results}, indent=2))  # fmt: skip
 
 
