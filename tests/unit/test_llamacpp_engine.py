@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,24 @@ async def test_a_long_prompt_does_not_stall_a_running_stream(wide: LlamaCppEngin
         streamed += 1
     await stream.aclose()
     assert streamed >= 10  # the stream kept getting tokens while the prompt was read
+
+
+@pytest.mark.anyio
+async def test_every_engine_decodes_on_one_thread(engine: LlamaCppEngine, wide: LlamaCppEngine) -> None:
+    """Two threads calling llama.cpp give the process two OpenMP teams, and libgomp then stops
+    spinning at barriers (slower decoding for every model): all engines share one thread."""
+    seen: set[int] = set()
+    originals = [(e._scheduler, e._scheduler._decode) for e in (engine, wide)]
+    for scheduler, decode in originals:
+
+        def recording(decode=decode) -> None:  # type: ignore[no-untyped-def]
+            seen.add(threading.get_ident())
+            decode()
+
+        scheduler._decode = recording  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(_collect(engine, _request(engine, 4)), _collect(wide, _request(wide, 4)))
+    finally:
+        for scheduler, decode in originals:
+            scheduler._decode = decode  # type: ignore[method-assign]
+    assert len(seen) == 1 and threading.get_ident() not in seen
