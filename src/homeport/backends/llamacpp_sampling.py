@@ -2,7 +2,7 @@
 with a fast path for grammars.
 
 With continuous batching every running sequence samples between two decode steps, on the one
-scheduler thread, while the cores wait. llama.cpp's chain copies the 49k-entry vocabulary into a
+driver thread, while the cores wait. llama.cpp's chain copies the 49k-entry vocabulary into a
 candidate array and softmaxes it per sample (~1 ms with top_p); the NumPy path works on the
 logits in place and sorts only the tokens that can matter (~0.1 ms). Requests with penalties,
 logit_bias or a grammar use the chain.
