@@ -1,14 +1,16 @@
 """Continuous batching over llama.cpp's batch API: many sequences decoded together each step.
 
-One thread, the same for every engine in the process, owns the llama.cpp contexts (`_Driver`:
-OpenMP gives each thread that calls llama.cpp a team of its own, and once a process holds more
-OpenMP threads than cores libgomp stops spinning at barriers, so every decode takes longer —
-measured: a second chat model's first request slowed the first model's single stream from 122
-to 80 tok/s while each engine had its own thread). Each step it builds one `llama_batch` holding the next
-token of every sequence that is generating, plus up to `chunk` prompt tokens of sequences still
-reading their prompt (a long prompt is read over several steps, so running streams keep going),
-calls `llama_decode` once, and samples each sequence that produced logits with its own sampler
-(temperature, top_p, penalties, logit_bias, seed, grammar: all per request).
+Each step builds one `llama_batch` holding the next token of every sequence that is generating,
+plus up to `chunk` prompt tokens of sequences still reading their prompt (a long prompt is read
+over several steps, so running streams keep going), calls `llama_decode` once, and samples each
+sequence that produced logits with its own sampler (temperature, top_p, penalties, logit_bias,
+seed, grammar: all per request).
+
+One thread, the same for every engine in the process, runs the steps (`_Driver`): OpenMP gives
+each thread that calls llama.cpp a team of its own, and once a process holds more OpenMP threads
+than cores libgomp stops spinning at barriers, so every decode takes longer (measured: a second
+chat model's first request slowed the first model's single stream from 122 to 80 tok/s while
+each engine had its own thread).
 
 Sequences live in slots — llama.cpp sequence ids, each with its own KV stream (not one unified
 cache: a sequence's attention then never sees the other sequences' cells, and its logits are
@@ -329,10 +331,12 @@ class _Driver:
                 if scheduler._closing is None:
                     scheduler._tick()
                     continue
-                scheduler._shut()
-                with self.cv:
-                    self._schedulers.remove(scheduler)
-                scheduler._closing.set()
+                try:
+                    scheduler._shut()
+                finally:
+                    with self.cv:
+                        self._schedulers.remove(scheduler)
+                    scheduler._closing.set()
 
 
 _DRIVER = _Driver()
