@@ -8,9 +8,9 @@ seed, grammar: all per request).
 
 One thread, the same for every engine in the process, runs the steps (`_Driver`): OpenMP gives
 each thread that calls llama.cpp a team of its own, and once a process holds more OpenMP threads
-than cores libgomp stops spinning at barriers, so every decode takes longer (measured: a second
-chat model's first request slowed the first model's single stream from 122 to 80 tok/s while
-each engine had its own thread).
+than cores libgomp stops spinning at barriers, so every decode takes longer (bench/two_models.py:
+with a thread per engine, a second chat model's first request slowed the first model's single
+stream from 116 to 62-69 tok/s).
 
 Sequences live in slots — llama.cpp sequence ids, each with its own KV stream (not one unified
 cache: a sequence's attention then never sees the other sequences' cells, and its logits are
