@@ -7,7 +7,8 @@ greedy, temperature 0.8, and temperature 0.8 + top_p 0.9 sampling; prints aggreg
 mean per-step time in llama_decode, in sampling, and in everything else. Beside each row,
 llama.cpp's batched-decode ceiling for that many sequences (`bench/serving.py`'s, greedy, no
 scheduler), measured right before and after the row (this machine's speed drifts), and the
-engine's share of it: what the engine itself costs, without HTTP.
+engine's share of it: what the engine itself costs, without HTTP. The rows run in two rounds,
+the second in reverse order, so a drift in the machine's speed does not fall on one kind of row.
 """
 
 from __future__ import annotations
@@ -65,32 +66,33 @@ def main() -> None:
     async def run() -> list[dict]:
         rows = []
         kinds = (("greedy", 0.0, 1.0), ("temp 0.8", 0.8, 1.0), ("temp 0.8 top_p 0.9", 0.8, 0.9))
-        for label, temperature, top_p in kinds:
-            for streams in (1, 8):
-                before = limits.run(streams, 128)
-                spent["decode"] = spent["sample"] = 0.0
-                steps = scheduler.steps
-                began = time.perf_counter()
-                tokens = sum(await asyncio.gather(*(one(temperature, top_p) for _ in range(streams))))
-                elapsed = time.perf_counter() - began
-                steps = scheduler.steps - steps
-                limit = (before + limits.run(streams, 128)) / 2
-                rows.append({"sampling": label, "streams": streams, "tok_per_s": tokens / elapsed,
-                             "ceiling_tok_per_s": limit, "of_ceiling": tokens / elapsed / limit,
-                             "decode_ms_per_step": 1000 * spent["decode"] / steps,
-                             "sample_ms_per_step": 1000 * spent["sample"] / steps,
-                             "other_ms_per_step": 1000 * (elapsed - spent["decode"] - spent["sample"]) / steps,
-                             })  # fmt: skip
+        order = [(kind, streams) for kind in kinds for streams in (1, 8)]
+        for round_, (kind, streams) in [(0, x) for x in order] + [(1, x) for x in reversed(order)]:
+            label, temperature, top_p = kind
+            before = limits.run(streams, 128)
+            spent["decode"] = spent["sample"] = 0.0
+            steps = scheduler.steps
+            began = time.perf_counter()
+            tokens = sum(await asyncio.gather(*(one(temperature, top_p) for _ in range(streams))))
+            elapsed = time.perf_counter() - began
+            steps = scheduler.steps - steps
+            limit = (before + limits.run(streams, 128)) / 2
+            rows.append({"round": round_, "sampling": label, "streams": streams, "tok_per_s": tokens / elapsed,
+                         "ceiling_tok_per_s": limit, "of_ceiling": tokens / elapsed / limit,
+                         "decode_ms_per_step": 1000 * spent["decode"] / steps,
+                         "sample_ms_per_step": 1000 * spent["sample"] / steps,
+                         "other_ms_per_step": 1000 * (elapsed - spent["decode"] - spent["sample"]) / steps,
+                         })  # fmt: skip
         return rows
 
     rows = asyncio.run(run())
     limits.close()
-    print(f"{'sampling':20} {'streams':>7} {'tok/s':>7} {'ceiling':>8} {'share':>6} {'decode ms':>10} "
+    print(f"{'round':>5} {'sampling':20} {'streams':>7} {'tok/s':>7} {'ceiling':>8} {'share':>6} {'decode ms':>10} "
           f"{'sample ms':>10} {'other ms':>9}  (per step)")  # fmt: skip
     for r in rows:
-        print(f"{r['sampling']:20} {r['streams']:>7} {r['tok_per_s']:>7.1f} {r['ceiling_tok_per_s']:>8.1f} "
-              f"{r['of_ceiling']:>6.2f} {r['decode_ms_per_step']:>10.1f} {r['sample_ms_per_step']:>10.2f} "
-              f"{r['other_ms_per_step']:>9.2f}")  # fmt: skip
+        print(f"{r['round']:>5} {r['sampling']:20} {r['streams']:>7} {r['tok_per_s']:>7.1f} "
+              f"{r['ceiling_tok_per_s']:>8.1f} {r['of_ceiling']:>6.2f} {r['decode_ms_per_step']:>10.1f} "
+              f"{r['sample_ms_per_step']:>10.2f} {r['other_ms_per_step']:>9.2f}")  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))
 
