@@ -188,10 +188,11 @@ class BatchScheduler:
                 self._take()
                 continue
             prompt = seq.request.prompt
-            slot = max(free, key=lambda s: (_common_prefix(s.tokens, prompt), -s.freed_at))
-            donor = max(self._slots, key=lambda s: _common_prefix(s.tokens, prompt))
-            own, shared = _common_prefix(slot.tokens, prompt), _common_prefix(donor.tokens, prompt)
-            if self._reading(prompt) >= max(own, shared) + _COPY_MIN:
+            prefix = {s.seq_id: _common_prefix(s.tokens, prompt) for s in self._slots}
+            slot = max(free, key=lambda s: (prefix[s.seq_id], -s.freed_at))
+            donor = max(self._slots, key=lambda s: prefix[s.seq_id])
+            have = max(prefix[slot.seq_id], prefix[donor.seq_id])
+            if self._reading(prompt) >= have + _COPY_MIN:
                 return  # a running sequence is reading this prefix: copy it once it has
             self._take()
             try:
@@ -199,12 +200,14 @@ class BatchScheduler:
             except HomeportError as exc:
                 self._emit(seq, exc)
                 continue
-            if shared >= own + _COPY_MIN:
+            if prefix[donor.seq_id] >= prefix[slot.seq_id] + _COPY_MIN:
                 # The whole stream is copied at the start of the next llama_decode, before the
                 # donor writes anything more; what lies past the shared prefix is cut below.
                 self._lib.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, -1, -1)
                 slot.tokens = list(donor.tokens)
-            keep = min(_common_prefix(slot.tokens, prompt), len(prompt) - 1)  # ≥ 1 token for fresh logits
+            else:
+                have = prefix[slot.seq_id]
+            keep = min(have, len(prompt) - 1)  # ≥ 1 token for fresh logits
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
             del slot.tokens[keep:]
             slot.busy, seq.slot, seq.todo = True, slot, prompt[keep:]
