@@ -351,7 +351,9 @@ def test_a_run_waiting_for_tool_outputs_expires(tmp_path) -> None:
             run = beta.threads.runs.retrieve(run.id, thread_id=thread.id)
         assert run.status == "expired" and run.required_action is None
         validate("RunObject", _dump(run))
-        steps = beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+        listed = beta.threads.runs.steps.list(run.id, thread_id=thread.id)
+        validate("ListRunStepsResponse", _dump(listed))
+        steps = listed.data
         assert [(s.type, s.status) for s in steps] == [("tool_calls", "expired")] and steps[0].expired_at
         outputs = [{"tool_call_id": steps[0].step_details.tool_calls[0].id, "output": "sunny"}]
         with pytest.raises(openai.BadRequestError):

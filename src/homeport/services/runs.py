@@ -399,7 +399,7 @@ class RunService:
             out.append(_ThreadMessage(role=m["role"], content=text))
         for step in steps:  # this run's function calls and their outputs
             calls = _function_calls(step)
-            if calls and all("output" in c["function"] for c in calls):
+            if calls and all(c["function"].get("output") is not None for c in calls):
                 out.append(
                     {
                         "role": "assistant",
@@ -554,6 +554,8 @@ class RunService:
             return used
         if calls:
             details: dict[str, Any] = {"type": "tool_calls", "tool_calls": [calls[i] for i in sorted(calls)]}
+            for call in details["tool_calls"]:
+                call["function"]["output"] = None  # until submitted: the spec requires the key
             waiting = await self._step(project_id, run, "tool_calls", details)
             waiting["usage"] = usage
             await self.docs.save(waiting)
@@ -561,7 +563,11 @@ class RunService:
                 "type": "submit_tool_outputs",
                 "submit_tool_outputs": {
                     "tool_calls": [
-                        {"id": c["id"], "type": "function", "function": dict(c["function"])}
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                        }
                         for c in details["tool_calls"]
                     ]
                 },
