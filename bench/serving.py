@@ -26,8 +26,8 @@ with `--interrupt_requests False` (by default a new request aborts the running o
 llama-cpp-python's server runs each `next()` of a stream on whichever AnyIO worker thread is free,
 and OpenMP gives every thread that calls llama.cpp a team of its own: once several have, the
 process holds more OpenMP threads than cores, libgomp stops spinning at barriers and each decode
-takes about three times as long (py-spy: 88% of its time in `llama_decode`; TPOT 12 ms on a fresh
-server, 33 ms after a few requests). Its rows are what it serves after the warm-up, as users see.
+takes about three times as long (py-spy: `llama_decode` called from four threads, 88% of the time
+in it; TPOT about 12 ms in some runs, 33 ms in most). Its rows are what it serves, as users see.
 """
 
 from __future__ import annotations
