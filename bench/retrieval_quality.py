@@ -58,6 +58,7 @@ def main() -> None:
             for mode, options in (("vector only", {"ranker": "none"}), ("hybrid", None)):
                 scores = {"code": [0, 0], "topic": [0, 0]}
                 for p in products[:100]:
+
                     def same_code(q: dict, p: dict = p) -> bool:
                         return q["code"] == p["code"]
 
