@@ -213,3 +213,38 @@ async def test_every_engine_decodes_on_one_thread(engine: LlamaCppEngine, wide: 
         for scheduler, decode in originals:
             scheduler._decode = decode  # type: ignore[method-assign]
     assert len(seen) == 1 and threading.get_ident() not in seen
+
+
+@pytest.mark.anyio
+async def test_running_sequences_sit_in_consecutive_slots_in_order(wide: LlamaCppEngine) -> None:
+    """llama.cpp puts only consecutive, increasing sequence ids into one ubatch: a step over slots
+    1-7 then 0 would run two graphs. 8 streams, then 1 (it reuses a slot), then 8 again."""
+    scheduler, decode = wide._scheduler, wide._scheduler._decode
+    steps: list[list[int]] = []
+
+    def recording() -> None:
+        batch = scheduler._batch
+        ids = [batch.seq_id[i][0] for i in range(batch.n_tokens)]
+        if len(set(ids)) == len(ids):  # every sequence generating: one token each
+            steps.append(ids)
+        decode()
+
+    no_end = {wide._llm.token_eos(): -100.0}
+    scheduler._decode = recording  # type: ignore[method-assign]
+    try:
+        for count in (8, 1, 8):
+            # One prompt for all: every free slot holds it, so the slot order is up to the scheduler.
+            await asyncio.gather(*(_collect(wide, _request(wide, 6, "Tell a story.", logit_bias=no_end))
+                                   for _ in range(count)))  # fmt: skip
+    finally:
+        scheduler._decode = decode  # type: ignore[method-assign]
+    assert steps and all(ids == list(range(ids[0], ids[0] + len(ids))) for ids in steps)
+    assert max(len(ids) for ids in steps) == 8
+
+
+def test_a_new_request_keeps_the_busy_slots_together() -> None:
+    from homeport.backends.batching import _runs
+
+    busy = [True, False, False, True, True, False, False, False]
+    assert [_runs(busy, i) for i in (1, 2, 5, 7)] == [2, 2, 2, 3]
+    assert _runs([False] * 4, 2) == 1 and _runs([True, True, False, False], 2) == 1
