@@ -25,11 +25,11 @@ busy slots in the fewest runs. (bench/engine_steps.py, before this: 8-stream row
 ms, 0.92-0.96.) Among those slots it takes the one whose cache shares the longest prefix with
 its prompt. When another slot (busy or not) holds a longer one, that slot's stream is copied
 over first (the copy of a whole stream costs about what 10 prompt tokens do; its logits are
-bit-identical), and a request whose prefix another sequence is still reading waits for it rather than reading it too —
-so a system prompt shared by many requests is evaluated once. Only the rest of the prompt is
-evaluated; the reused count is reported as `usage.prompt_tokens_details.cached_tokens`. A
-cancelled request (client gone, stop string found) leaves its slot at the next step; the slot's
-cache stays for the next prompt.
+bit-identical), and a request whose prefix another sequence is still reading waits for it
+rather than reading it too — so a system prompt shared by many requests is evaluated once.
+Only the rest of the prompt is evaluated; the reused count is reported as
+`usage.prompt_tokens_details.cached_tokens`. A cancelled request (client gone, stop string
+found) leaves its slot at the next step; the slot's cache stays for the next prompt.
 """
 
 from __future__ import annotations
