@@ -29,7 +29,7 @@ def main() -> None:
     import llama_cpp as lc
     from llama_cpp import Llama
 
-    from homeport.services.models import locate_weights
+    from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

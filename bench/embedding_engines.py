@@ -35,7 +35,7 @@ def main() -> None:
     import numpy as np
 
     from homeport.backends.bert import BertEncoder
-    from homeport.services.models import locate_weights
+    from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     model_dir = locate_weights(DEFAULT_MODELS[2], Path("/nonexistent"))

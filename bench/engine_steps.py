@@ -31,8 +31,8 @@ def main() -> None:
     from serving import RemoteCeiling
 
     from homeport.backends.base import GenerationRequest, Message, SamplingParams, Token
-    from homeport.backends.llamacpp import LlamaCppEngine
-    from homeport.services.models import locate_weights
+    from homeport.backends.llamacpp.engine import LlamaCppEngine
+    from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS, EngineSettings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -41,7 +41,7 @@ def main() -> None:
     gguf = locate_weights(DEFAULT_MODELS[0], Path("/nonexistent"))
     engine = LlamaCppEngine(gguf, settings=EngineSettings(slots=8), context_length=2048)
     limits = RemoteCeiling(gguf)  # in another process: see bench/serving.py's InProcess
-    scheduler = engine._scheduler
+    scheduler = engine.scheduler
     spent = {"decode": 0.0, "sample": 0.0}
     decode, sample = scheduler._decode, scheduler._sample
 

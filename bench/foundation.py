@@ -84,7 +84,7 @@ class InProcess:
         from llama_cpp import Llama
 
         from homeport.backends.bert import BertEncoder
-        from homeport.services.models import locate_weights
+        from homeport.services.inference.registry import locate_weights
         from homeport.settings import DEFAULT_MODELS
 
         tmp = Path(tempfile.gettempdir())

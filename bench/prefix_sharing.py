@@ -26,10 +26,10 @@ SYSTEM = "You are the harbour master of Port Ellis. Answer with a berth number a
 
 
 def main() -> None:
-    from homeport.backends import batching
     from homeport.backends.base import GenerationRequest, Message, SamplingParams, Token
-    from homeport.backends.llamacpp import LlamaCppEngine
-    from homeport.services.models import locate_weights
+    from homeport.backends.llamacpp import batching
+    from homeport.backends.llamacpp.engine import LlamaCppEngine
+    from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS, EngineSettings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -247,7 +247,7 @@ def _ceiling_run(b: int, max_tokens: int) -> float:
 def _load_engine(gguf: str) -> None:
     global _ENGINE
     sys.path.insert(0, str(REPO / "src"))
-    from homeport.backends.llamacpp import LlamaCppEngine
+    from homeport.backends.llamacpp.engine import LlamaCppEngine
     from homeport.settings import EngineSettings
 
     _ENGINE = LlamaCppEngine(Path(gguf), settings=EngineSettings())  # what the server runs
@@ -300,7 +300,7 @@ def main() -> None:
     args = parser.parse_args()
     from llama_cpp import Llama
 
-    from homeport.services.models import locate_weights
+    from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     results: dict[str, dict] = {}

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from homeport.services.usage import UsageEvent, UsageRecorder, usage_report  # noqa: E402
+from homeport.services.platform.usage import UsageEvent, UsageRecorder, usage_report  # noqa: E402
 from homeport.storage.db import Database  # noqa: E402
 
 DAY = 86400

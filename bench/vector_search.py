@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from sqlalchemy import insert  # noqa: E402
 
-from homeport.services.keyword import keyword_hits  # noqa: E402
-from homeport.services.vector_index import VectorIndexes  # noqa: E402
+from homeport.services.retrieval.keyword import keyword_hits  # noqa: E402
+from homeport.services.retrieval.vector_index import VectorIndexes  # noqa: E402
 from homeport.storage.db import Database  # noqa: E402
 from homeport.storage.tables import ChunkRow, VectorStoreRow  # noqa: E402
 
@@ -100,9 +100,9 @@ async def bench_search(n: int, tmp: Path) -> dict:
 
 
 async def bench_ingestion(tmp: Path) -> dict:
-    from homeport.services.files import FileStore
-    from homeport.services.models import ModelRegistry
-    from homeport.services.vector_stores import VectorStoreService
+    from homeport.services.inference.registry import ModelRegistry
+    from homeport.services.retrieval.files import FileStore
+    from homeport.services.retrieval.stores import VectorStoreService
     from homeport.settings import Settings
     from homeport.storage.blobs import LocalBlobStore
 

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from .api.families import SCOPES
 from .logs import configure_logging
-from .services.keys import ENDPOINT_FAMILIES as FAMILIES
-from .services.keys import KeyStore
-from .services.limits import Limit
+from .services.platform.accounts import Accounts, prepare
+from .services.platform.limits import Limit
 from .settings import Settings
 from .storage.db import Database
 
@@ -102,25 +102,22 @@ async def _bootstrap(settings: Settings) -> str | None:
     """Migrate, and on a fresh install with no key configured, create the first key."""
     db = Database(settings.resolved_database_url)
     try:
-        await db.migrate()
-        store = KeyStore(db)
-        if settings.api_key is not None:
-            await store.ensure(settings.api_key.get_secret_value(), name="HOMEPORT_API_KEY")
-            return None
-        if await store.count_active() == 0:
-            _, secret = await store.create("default")
-            return secret
-        return None
+        return await prepare(Accounts.open(db), _api_key(settings), first_key=True)
     finally:
         await db.close()
+
+
+def _api_key(settings: Settings) -> str | None:
+    return settings.api_key.get_secret_value() if settings.api_key is not None else None
 
 
 def _with_store(settings: Settings, action):  # type: ignore[no-untyped-def]
     async def run():  # type: ignore[no-untyped-def]
         db = Database(settings.resolved_database_url)
         try:
-            await db.migrate()
-            return await action(KeyStore(db))
+            accounts = Accounts.open(db)
+            await prepare(accounts, _api_key(settings), first_key=False)
+            return await action(accounts)
         finally:
             await db.close()
 
@@ -141,15 +138,15 @@ def keys_create(
     models: Annotated[str | None, typer.Option(help="Comma-separated model ids the key may use.")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Only list models and read usage.")] = False,
     endpoints: Annotated[
-        str | None, typer.Option(help=f"Comma-separated endpoint families the key may call: {', '.join(FAMILIES)}.")
+        str | None, typer.Option(help=f"Comma-separated endpoint families the key may call: {', '.join(SCOPES)}.")
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="An admin key: manages projects, keys, limits.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a key; its secret is printed once, on the last line."""
     families = [f.strip() for f in endpoints.split(",") if f.strip()] if endpoints else None
-    if families and (unknown := set(families) - set(FAMILIES)):
-        console.print(f"Unknown endpoint families: {', '.join(sorted(unknown))} (known: {', '.join(FAMILIES)}).")
+    if families and (unknown := set(families) - set(SCOPES)):
+        console.print(f"Unknown endpoint families: {', '.join(sorted(unknown))} (known: {', '.join(SCOPES)}).")
         raise typer.Exit(2)
     if admin and project:
         console.print("An admin key belongs to no project.")
@@ -157,8 +154,8 @@ def keys_create(
     expires_at = int(time.time() + expires_in_days * 86400) if expires_in_days is not None else None
     allow = [m.strip() for m in models.split(",") if m.strip()] if models else None
 
-    def create(store: KeyStore):  # type: ignore[no-untyped-def]
-        return store.create(
+    def create(store: Accounts):  # type: ignore[no-untyped-def]
+        return store.keys.create(
             name, project=project, limits=Limit("key", "", "*", rpm, tpm, rpd, tpd), budget_tokens=budget_tokens,
             expires_at=expires_at, budget_micro_usd=None if budget_usd is None else round(budget_usd * 1e6),
             models=allow, read_only=read_only, admin=admin, endpoints=families,
@@ -176,7 +173,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(config: ConfigOption = None) -> None:
     """List keys (secrets redacted)."""
-    for key in _with_store(_settings(config), lambda store: store.list_keys()):
+    for key in _with_store(_settings(config), lambda store: store.keys.list_keys()):
         state = "revoked" if key.revoked_at else "active"
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_at))
         kind = "admin" if key.admin else (key.project_id or "-")
@@ -186,7 +183,7 @@ def keys_list(config: ConfigOption = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
     """Revoke a key by id."""
-    if not _with_store(_settings(config), lambda store: store.revoke(key_id)):
+    if not _with_store(_settings(config), lambda store: store.keys.revoke(key_id)):
         console.print(f"No active key {key_id}.")
         raise typer.Exit(1)
     console.print(f"Revoked {key_id}.")
@@ -200,7 +197,7 @@ def _limits_text(limit: Limit | None) -> str:
 @projects_app.command("list")
 def projects_list(config: ConfigOption = None) -> None:
     """List projects (archived ones too)."""
-    for p in _with_store(_settings(config), lambda store: store.projects()):
+    for p in _with_store(_settings(config), lambda store: store.projects.list()):
         state = "archived" if p.archived_at else "active"
         logging = "  prompts logged" if p.log_prompts else ""
         print(f"{p.id}  {state:8}  {p.name}{logging}")
@@ -217,9 +214,9 @@ def projects_set(
 ) -> None:
     """Create a project if needed and change its settings."""
 
-    async def change(store: KeyStore):  # type: ignore[no-untyped-def]
-        project_id = await store.ensure_project(name)
-        return await store.update_project(project_id, archived=archive, log_prompts=log_prompts)
+    async def change(store: Accounts):  # type: ignore[no-untyped-def]
+        project_id = await store.projects.ensure(name)
+        return await store.projects.update(project_id, archived=archive, log_prompts=log_prompts)
 
     p = _with_store(_settings(config), change)
     console.print(f"Project {p.name} ({p.id}): {'archived' if p.archived_at else 'active'}, "
@@ -242,14 +239,14 @@ def limits_set(
         console.print("Give exactly one of --project NAME or --key ID.")
         raise typer.Exit(2)
 
-    async def set_(store: KeyStore):  # type: ignore[no-untyped-def]
+    async def set_(store: Accounts):  # type: ignore[no-untyped-def]
         if project is not None:
-            owner = ("project", await store.ensure_project(project))
-        elif await store.get_key(key or "") is None:
+            owner = ("project", await store.projects.ensure(project))
+        elif await store.keys.get_key(key or "") is None:
             return None
         else:
             owner = ("key", key or "")
-        return await store.set_limits(Limit(*owner, model, rpm, tpm, rpd, tpd))
+        return await store.limits.set(Limit(*owner, model, rpm, tpm, rpd, tpd))
 
     limit = _with_store(_settings(config), set_)
     if limit is None:
@@ -262,11 +259,11 @@ def limits_set(
 def limits_list(config: ConfigOption = None) -> None:
     """Every configured limit."""
 
-    async def collect(store: KeyStore):  # type: ignore[no-untyped-def]
+    async def collect(store: Accounts):  # type: ignore[no-untyped-def]
         rows = []
-        for p in await store.projects():
-            rows += [(f"project {p.name}", x) for x in await store.limits_of("project", p.id)]
-        for k in await store.list_keys(active=True):
+        for p in await store.projects.list():
+            rows += [(f"project {p.name}", x) for x in await store.limits.of("project", p.id)]
+        for k in await store.keys.list_keys(active=True):
             rows += [(f"key {k.id} ({k.name})", x) for x in k.limits]
         return rows
 
@@ -283,7 +280,7 @@ def usage(
     """Print requests, tokens and cost per day (from the hourly rollups)."""
     from rich.table import Table
 
-    from .services.usage import costs_report, usage_report
+    from .services.platform.usage import costs_report, usage_report
 
     column = {"model": "model", "project": "project_id", "key": "api_key_id"}.get(group_by)
     if column is None:
@@ -291,7 +288,7 @@ def usage(
         raise typer.Exit(2)
     start = int(time.time()) // 86400 * 86400 - (days - 1) * 86400
 
-    async def report(store: KeyStore):  # type: ignore[no-untyped-def]
+    async def report(store: Accounts):  # type: ignore[no-untyped-def]
         db, window = store.db, {"start_time": start, "end_time": None, "bucket_width": "1d", "limit": days}
         pages = [await usage_report(db, kind, group_by=[column], project_ids=None, models=None, api_key_ids=None,
                                     **window)  # type: ignore[arg-type]

@@ -109,7 +109,7 @@ def _token_id(token: str) -> int:
     """The id of a token, from the same GGUF's vocabulary (loaded vocab-only, in the test)."""
     from llama_cpp import Llama
 
-    from homeport.services.models import locate_weights
+    from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     path = locate_weights(DEFAULT_MODELS[0], data_dir=None)  # type: ignore[arg-type]

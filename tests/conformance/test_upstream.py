@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from homeport.services.models import locate_weights
+from homeport.services.inference.registry import locate_weights
 from homeport.settings import DEFAULT_MODELS
 from tests.conftest import API_KEY, create_key, start_llama_cpp_server, start_server, stop_server
 from tests.spec import validate

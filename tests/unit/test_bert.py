@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from homeport.backends.bert import BertEncoder
-from homeport.services.models import locate_weights
+from homeport.services.inference.registry import locate_weights
 from homeport.settings import DEFAULT_MODELS
 
 REFERENCE = json.loads((Path(__file__).parents[1] / "fixtures" / "minilm_reference.json").read_text())

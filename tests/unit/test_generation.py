@@ -8,7 +8,7 @@ import pytest
 
 from homeport.backends.base import Finish, GenerationRequest, SamplingParams, Token
 from homeport.errors import ContextLengthExceeded, InvalidRequest
-from homeport.services.generation import Done, Piece, generate_text, parse_logit_bias, resolve_max_tokens
+from homeport.services.inference.generation import Done, Piece, generate_text, parse_logit_bias, resolve_max_tokens
 
 
 class ScriptedEngine:

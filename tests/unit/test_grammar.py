@@ -1,4 +1,4 @@
-"""Schema checks name what cannot be enforced; generated grammars compile in llama.cpp."""
+"""Schema checks name what cannot be enforced; constraints compile to grammars llama.cpp accepts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from homeport.backends import grammar as gbnf
+from homeport.backends.constraints import JSON_OBJECT_SCHEMA, OutputConstraint, ToolSignature, check_schema
+from homeport.backends.llamacpp import grammar as gbnf
 from homeport.errors import InvalidRequest
 
 GOOD = [
@@ -32,13 +33,13 @@ BAD = [
 
 @pytest.mark.parametrize("schema", GOOD)
 def test_supported_schemas_pass(schema: dict) -> None:
-    gbnf.check_schema(schema, param="p")
+    check_schema(schema, param="p")
 
 
 @pytest.mark.parametrize(("schema", "needle"), BAD)
 def test_unsupported_keywords_are_named(schema: dict, needle: str) -> None:
     with pytest.raises(InvalidRequest) as err:
-        gbnf.check_schema(schema, param="response_format.json_schema.schema")
+        check_schema(schema, param="response_format.json_schema.schema")
     assert needle in err.value.message and err.value.param == "response_format.json_schema.schema"
 
 
@@ -46,7 +47,7 @@ def test_unsupported_keywords_are_named(schema: dict, needle: str) -> None:
 def vocab():  # a llama.cpp vocabulary to compile grammars against
     import llama_cpp
 
-    from homeport.services.models import locate_weights
+    from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     model = llama_cpp.Llama(str(locate_weights(DEFAULT_MODELS[0], Path("/x"))), vocab_only=True, verbose=False)
@@ -74,3 +75,20 @@ def test_grammars_compile(vocab, schema: dict) -> None:
 
 def test_json_object_grammar_compiles(vocab) -> None:
     assert _compiles(vocab, gbnf.JSON_OBJECT)
+
+
+def test_constraints_compile_for_every_tool_choice(vocab) -> None:
+    tools = (ToolSignature("a", GOOD[0]), ToolSignature("b", {}))
+    cases = [
+        (OutputConstraint(answer=JSON_OBJECT_SCHEMA), gbnf.JSON_OBJECT, None),
+        (OutputConstraint(answer=GOOD[1]), gbnf.schema_grammar(GOOD[1]), None),
+        (OutputConstraint(tools=tools, calls="auto"), None, gbnf.TOOL_CALL_TRIGGER),  # lazy
+        (OutputConstraint(answer=GOOD[0], tools=tools, calls="auto"), None, None),  # calls or the answer
+        (OutputConstraint(tools=tools[:1]), None, None),
+    ]
+    for constraint, text, trigger in cases:
+        grammar = gbnf.compile_constraint(constraint)
+        assert _compiles(vocab, grammar.text) and grammar.trigger == trigger
+        assert text is None or grammar.text == text
+    parallel = gbnf.compile_constraint(OutputConstraint(tools=tools, parallel=True)).text
+    assert f"{{0,{gbnf.MAX_PARALLEL_CALLS - 1}}}" in parallel

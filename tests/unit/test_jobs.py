@@ -10,8 +10,8 @@ import pytest
 from saq import Queue
 from saq.job import Status
 
-from homeport.services.jobs import JobWorker, open_queue
 from homeport.storage.db import Database
+from homeport.storage.jobs import JobWorker, open_queue
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from homeport.errors import Conflict
-from homeport.services.keys import KeyStore, hash_secret
-from homeport.services.limits import Limit
+from homeport.services.platform.accounts import Accounts
+from homeport.services.platform.keys import hash_secret
+from homeport.services.platform.limits import Limit
 from homeport.storage.db import Database
 from homeport.storage.tables import ApiKeyRow
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_keys_are_hashed_checked_and_revoked(db: Database) -> None:
     await db.migrate()  # idempotent
-    store = KeyStore(db)
+    store = Accounts.open(db).keys
     key, secret = await store.create("alice")
     assert secret.startswith("sk-hp-") and len(secret) > 30
     assert await store.verify(secret) == key
@@ -34,12 +35,13 @@ async def test_keys_are_hashed_checked_and_revoked(db: Database) -> None:
 
 
 async def test_limits_of_key_and_project_load_with_the_key(db: Database) -> None:
-    store = KeyStore(db)
+    accounts = Accounts.open(db)
+    store, limits = accounts.keys, accounts.limits
     key, secret = await store.create("bob", project="web", limits=Limit("key", "", "*", rpm=5, tpd=1000))
     project_id = key.project_id
     assert project_id is not None
-    await store.set_limits(Limit("project", project_id, "smollm2-135m-instruct", rpm=3, rpd=100))
-    await store.set_limits(Limit("project", project_id, "*", tpm=9000))
+    await limits.set(Limit("project", project_id, "smollm2-135m-instruct", rpm=3, rpd=100))
+    await limits.set(Limit("project", project_id, "*", tpm=9000))
     verified = await store.verify(secret)
     assert verified is not None and verified.project is not None and verified.project.name == "web"
     assert set(verified.limits) == {
@@ -50,24 +52,25 @@ async def test_limits_of_key_and_project_load_with_the_key(db: Database) -> None
     names = sorted(s.name for x in verified.limits if x.applies_to("all-minilm-l6-v2") for s in x.scopes())
     assert names == [f"key:{key.id}:*:1d", f"key:{key.id}:*:1m", f"project:{project_id}:*:1m"]
     # Changing a limit replaces it; giving none removes it.
-    await store.set_limits(Limit("project", project_id, "*", rpm=1))
-    await store.set_limits(Limit("project", project_id, "smollm2-135m-instruct"))
-    assert await store.limits_of("project", project_id) == [Limit("project", project_id, "*", rpm=1)]
+    await limits.set(Limit("project", project_id, "*", rpm=1))
+    await limits.set(Limit("project", project_id, "smollm2-135m-instruct"))
+    assert await limits.of("project", project_id) == [Limit("project", project_id, "*", rpm=1)]
 
 
 async def test_projects_archive_rename_and_keys_last_use(db: Database) -> None:
-    store = KeyStore(db)
-    project = await store.create_project("alpha")
+    accounts = Accounts.open(db)
+    store, projects = accounts.keys, accounts.projects
+    project = await projects.create("alpha")
     with pytest.raises(Conflict):
-        await store.create_project("alpha")
-    assert await store.ensure_project("alpha") == project.id
+        await projects.create("alpha")
+    assert await projects.ensure("alpha") == project.id
     key, secret = await store.create("k", project_id=project.id)
-    await store.update_project(project.id, name="beta", archived=True, log_prompts=True)
+    await projects.update(project.id, name="beta", archived=True, log_prompts=True)
     verified = await store.verify(secret)
     assert verified is not None and verified.project is not None
     assert (verified.project.name, verified.project.log_prompts) == ("beta", True)
     assert verified.project.archived_at is not None
-    assert [p.id for p in await store.projects(include_archived=False)] == []
+    assert [p.id for p in await projects.list(include_archived=False)] == []
     await store.touch({key.id: 1700000000})
     await store.touch({key.id: 1600000000})  # an older batch never moves it back
     found = await store.get_key(key.id)

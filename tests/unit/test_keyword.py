@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, insert
 
-from homeport.services.keyword import keyword_hits
+from homeport.services.retrieval.keyword import keyword_hits
 from homeport.storage.db import Database
 from homeport.storage.tables import ChunkRow
 

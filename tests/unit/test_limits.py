@@ -9,7 +9,7 @@ import time
 import pytest
 
 from homeport.errors import RateLimited
-from homeport.services.limits import (
+from homeport.services.platform.limits import (
     DAY_S,
     WINDOW_S,
     Limit,

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from homeport.backends.base import Finish, GenerationRequest, Message, SamplingParams, Token
-from homeport.backends.llamacpp import LlamaCppEngine
+from homeport.backends.constraints import OutputConstraint
+from homeport.backends.llamacpp.engine import LlamaCppEngine
 from homeport.errors import EngineOverloaded
-from homeport.services.models import locate_weights
+from homeport.services.inference.registry import locate_weights
 from homeport.settings import DEFAULT_MODELS, EngineSettings
+
+UNREADABLE = {"type": "string", "pattern": "^[a$"}
 
 
 @pytest.fixture(scope="module")
@@ -98,26 +101,26 @@ async def test_logprobs_are_a_distribution(engine: LlamaCppEngine) -> None:
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 async def test_grammar_is_enforced_on_both_sampling_paths(engine: LlamaCppEngine, temperature: float) -> None:
     # The model would rather say something else: every token goes through the grammar check.
-    grammar = 'root ::= "maybe" | "perhaps so"'
+    only = OutputConstraint(answer={"enum": ["maybe", "perhaps so"]})
     for seed in range(4):
-        items = await _collect(engine, _request(engine, 20, temperature=temperature, seed=seed, grammar=grammar))
+        items = await _collect(engine, _request(engine, 20, temperature=temperature, seed=seed, constraint=only))
         text = b"".join(t.piece for t in items if isinstance(t, Token)).decode()
-        assert text in ("maybe", "perhaps so") and items[-1] == Finish("stop")
+        assert text in ('"maybe"', '"perhaps so"') and items[-1] == Finish("stop")
 
 
 @pytest.mark.anyio
 async def test_bad_grammar_is_an_invalid_request(engine: LlamaCppEngine) -> None:
     from homeport.errors import InvalidRequest
 
-    with pytest.raises(InvalidRequest):
-        await _collect(engine, _request(engine, 5, grammar="root ::= (unclosed"))
+    with pytest.raises(InvalidRequest):  # a pattern llama.cpp's schema converter cannot read
+        await _collect(engine, _request(engine, 5, constraint=OutputConstraint(answer=UNREADABLE)))
     assert len(await _collect(engine, _request(engine, 2))) == 3  # the engine still serves
 
 
 @pytest.mark.anyio
 async def test_concurrent_requests_are_decoded_together(wide: LlamaCppEngine) -> None:
     before = wide.stats()
-    no_end = {wide._llm.token_eos(): -100.0}  # every request runs its full 24 tokens
+    no_end = {wide.eos_token: -100.0}  # every request runs its full 24 tokens
     results = await asyncio.gather(
         *(_collect(wide, _request(wide, 24, f"Tell story {i}.", logit_bias=no_end)) for i in range(8))
     )
@@ -199,7 +202,7 @@ async def test_every_engine_decodes_on_one_thread(engine: LlamaCppEngine, wide: 
     """Two threads calling llama.cpp give the process two OpenMP teams, and libgomp then stops
     spinning at barriers (slower decoding for every model): all engines share one thread."""
     seen: set[int] = set()
-    originals = [(e._scheduler, e._scheduler._decode) for e in (engine, wide)]
+    originals = [(e.scheduler, e.scheduler._decode) for e in (engine, wide)]
     for scheduler, decode in originals:
 
         def recording(decode=decode) -> None:  # type: ignore[no-untyped-def]
@@ -219,7 +222,7 @@ async def test_every_engine_decodes_on_one_thread(engine: LlamaCppEngine, wide: 
 async def test_running_sequences_sit_in_consecutive_slots_in_order(wide: LlamaCppEngine) -> None:
     """llama.cpp puts only consecutive, increasing sequence ids into one ubatch: a step over slots
     1-7 then 0 would run two graphs. 8 streams, then 1 (it reuses a slot), then 8 again."""
-    scheduler, decode = wide._scheduler, wide._scheduler._decode
+    scheduler, decode = wide.scheduler, wide.scheduler._decode
     steps: list[list[int]] = []
 
     def recording() -> None:
@@ -229,7 +232,7 @@ async def test_running_sequences_sit_in_consecutive_slots_in_order(wide: LlamaCp
             steps.append(ids)
         decode()
 
-    no_end = {wide._llm.token_eos(): -100.0}
+    no_end = {wide.eos_token: -100.0}
     scheduler._decode = recording  # type: ignore[method-assign]
     try:
         for count in (8, 1, 8):
@@ -243,7 +246,7 @@ async def test_running_sequences_sit_in_consecutive_slots_in_order(wide: LlamaCp
 
 
 def test_a_new_request_keeps_the_busy_slots_together() -> None:
-    from homeport.backends.batching import _runs
+    from homeport.backends.llamacpp.batching import _runs
 
     busy = [True, False, False, True, True, False, False, False]
     assert [_runs(busy, i) for i in (1, 2, 5, 7)] == [2, 2, 2, 3]

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from homeport.backends.base import SamplingParams
-from homeport.backends.llamacpp_sampling import build_sampler
+from homeport.backends.llamacpp.sampling import build_sampler
 
 PROBS = np.array([0.4, 0.3, 0.2, 0.1] + [0.0] * 996)
 LOGITS = np.log(np.maximum(PROBS, 1e-30)).astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeport.backends.base import Message
-from homeport.backends.templates import ChatTemplate
+from homeport.backends.llamacpp.templates import ChatTemplate
 from homeport.errors import InvalidRequest
 
 CHATML_JINJA = (

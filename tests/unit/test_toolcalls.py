@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from homeport.services.toolcalls import ArgsDelta, CallStart, Text, ToolCallParser
+from homeport.services.inference.toolcalls import ArgsDelta, CallStart, Text, ToolCallParser
 
 OUTPUT = (
     "Let me check.<tool_call>\n"

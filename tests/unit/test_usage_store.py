@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from homeport.services.keys import KeyStore
-from homeport.services.limits import Limit
-from homeport.services.usage import UsageEvent, UsageRecorder, costs_report, usage_report
+from homeport.services.platform.limit_rows import LimitStore
+from homeport.services.platform.limits import Limit
+from homeport.services.platform.usage import UsageEvent, UsageRecorder, costs_report, usage_report
 from homeport.storage import db as db_module
 from homeport.storage.db import Database
 
@@ -100,9 +100,9 @@ def test_migration_moves_old_limits_into_the_rate_limit_table(tmp_path: Path) ->
 
     async def check() -> None:
         db = Database(url)
-        store = KeyStore(db)
-        assert await store.limits_of("key", "key_1") == [Limit("key", "key_1", "*", rpm=3, tpm=500)]
-        assert await store.limits_of("project", "proj_1") == [Limit("project", "proj_1", "*", rpm=6)]
+        store = LimitStore(db)
+        assert await store.of("key", "key_1") == [Limit("key", "key_1", "*", rpm=3, tpm=500)]
+        assert await store.of("project", "proj_1") == [Limit("project", "proj_1", "*", rpm=6)]
         page = await usage_report(db, "completions", start_time=7200, end_time=10800, bucket_width="1h", group_by=[],
                                   project_ids=None, models=None, api_key_ids=None, limit=None)  # fmt: skip
         assert page["data"][0]["results"][0]["output_tokens"] == 5  # seeded into the rollups

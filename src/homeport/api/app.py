@@ -12,30 +12,30 @@ from fastapi import FastAPI
 
 from ..backends.upstream import UpstreamPool
 from ..metrics import Metrics
-from ..services.alerts import BudgetAlerts
-from ..services.assistants import AssistantService, Documents
-from ..services.cache import MemoryCache, RedisCache, ResponseCache
-from ..services.chat import ChatService
-from ..services.completions import CompletionService
-from ..services.embeddings import EmbeddingService
-from ..services.files import FileStore
-from ..services.jobs import open_queue
-from ..services.keys import KeyStore
-from ..services.limits import MemoryRateLimiter, RedisRateLimiter
-from ..services.models import LoadProgress, ModelRegistry
-from ..services.run_events import RunEvents
-from ..services.runs import RunService
-from ..services.upstream import UpstreamService
-from ..services.usage import UsageRecorder
-from ..services.vector_index import VectorIndexes
-from ..services.vector_stores import VectorStoreService
+from ..services.assistants.events import RunEvents
+from ..services.assistants.objects import AssistantService, Documents
+from ..services.assistants.runs import RunService
+from ..services.inference.chat import ChatService
+from ..services.inference.registry import LoadProgress, ModelRegistry
+from ..services.inference.relay import UpstreamService
+from ..services.platform.accounts import Accounts, prepare
+from ..services.platform.admission import Admitter
+from ..services.platform.alerts import BudgetAlerts
+from ..services.platform.cache import MemoryCache, RedisCache, ResponseCache
+from ..services.platform.limits import MemoryRateLimiter, RedisRateLimiter
+from ..services.platform.usage import UsageRecorder
+from ..services.retrieval.files import FileStore
+from ..services.retrieval.stores import VectorStoreService
+from ..services.retrieval.vector_index import VectorIndexes
 from ..settings import Settings
 from ..storage.blobs import LocalBlobStore
 from ..storage.db import Database
+from ..storage.jobs import open_queue
+from . import model_call
 from .errors import install_error_handlers
-from .gate import key_admitter
+from .families import model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
-from .routes import admin, chat, completions, embeddings, health, models, ops
+from .routes import admin, health, models, ops
 from .routes import assistants as assistant_routes
 from .routes import files as file_routes
 from .routes import usage as usage_routes
@@ -53,12 +53,11 @@ def _log_progress(model_id: str, state: str, seconds: float) -> None:
 def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await db.migrate()
+        api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+        await prepare(accounts, api_key, first_key=False)
         usage.start()
         await vector_stores.start()
         await runs.start(registry.ready)
-        if settings.api_key is not None:
-            await keys.ensure(settings.api_key.get_secret_value(), name="HOMEPORT_API_KEY")
         loading = asyncio.create_task(_load(app, registry, progress))
         watchers = [asyncio.create_task(pool.watch()) for pool in pools.values()]
         try:
@@ -79,12 +78,15 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             await db.close()
 
     db = Database(settings.resolved_database_url)
-    keys = KeyStore(db, cache_s=settings.key_cache_s)
+    accounts = Accounts.open(db, settings.key_cache_s)
+    keys = accounts.keys
     registry = ModelRegistry(settings)
     app = FastAPI(title="Homeport", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
     app.state.db = db
     app.state.keys = keys
+    app.state.projects = accounts.projects
+    app.state.limit_rows = accounts.limits
     app.state.registry = registry
     app.state.load_error = None
     app.state.metrics = metrics = Metrics()
@@ -101,9 +103,6 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             else MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
         )
     app.state.cache = cache
-    app.state.chat = ChatService(registry)
-    app.state.completions = CompletionService(registry)
-    app.state.embeddings = EmbeddingService(registry)
     app.state.files = files = FileStore(db, LocalBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
     indexes = VectorIndexes(db, settings.data_dir / "vector_indexes")
     app.state.vector_stores = vector_stores = VectorStoreService(db, files, registry, indexes,
@@ -111,31 +110,22 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
     metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
-    app.state.upstream = {
-        family: UpstreamService(path, registry, pools)
-        for family, path in (("chat", "/chat/completions"), ("completions", "/completions"),
-                             ("embeddings", "/embeddings"))
-    }  # fmt: skip
+    app.state.model_services = services = {
+        family.name: model_call.FamilyServices(call.service(registry), UpstreamService(call.path, registry, pools))
+        for family, call in model_calls()
+    }
+    app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
+    chat = services["chat"].local
+    assert isinstance(chat, ChatService)
     app.state.runs = runs = RunService(
-        assistants, app.state.chat, vector_stores, usage, open_queue(db.url, db.engine),
-        admit=key_admitter(app.state), events=RunEvents(settings.redis_url, f"{settings.redis_prefix}:"),
+        assistants, chat, vector_stores, usage, open_queue(db.url, db.engine),
+        admitter=admitter, events=RunEvents(settings.redis_url, f"{settings.redis_prefix}:"),
         workers=settings.run_workers, heartbeat_s=settings.run_heartbeat_s, expires_s=settings.run_expires_s,
     )  # fmt: skip
     install_error_handlers(app)
-    for module in (
-        health,
-        models,
-        chat,
-        completions,
-        embeddings,
-        ops,
-        usage_routes,
-        admin,
-        file_routes,
-        vs_routes,
-        assistant_routes,
-    ):
+    app.include_router(model_call.router())
+    for module in (health, models, ops, usage_routes, admin, file_routes, vs_routes, assistant_routes):
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..errors import AuthenticationFailed, PermissionDenied
-from ..services.keys import ApiKey, endpoint_family
+from ..services.platform.keys import ApiKey, redact
+from .families import endpoint_family
 
 __all__ = ["authenticate", "require_admin", "AdminKey", "CurrentKey"]
 
@@ -22,7 +23,7 @@ async def authenticate(request: Request) -> ApiKey:
         )
     key = await request.app.state.keys.verify(secret.strip())
     if key is None:
-        raise AuthenticationFailed(f"Incorrect API key provided: {_redact(secret.strip())}.")
+        raise AuthenticationFailed(f"Incorrect API key provided: {redact(secret.strip())}.")
     if key.expired():
         raise AuthenticationFailed(f"The API key {key.redacted} has expired.")
     if key.project is not None and key.project.archived_at is not None:
@@ -34,10 +35,6 @@ async def authenticate(request: Request) -> ApiKey:
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise PermissionDenied("This API key is read-only: it may list models and read usage, not make requests.")
     return key
-
-
-def _redact(secret: str) -> str:
-    return secret[:3] + "*" * 4 + secret[-4:] if len(secret) > 8 else "*" * len(secret)
 
 
 CurrentKey = Annotated[ApiKey, Depends(authenticate)]

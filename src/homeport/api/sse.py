@@ -1,9 +1,12 @@
-"""Server-sent events in OpenAI's framing: `data: {json}` per event, then `data: [DONE]`."""
+"""Server-sent events, the one encoder: OpenAI's `data: {json}` frames ending in `data: [DONE]`,
+and the named form of the Assistants API (`event: thread.run.created` … `event: done`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
@@ -11,9 +14,9 @@ from starlette.responses import StreamingResponse
 from ..errors import HomeportError
 from .errors import error_body
 
-__all__ = ["event_stream"]
+__all__ = ["event_stream", "named_event_stream"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 
 def event_stream(
@@ -31,26 +34,43 @@ def event_stream(
             yield _frame(first.model_dump_json())
             async for event in rest:
                 yield _frame(event.model_dump_json())
-        except HomeportError as exc:
-            yield _frame(_json(error_body(exc)))
-        except Exception:
-            log.exception("stream failed")
-            yield _frame(_json(error_body(HomeportError("The server had an error while streaming."))))
+        except Exception as exc:
+            yield _frame(json.dumps(_error(exc)))
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
             if on_close is not None:
                 await on_close()
-        yield b"data: [DONE]\n\n"
+        yield _frame("[DONE]")
 
-    all_headers = {"cache-control": "no-cache", **(headers or {})}
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=all_headers)
-
-
-def _frame(payload: str) -> bytes:
-    return f"data: {payload}\n\n".encode()
+    return _response(frames(), headers)
 
 
-def _json(data: dict) -> str:
-    import json
+def named_event_stream(events: AsyncIterator[tuple[str, Any]]) -> StreamingResponse:
+    """(event name, JSON data) pairs as named events, then `event: done` (the Assistants API's form)."""
 
-    return json.dumps(data)
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            async for name, data in events:
+                yield _frame(json.dumps(data), name)
+        except Exception as exc:
+            yield _frame(json.dumps(_error(exc)), "error")
+        yield _frame("[DONE]", "done")
+
+    return _response(frames(), None)
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, HomeportError):
+        return error_body(exc)
+    log.exception("stream failed")
+    return error_body(HomeportError("The server had an error while streaming."))
+
+
+def _response(frames: AsyncIterator[bytes], headers: dict[str, str] | None) -> StreamingResponse:
+    return StreamingResponse(
+        frames, media_type="text/event-stream", headers={"cache-control": "no-cache", **(headers or {})}
+    )
+
+
+def _frame(payload: str, event: str | None = None) -> bytes:
+    return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()

@@ -13,6 +13,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from .constraints import OutputConstraint
+
 __all__ = [
     "SamplingParams",
     "GenerationRequest",
@@ -36,11 +38,9 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     top_logprobs: int | None = None
     """None: no logprobs. 0..20: the sampled token's logprob plus that many alternatives."""
-    grammar: str | None = None
-    """A GBNF grammar (root rule `root`) the output must match (structured outputs, tool calls)."""
-    grammar_trigger: str | None = None
-    """With `grammar`: a regex llama.cpp full-matches against the output so far; the grammar
-    applies from its first capture group on (lazy grammars, for tool_choice=auto)."""
+    constraint: OutputConstraint | None = None
+    """What the output must be (structured outputs, tool calls), as JSON Schema: each engine
+    compiles it into its own mechanism (backends/constraints.py)."""
 
 
 @dataclass

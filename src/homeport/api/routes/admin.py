@@ -13,10 +13,13 @@ from pydantic import BaseModel
 
 from ...errors import InvalidRequest, NotFound
 from ...protocol import admin as wire
-from ...services.keys import ENDPOINT_FAMILIES, ApiKey, KeyStore, Project
-from ...services.limits import Limit
+from ...services.platform.keys import ApiKey, KeyStore
+from ...services.platform.limit_rows import LimitStore
+from ...services.platform.limits import Limit
+from ...services.platform.projects import Project, ProjectStore
 from ..body import parse_body
 from ..deps import AdminKey
+from ..families import SCOPES
 from ..pagination import cursor_page
 
 router = APIRouter()
@@ -32,6 +35,14 @@ def _store(request: Request) -> KeyStore:
     return request.app.state.keys
 
 
+def _projects(request: Request) -> ProjectStore:
+    return request.app.state.projects
+
+
+def _limits(request: Request) -> LimitStore:
+    return request.app.state.limit_rows
+
+
 def _project(p: Project) -> wire.Project:
     return wire.Project(
         id=p.id, name=p.name, created_at=p.created_at, archived_at=p.archived_at,
@@ -40,7 +51,7 @@ def _project(p: Project) -> wire.Project:
 
 
 async def _found_project(request: Request, project_id: str) -> Project:
-    project = await _store(request).project(project_id)
+    project = await _projects(request).get(project_id)
     if project is None:
         raise NotFound(f"No project found with id '{project_id}'.", param="project_id")
     return project
@@ -72,14 +83,14 @@ async def _found_key(request: Request, project_id: str, key_id: str) -> ApiKey:
 async def list_projects(
     request: Request, key: AdminKey, limit: int = 20, after: str | None = None, include_archived: bool = False
 ) -> dict[str, Any]:
-    projects = [_project(p) for p in await _store(request).projects(include_archived=include_archived)]
+    projects = [_project(p) for p in await _projects(request).list(include_archived=include_archived)]
     return _page(projects, after, limit)
 
 
 @router.post("/v1/organization/projects")
 async def create_project(request: Request, key: AdminKey) -> wire.Project:
     body = await parse_body(request, wire.ProjectCreate)
-    return _project(await _store(request).create_project(body.name))
+    return _project(await _projects(request).create(body.name))
 
 
 @router.get("/v1/organization/projects/{project_id}")
@@ -93,7 +104,7 @@ async def modify_project(project_id: str, request: Request, key: AdminKey) -> wi
     project = await _found_project(request, project_id)
     if project.archived_at is not None:
         raise InvalidRequest("An archived project cannot be modified.", param="project_id")
-    updated = await _store(request).update_project(project_id, name=body.name)
+    updated = await _projects(request).update(project_id, name=body.name)
     assert updated is not None
     return _project(updated)
 
@@ -102,7 +113,7 @@ async def modify_project(project_id: str, request: Request, key: AdminKey) -> wi
 async def archive_project(project_id: str, request: Request, key: AdminKey) -> wire.Project:
     """Archived projects' keys stop working; their usage stays in the reports."""
     await _found_project(request, project_id)
-    archived = await _store(request).update_project(project_id, archived=True)
+    archived = await _projects(request).update(project_id, archived=True)
     assert archived is not None
     return _project(archived)
 
@@ -143,8 +154,8 @@ async def create_project_key(project_id: str, request: Request, key: AdminKey) -
         if not registry.allowed(model, tuple(registry.ids())):  # an id or an alias of one
             raise InvalidRequest(f"The model `{model}` does not exist.", param=f"models.[{i}]")
     for i, family in enumerate(body.endpoints or []):
-        if family not in ENDPOINT_FAMILIES:
-            raise InvalidRequest(f"Unknown endpoint family '{family}'; known: {', '.join(ENDPOINT_FAMILIES)}.",
+        if family not in SCOPES:
+            raise InvalidRequest(f"Unknown endpoint family '{family}'; known: {', '.join(SCOPES)}.",
                                  param=f"endpoints.[{i}]")  # fmt: skip
     limits = Limit(
         "key", "", "*", body.max_requests_per_1_minute, body.max_tokens_per_1_minute,
@@ -180,7 +191,7 @@ async def list_rate_limits(
 ) -> dict[str, Any]:
     """One object per served model, and `*` for the project's limits on all models together."""
     await _found_project(request, project_id)
-    configured = {x.model: x for x in await _store(request).limits_of("project", project_id)}
+    configured = {x.model: x for x in await _limits(request).of("project", project_id)}
     models = ["*", *request.app.state.registry.ids()]
     return _page([_rate_limit(m, configured.get(m)) for m in models], after, limit)
 
@@ -197,8 +208,8 @@ async def modify_rate_limit(
     for name in ("max_images_per_1_minute", "max_audio_megabytes_per_1_minute", "batch_1_day_max_input_tokens"):
         if getattr(body, name) is not None:
             raise InvalidRequest(f"Homeport does not limit '{name}'.", param=name, code="unsupported_parameter")
-    store = _store(request)
-    current = next((x for x in await store.limits_of("project", project_id) if x.model == model), None)
+    store = _limits(request)
+    current = next((x for x in await store.of("project", project_id) if x.model == model), None)
     current = current or Limit("project", project_id, model)
 
     def merged(new: int | None, old: int | None) -> int | None:
@@ -209,7 +220,7 @@ async def modify_rate_limit(
         merged(body.max_tokens_per_1_minute, current.tpm), merged(body.max_requests_per_1_day, current.rpd),
         merged(body.max_tokens_per_1_day, current.tpd),
     )  # fmt: skip
-    await store.set_limits(updated)
+    await store.set(updated)
     return _rate_limit(model, updated)
 
 

@@ -6,21 +6,19 @@ OpenAI's named server-sent events (`event: thread.run.created` … `event: done`
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 
 from ...errors import InvalidRequest
 from ...protocol.common import Request as Body
-from ...services.assistants import AssistantService
-from ...services.runs import RunService, _public, _public_step
-from ...services.vector_stores import check_metadata
+from ...services.assistants.objects import AssistantService
+from ...services.assistants.runs import RunService, _public, _public_step
+from ...services.retrieval.stores import check_metadata
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..pagination import cursor_page
+from ..sse import named_event_stream
 
 router = APIRouter()
 
@@ -241,22 +239,13 @@ async def delete_message(thread_id: str, message_id: str, request: Request, key:
 # ---------------------------------------------------------------- runs
 
 
-def _events(items: AsyncIterator[tuple[str, Any]]) -> StreamingResponse:
-    async def encode() -> AsyncIterator[bytes]:
-        async for event, data in items:
-            yield f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-        yield b"event: done\ndata: [DONE]\n\n"
-
-    return StreamingResponse(encode(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
-
-
 async def _start(request: Request, key: CurrentKey, run: dict[str, Any], stream: bool | None) -> Any:
     runs = _runs(request)
     if not stream:
         await runs.enqueue(key.project_id, run["id"])
         return run
     first = [("thread.run.created", run), ("thread.run.queued", run)]
-    return _events(runs.stream(key.project_id, run, first))
+    return named_event_stream(runs.stream(key.project_id, run, first))
 
 
 @router.post("/v1/threads/{thread_id}/runs")
@@ -327,7 +316,7 @@ async def submit_tool_outputs(thread_id: str, run_id: str, request: Request, key
     if not body.stream:
         await _runs(request).enqueue(key.project_id, run_id)
         return run
-    return _events(_runs(request).stream(key.project_id, run, [("thread.run.queued", run)]))
+    return named_event_stream(_runs(request).stream(key.project_id, run, [("thread.run.queued", run)]))
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}/steps")

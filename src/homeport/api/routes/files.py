@@ -12,7 +12,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from ...errors import InvalidRequest
 from ...protocol.common import Request as Body
-from ...services.files import FileStore
+from ...services.retrieval.files import FileStore
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..pagination import cursor_page

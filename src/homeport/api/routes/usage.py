@@ -10,8 +10,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 
-from ...services.keys import ApiKey
-from ...services.usage import costs_report, usage_report
+from ...services.platform.keys import ApiKey
+from ...services.platform.usage import costs_report, usage_report
 from ..deps import CurrentKey
 
 router = APIRouter()

@@ -10,7 +10,7 @@ from pydantic import Field
 from ...errors import InvalidRequest
 from ...ids import sortable_id
 from ...protocol.common import Request as Body
-from ...services.vector_stores import VectorStoreService
+from ...services.retrieval.stores import VectorStoreService
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..pagination import cursor_page

@@ -1,0 +1,95 @@
+"""Every API family, declared once.
+
+A family is what a key's `endpoints` scope names: the URL prefixes it covers. A model-calling
+family also declares its endpoint, its request body, how its usage is recorded and its local
+service; api/model_call.py serves them all through one pipeline (plan → cache → admit → run →
+settle → meter → log), and models served by upstream servers are relayed on the same path.
+Adding a model-calling family is its protocol module, its service, and one entry in FAMILIES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from ..protocol.chat import ChatCompletionRequest
+from ..protocol.common import Request
+from ..protocol.completions import CompletionRequest
+from ..protocol.embeddings import EmbeddingRequest
+from ..services.inference.chat import ChatService
+from ..services.inference.completions import CompletionService
+from ..services.inference.embeddings import EmbeddingService
+from ..services.inference.registry import ModelRegistry
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "ModelCall",
+    "ModelService",
+    "SCOPES",
+    "StreamingModelService",
+    "endpoint_family",
+    "model_calls",
+]
+
+
+class ModelService(Protocol):
+    """What a model-calling family's service offers the pipeline.
+
+    `plan` validates and returns a plan with `estimate` (prompt, max output tokens); `create` runs
+    it. A streaming family's service also has `stream`, which yields chunks and sets `plan.usage`
+    when it completes."""
+
+    def plan(self, body: Any) -> Any: ...
+
+    async def create(self, plan: Any) -> Any: ...
+
+
+class StreamingModelService(ModelService, Protocol):
+    def stream(self, plan: Any) -> AsyncIterator[Any]: ...
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    path: str
+    """The POST endpoint; an upstream model is relayed to the same path on its server."""
+    request: type[Request]
+    usage: Literal["completions", "embeddings"]
+    """The usage report (/v1/organization/usage/{kind}) that counts these calls."""
+    service: Callable[[ModelRegistry], ModelService]
+    """Builds the family's local service."""
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    prefixes: tuple[str, ...]
+    """The paths a key scoped to this family may call."""
+    model_call: ModelCall | None = None
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("models", ("/v1/models",)),
+    Family("chat", ("/v1/chat/",),
+           ModelCall("/v1/chat/completions", ChatCompletionRequest, "completions", ChatService)),
+    Family("completions", ("/v1/completions",),
+           ModelCall("/v1/completions", CompletionRequest, "completions", CompletionService)),
+    Family("embeddings", ("/v1/embeddings",),
+           ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", EmbeddingService)),
+    Family("usage", ("/v1/organization/usage/", "/v1/organization/costs")),
+    Family("files", ("/v1/files", "/v1/uploads")),
+    Family("vector_stores", ("/v1/vector_stores",)),
+    Family("assistants", ("/v1/assistants", "/v1/threads")),
+)  # fmt: skip
+
+SCOPES: tuple[str, ...] = tuple(f.name for f in FAMILIES)
+"""What a key's `endpoints` scope can name."""
+
+
+def endpoint_family(path: str) -> str | None:
+    return next((f.name for f in FAMILIES if path.startswith(f.prefixes)), None)
+
+
+def model_calls() -> list[tuple[Family, ModelCall]]:
+    return [(f, f.model_call) for f in FAMILIES if f.model_call is not None]

@@ -1,0 +1,158 @@
+"""The embedded chat engine: llama-cpp-python running a GGUF file in this process.
+
+Generation goes through `batching.BatchScheduler`: up to `engine.slots` requests decode together,
+one llama.cpp batch per step, each with its own sampler. Requests beyond the slots wait FIFO up to
+`queue_size`; past that the engine answers EngineOverloaded (503 + Retry-After) instead of queueing
+for ever. Closing a generation's iterator (client gone, stop string found) frees its slot at the
+next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import EngineOverloaded
+from ...settings import EngineSettings
+from ..base import Finish, GenerationRequest, Message, Token
+from .batching import BatchScheduler, Sequence
+from .grammar import compile_constraint
+from .templates import ChatTemplate
+
+__all__ = ["LlamaCppEngine"]
+
+
+class LlamaCppEngine:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        settings: EngineSettings,
+        context_length: int | None = None,
+        chat_template: str | None = None,
+    ) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        threads = settings.threads or os.cpu_count() or 1
+        probe = _read_train_context(path)
+        n_ctx = context_length or min(probe, 8192)
+        # The Llama object is for the model, tokenizer and metadata; its own context stays tiny.
+        # Generation runs in the scheduler's context (`n_ctx` tokens per slot).
+        self._llm = llama_cpp.Llama(str(path), n_ctx=16, n_batch=16, n_threads=1, verbose=False)
+        self.context_length = n_ctx
+        self._vocab = self._llm._model.vocab
+        self._n_vocab = self.vocab_size = self._llm.n_vocab()
+        meta = self._llm.metadata
+        model = self._llm._model
+        self._add_bos = model.add_bos_token()
+        self.eos_token = model.token_eos()
+        self._bos_text = self.token_piece(model.token_bos()).decode("utf-8", "replace")
+        self._template = ChatTemplate(
+            jinja_source=None if chat_template else meta.get("tokenizer.chat_template"),
+            named=chat_template,
+            bos=self._bos_text,
+            eos=self.token_piece(self.eos_token).decode("utf-8", "replace"),
+        )
+        self.fingerprint = _fingerprint(path, llama_cpp.__version__)
+        self._slots, self._queue_size = settings.slots, settings.queue_size
+        self._retry_after = settings.retry_after_s
+        self.scheduler = BatchScheduler(
+            llama_cpp, model.model, slots=settings.slots, context_length=self.context_length,
+            chunk=settings.batch_size, threads=threads, piece=self._piece, logprobs=self._logprobs,
+        )  # fmt: skip
+
+    def stats(self) -> dict[str, float]:
+        """For /metrics (metrics._EngineCollector) and the tests."""
+        s = self.scheduler
+        return {"busy_seconds": s.busy_seconds, "generated_tokens": s.generated_tokens, "decode_steps": s.steps,
+                "batch_tokens": s.batch_tokens, "slots_busy": s.slots_busy(), "queue_depth": s.waiting()}  # fmt: skip
+
+    # ---- tokens -------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def token_piece(self, token: int) -> bytes:
+        return self._llm._model.detokenize([token], special=True)
+
+    def apply_chat_template(self, messages: list[Message]) -> list[int]:
+        text = self._template.render(messages)
+        ids = self.tokenize(text, special=True)
+        if self._add_bos and not text.startswith(self._bos_text):
+            ids.insert(0, self._llm.token_bos())
+        return ids
+
+    # ---- generation ---------------------------------------------------------------------
+
+    def queue_depth(self) -> int:
+        """Requests running or waiting."""
+        return self.scheduler.slots_busy() + self.scheduler.waiting()
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
+        if request.sampling.max_tokens <= 0:  # e.g. legacy completions' echo with max_tokens=0
+            yield Finish("length")
+            return
+        if self.scheduler.slots_busy() + self.scheduler.waiting() >= self._slots + self._queue_size:
+            raise EngineOverloaded(
+                "The local engine is busy and its queue is full; please retry shortly.",
+                retry_after=self._retry_after,
+            )
+        constraint = request.sampling.constraint
+        grammar = compile_constraint(constraint) if constraint is not None else None
+        queue: asyncio.Queue[Token | Finish | BaseException] = asyncio.Queue()
+        seq = Sequence(request, asyncio.get_running_loop(), queue, grammar=grammar)
+        self.scheduler.submit(seq)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Finish):
+                    return
+        finally:
+            seq.cancel.set()  # the scheduler frees the slot at its next step
+
+    def _piece(self, token: int) -> bytes:
+        return self._llm._model.detokenize([token])
+
+    def _logprobs(self, raw: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[bytes, float]]]:
+        shifted = raw - raw.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        if k == 0:
+            return logprobs, []
+        best = np.argpartition(-logprobs, k)[:k]
+        best = best[np.argsort(-logprobs[best])]
+        return logprobs, [(self.token_piece(int(i)), float(logprobs[i])) for i in best]
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.scheduler.close)
+        self._llm.close()
+
+
+def _read_train_context(path: Path) -> int:
+    from llama_cpp import Llama
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):  # the probe's context warns about its own size
+        probe = Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        meta = probe.metadata
+        arch = meta.get("general.architecture", "llama")
+        return int(meta.get(f"{arch}.context_length", 2048))
+    finally:
+        probe.close()
+
+
+def _fingerprint(path: Path, engine_version: str) -> str:
+    digest = hashlib.sha256(engine_version.encode())
+    with path.open("rb") as f:
+        digest.update(f.read(1 << 20))
+    digest.update(str(path.stat().st_size).encode())
+    return "fp_" + digest.hexdigest()[:10]

@@ -1,0 +1,183 @@
+"""The model registry: ids, aliases and pinned versions mapped to loaded engines."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...backends.base import ChatEngine, EmbeddingEngine
+from ...errors import EngineOverloaded, HomeportError, InvalidRequest, ModelNotFound
+from ...protocol.models import Model, ModelList
+from ...settings import ModelConfig, Settings
+
+__all__ = ["ModelRegistry", "LoadProgress", "locate_weights"]
+
+# (model id, state, seconds) with state in {"loading", "ready", "failed: ..."}
+LoadProgress = Callable[[str, str, float], None]
+
+
+@dataclass
+class _Entry:
+    config: ModelConfig
+    engine: ChatEngine | EmbeddingEngine | None = None
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._entries = {m.id: _Entry(m) for m in settings.models}
+        self._names: dict[str, str] = {}
+        for m in settings.models:
+            for name in (m.id, m.versioned_id, *m.aliases):
+                self._names[name] = m.id
+        for alias, target in settings.aliases.items():
+            if target not in self._names:
+                raise ValueError(f"alias {alias!r} points at unknown model {target!r}")
+            self._names[alias] = self._names[target]
+        self.ready = asyncio.Event()
+
+    # ---- lookups ------------------------------------------------------------------------
+
+    def allowed(self, name: str, allow: tuple[str, ...] | None) -> bool:
+        """Whether a key with this allow-list may use `name` (listed by any of its names)."""
+        if allow is None:
+            return True
+        target = self._names.get(name)
+        return any(a == name or (target is not None and self._names.get(a) == target) for a in allow)
+
+    def models(self, allow: tuple[str, ...] | None = None) -> ModelList:
+        data = []
+        for name, model_id in self._names.items():
+            if not self.allowed(name, allow):
+                continue
+            cfg = self._entries[model_id].config
+            data.append(Model(id=name, created=cfg.created, owned_by=cfg.owned_by))
+        return ModelList(data=data)
+
+    def retrieve(self, name: str, allow: tuple[str, ...] | None = None) -> Model:
+        if not self.allowed(name, allow):
+            raise ModelNotFound(name, param=None)
+        cfg = self.config(name, param=None)
+        return Model(id=name, created=cfg.created, owned_by=cfg.owned_by)
+
+    def ids(self) -> list[str]:
+        """The served models' ids (not aliases), in configuration order."""
+        return list(self._entries)
+
+    def config(self, name: str, param: str | None = "model") -> ModelConfig:
+        try:
+            return self._entries[self._names[name]].config
+        except KeyError:
+            raise ModelNotFound(name, param=param) from None
+
+    def chat(self, name: str, endpoint: str = "v1/chat/completions") -> tuple[ModelConfig, ChatEngine]:
+        cfg, engine = self._engine(name)
+        if cfg.kind != "chat":
+            raise InvalidRequest(
+                f"`{name}` is an embedding model and is not supported in the {endpoint} endpoint.", param="model"
+            )
+        return cfg, engine  # type: ignore[return-value]
+
+    def embedding(self, name: str) -> tuple[ModelConfig, EmbeddingEngine]:
+        cfg, engine = self._engine(name)
+        if cfg.kind != "embedding":
+            raise InvalidRequest(f"`{name}` is not an embedding model.", param="model")
+        return cfg, engine  # type: ignore[return-value]
+
+    def _engine(self, name: str) -> tuple[ModelConfig, ChatEngine | EmbeddingEngine]:
+        entry = self._entries[self._names[name]] if name in self._names else None
+        if entry is None:
+            raise ModelNotFound(name)
+        if entry.engine is None:
+            if not self.ready.is_set():
+                raise EngineOverloaded(f"The model `{name}` is still loading; retry shortly.", retry_after=2)
+            raise ModelNotFound(name)  # configured but not loaded (see `load_models`)
+        return entry.config, entry.engine
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def load(self, progress: LoadProgress) -> None:
+        """Load configured models one by one, off the event loop."""
+        wanted = self._settings.load_models
+        try:
+            for entry in self._entries.values():
+                if (wanted is not None and entry.config.id not in wanted) or entry.config.backend == "upstream":
+                    continue  # not wanted here; or served by other servers (services/upstream.py)
+                progress(entry.config.id, "loading", 0.0)
+                start = time.perf_counter()
+                try:
+                    entry.engine = await asyncio.to_thread(_build_engine, entry.config, self._settings)
+                except Exception as exc:
+                    progress(entry.config.id, f"failed: {exc}", time.perf_counter() - start)
+                    raise
+                progress(entry.config.id, "ready", time.perf_counter() - start)
+        finally:
+            self.ready.set()
+
+    def queue_depths(self) -> dict[str, Callable[[], int]]:
+        """Per loaded engine that queues: a function giving its running + waiting requests."""
+        return {
+            e.config.id: e.engine.queue_depth  # type: ignore[union-attr]
+            for e in self._entries.values()
+            if hasattr(e.engine, "queue_depth")
+        }
+
+    def engine_stats(self) -> dict[str, dict[str, float]]:
+        """Per loaded engine that reports them: its counters and gauges (see metrics.py)."""
+        return {
+            e.config.id: e.engine.stats()  # type: ignore[union-attr]
+            for e in self._entries.values()
+            if hasattr(e.engine, "stats")
+        }
+
+    def loaded(self) -> list[str]:
+        return [e.config.id for e in self._entries.values() if e.engine is not None]
+
+    def set_engine(self, model_id: str, engine: ChatEngine | EmbeddingEngine) -> None:
+        """Install an engine directly (tests, embedding Homeport in another program)."""
+        self._entries[model_id].engine = engine
+
+    async def close(self) -> None:
+        for entry in self._entries.values():
+            if entry.engine is not None:
+                await entry.engine.close()
+                entry.engine = None
+
+
+def locate_weights(cfg: ModelConfig, data_dir: Path) -> Path:
+    """The weights on disk: an explicit path, a file inside a package, or one it assembles."""
+    if cfg.path is not None:
+        return cfg.path
+    if cfg.package is None:
+        raise HomeportError(f"model {cfg.id!r} has neither `path` nor `package`")
+    spec = importlib.util.find_spec(cfg.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise HomeportError(f"model {cfg.id!r} needs the Python package {cfg.package!r}; run ./run setup")
+    if cfg.file is not None:
+        return Path(next(iter(spec.submodule_search_locations))) / cfg.file
+    # Packages that ship a GGUF in parts provide assemble(path) (checks the sha256).
+    module = importlib.import_module(cfg.package)
+    target = data_dir / "models" / cfg.id / f"{cfg.id}-{cfg.version}.gguf"
+    return Path(module.assemble(target))
+
+
+def _build_engine(cfg: ModelConfig, settings: Settings) -> ChatEngine | EmbeddingEngine:
+    if cfg.backend == "fake":
+        from ...backends.fake import FakeChatEngine, FakeEmbeddingEngine
+
+        return FakeChatEngine(delay_s=cfg.fake_token_delay_s) if cfg.kind == "chat" else FakeEmbeddingEngine()
+    path = locate_weights(cfg, settings.data_dir)
+    if cfg.backend == "bert":
+        from ...backends.bert import BertEngine
+
+        return BertEngine(path, max_tokens=cfg.context_length or 512)
+    from ...backends.llamacpp.engine import LlamaCppEngine
+
+    return LlamaCppEngine(
+        path, settings=settings.engine, context_length=cfg.context_length, chat_template=cfg.chat_template
+    )

@@ -1,0 +1,306 @@
+"""Usage accounting: every model request recorded, written in batches off the request path,
+and reported in OpenAI's organization-usage and costs shapes (time buckets, group_by).
+
+Each batch is written twice: the raw records (kept `retention_days`, for minute buckets and
+audits) and hourly rollups (summed per hour, kind, project, key and model, kept forever).
+Reports on hour-aligned ranges read the rollups, so they cost the same at a million
+requests as at ten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ...errors import InvalidRequest
+from ...storage.db import Database
+from ...storage.tables import UsageHourlyRow, UsageRow
+
+__all__ = ["UsageEvent", "UsageRecorder", "usage_report", "costs_report", "BUCKETS"]
+
+log = logging.getLogger("homeport")
+
+BUCKETS = {"1m": 60, "1h": 3600, "1d": 86400}
+_GROUPS = frozenset({"project_id", "api_key_id", "model"})
+_RESULT_OBJECT = {
+    "completions": "organization.usage.completions.result",
+    "embeddings": "organization.usage.embeddings.result",
+}
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    kind: str  # completions | embeddings
+    project_id: str | None
+    key_id: str | None
+    model: str
+    endpoint: str
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency_ms: int
+    input_micro_usd: int = 0
+    output_micro_usd: int = 0
+    ts: int = 0
+
+
+_SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "input_micro_usd", "output_micro_usd")
+
+
+class UsageRecorder:
+    """Requests hand events to a queue; one task writes them in batches (a slow database
+    delays the report by a moment, never a response)."""
+
+    def __init__(
+        self,
+        db: Database,
+        batch: int = 500,
+        every_s: float = 0.5,
+        *,
+        retention_days: float | None = None,
+        touch: Callable[[dict[str, int]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._db, self._batch, self._every_s = db, batch, every_s
+        self._retention_s = None if retention_days is None else retention_days * 86400
+        self._touch = touch  # told when keys were last used
+        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._pruned_at = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def record(self, event: UsageEvent) -> None:
+        self._queue.put_nowait(event if event.ts else _stamped(event))
+
+    async def flush(self) -> None:
+        events: list[UsageEvent] = []
+        while not self._queue.empty() and len(events) < self._batch:
+            events.append(self._queue.get_nowait())
+        if not events:
+            return
+        rollups: dict[tuple[int, str, str, str, str], dict[str, int]] = {}
+        last_used: dict[str, int] = {}
+        for e in events:
+            if e.key_id is not None:
+                last_used[e.key_id] = max(last_used.get(e.key_id, 0), e.ts)
+            if e.status >= 400:
+                continue
+            group = (e.ts - e.ts % 3600, e.kind, e.project_id or "", e.key_id or "", e.model)
+            sums = rollups.setdefault(group, dict.fromkeys(("requests", *_SUMS), 0))
+            sums["requests"] += 1
+            for name in _SUMS:
+                sums[name] += getattr(e, name)
+        rows = [
+            {"hour": g[0], "kind": g[1], "project_id": g[2], "key_id": g[3], "model": g[4], **sums}
+            for g, sums in sorted(rollups.items())
+        ]  # sorted: concurrent writers lock rows in one order
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(insert(UsageRow), [e.__dict__ for e in events])
+            if rows:
+                await session.execute(self._upsert(), rows)
+        if self._touch is not None and last_used:
+            await self._touch(last_used)
+
+    def _upsert(self):  # type: ignore[no-untyped-def]
+        """Add to hours' rollup rows, creating them if needed: atomic on either database."""
+        dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(UsageHourlyRow)
+        added = {name: getattr(UsageHourlyRow, name) + getattr(stmt.excluded, name) for name in ("requests", *_SUMS)}
+        return stmt.on_conflict_do_update(index_elements=["hour", "kind", "project_id", "key_id", "model"], set_=added)
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete raw records older than the retention period (rollups stay). Returns how many."""
+        if self._retention_s is None:
+            return 0
+        cutoff = int((now or time.time()) - self._retention_s)
+        async with self._db.sessions() as session, session.begin():
+            result = await session.execute(delete(UsageRow).where(UsageRow.ts < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every_s)
+            try:
+                while not self._queue.empty():
+                    await self.flush()
+                if time.monotonic() - self._pruned_at > 3600:
+                    self._pruned_at = time.monotonic()
+                    if pruned := await self.prune():
+                        log.info("usage retention: deleted %d raw records", pruned)
+            except Exception:  # the next round retries what is still queued
+                log.exception("writing usage records failed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while not self._queue.empty():
+            await self.flush()
+
+
+def _stamped(event: UsageEvent) -> UsageEvent:
+    return UsageEvent(**{**event.__dict__, "ts": int(time.time())})
+
+
+@dataclass(frozen=True)
+class _Query:
+    kind: str
+    start: int
+    end: int
+    width: int
+    group_by: list[str]
+    project_ids: list[str | None] | None
+    models: list[str] | None
+    api_key_ids: list[str] | None
+
+    @property
+    def uses_rollups(self) -> bool:
+        """Hourly rollups answer exactly when every bucket edge falls on an hour."""
+        return self.width % 3600 == 0 and self.start % 3600 == 0 and self.end % 3600 == 0
+
+
+def _query(
+    kind: str, start_time: int, end_time: int | None, bucket_width: str, limit: int | None, group_by: list[str],
+    groups: frozenset[str], project_ids: list[str | None] | None, models: list[str] | None,
+    api_key_ids: list[str] | None,
+) -> _Query:  # fmt: skip
+    if bucket_width not in BUCKETS:
+        raise InvalidRequest(f"bucket_width must be one of {sorted(BUCKETS)}.", param="bucket_width")
+    for g in group_by:
+        if g not in groups:
+            raise InvalidRequest(f"group_by supports {sorted(groups)}; got '{g}'.", param="group_by")
+    if limit is not None and not 1 <= limit <= 31 * 24 * 60:
+        raise InvalidRequest("limit is out of range.", param="limit")
+    width = BUCKETS[bucket_width]
+    count = limit or {"1m": 60, "1h": 24, "1d": 7}[bucket_width]
+    end = end_time or start_time + width * count
+    if end <= start_time:
+        raise InvalidRequest("end_time must be after start_time.", param="end_time")
+    return _Query(kind, start_time, end, width, group_by, project_ids, models, api_key_ids)
+
+
+async def _sums(db: Database, q: _Query, columns: dict[str, str], null_group: str | None = None) -> list[Any]:
+    """Rows of (bucket index, *group values, *sums of `columns`, requests) from rollups or raw records."""
+    if q.uses_rollups:
+        table: Any = UsageHourlyRow
+        ts, count = UsageHourlyRow.hour, func.sum(UsageHourlyRow.requests)
+        ok = []
+    else:
+        table = UsageRow
+        ts, count = UsageRow.ts, func.count()  # type: ignore[assignment]
+        ok = [UsageRow.status < 400]
+    groups = {"project_id": table.project_id, "api_key_id": table.key_id, "model": table.model}
+    bucket = (ts - q.start) // q.width  # SQLAlchemy renders integer division per dialect
+    keys: list[Any] = [bucket.label("bucket"), *(groups[g].label(g) for g in q.group_by if g in groups)]
+    query = (
+        select(*keys, *(func.sum(getattr(table, c)) for c in columns.values()), count)
+        .where(table.kind == q.kind, ts >= q.start, ts < q.end, *ok)
+        .group_by(*keys)
+    )
+    for values, column in ((q.project_ids, table.project_id), (q.models, table.model), (q.api_key_ids, table.key_id)):
+        if values is not None:
+            # '' stands for "none" in rollups and NULL in raw records; callers say None.
+            wanted = [v for v in values if v is not None]
+            none = (column == "") | column.is_(None) if None in values else None
+            query = query.where(column.in_(wanted) | none if none is not None else column.in_(wanted))
+    async with db.sessions() as session:
+        return list((await session.execute(query)).all())
+
+
+def _buckets(q: _Query, results: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    buckets = []
+    for i in range((q.end - q.start + q.width - 1) // q.width):
+        begin = q.start + i * q.width
+        buckets.append({"object": "bucket", "start_time": begin, "end_time": min(begin + q.width, q.end),
+                        "results": results.get(i, [])})  # fmt: skip
+    return {"object": "page", "data": buckets, "has_more": False, "next_page": None}
+
+
+async def usage_report(
+    db: Database,
+    kind: str,
+    *,
+    start_time: int,
+    end_time: int | None,
+    bucket_width: str,
+    group_by: list[str],
+    project_ids: list[str | None] | None,
+    models: list[str] | None,
+    api_key_ids: list[str] | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    """OpenAI's usage page. `project_ids` may hold None: requests made with keys of no project."""
+    q = _query(kind, start_time, end_time, bucket_width, limit, group_by, _GROUPS, project_ids, models, api_key_ids)
+    columns = {"input_tokens": "prompt_tokens", "output_tokens": "completion_tokens",
+               "input_cached_tokens": "cached_tokens"}  # fmt: skip
+    results: dict[int, list[dict[str, Any]]] = {}
+    for row in await _sums(db, q, columns):
+        index, groups = int(row[0]), [g or None for g in row[1 : 1 + len(group_by)]]
+        prompt, completion, cached, n = row[1 + len(group_by) :]
+        result: dict[str, Any] = {"object": _RESULT_OBJECT[kind], "input_tokens": int(prompt or 0),
+                                  "num_model_requests": int(n)}  # fmt: skip
+        if kind == "completions":
+            result |= {"output_tokens": int(completion or 0), "input_cached_tokens": int(cached or 0)}
+        result |= dict(zip(group_by, groups, strict=True))
+        results.setdefault(index, []).append(result)
+    return _buckets(q, results)
+
+
+_COST_GROUPS = frozenset({"project_id", "api_key_id", "line_item"})
+
+
+async def costs_report(
+    db: Database,
+    *,
+    start_time: int,
+    end_time: int | None,
+    bucket_width: str,
+    group_by: list[str],
+    project_ids: list[str | None] | None,
+    api_key_ids: list[str] | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    """OpenAI's costs page: USD by day, grouped by project, key, or line item (`<model>, input|output`)."""
+    if bucket_width != "1d":
+        raise InvalidRequest("The costs endpoint supports bucket_width '1d' only.", param="bucket_width")
+    if limit is not None and not 1 <= limit <= 180:
+        raise InvalidRequest("limit must be between 1 and 180.", param="limit")
+    wanted = [g for g in group_by if g != "line_item"] + (["model"] if "line_item" in group_by else [])
+    results: dict[int, list[dict[str, Any]]] = {}
+    for kind in ("completions", "embeddings"):
+        q = _query(kind, start_time, end_time, bucket_width, limit, group_by, _COST_GROUPS, project_ids, None,
+                   api_key_ids)  # fmt: skip
+        q = _Query(q.kind, q.start, q.end, q.width, wanted, q.project_ids, q.models, q.api_key_ids)
+        for row in await _sums(db, q, {"input": "input_micro_usd", "output": "output_micro_usd"}):
+            index = int(row[0])
+            groups = dict(zip(wanted, [g or None for g in row[1 : 1 + len(wanted)]], strict=True))
+            cost_in, cost_out = int(row[1 + len(wanted)] or 0), int(row[2 + len(wanted)] or 0)
+            both = [("input", cost_in), ("output", cost_out)]
+            parts = both if "line_item" in group_by else [("", cost_in + cost_out)]
+            for part, micro in parts:
+                result: dict[str, Any] = {"object": "organization.costs.result",
+                                          "amount": {"value": micro / 1e6, "currency": "usd"}}  # fmt: skip
+                for g in group_by:
+                    result[g] = f"{groups['model']}, {part}" if g == "line_item" else groups[g]
+                results.setdefault(index, []).append(result)
+    # Sum the two kinds' results that fall in the same group.
+    merged: dict[int, list[dict[str, Any]]] = {}
+    for index, rows in results.items():
+        by_group: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for r in rows:
+            group = tuple(r.get(g) for g in group_by)
+            if group in by_group:
+                by_group[group]["amount"]["value"] += r["amount"]["value"]
+            else:
+                by_group[group] = r
+        merged[index] = list(by_group.values())
+    return _buckets(q, merged)
