@@ -87,7 +87,7 @@ def test_malformed_json_is_400(server) -> None:
         ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"messages": []}, "messages"),
         ({"messages": "hello"}, "messages"),
-        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.[0]"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.[0].role"),
         ({"messages": [{"role": "user"}]}, "messages.[0].content"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]},

@@ -12,9 +12,12 @@ from fastapi import FastAPI
 
 from ..backends.upstream import UpstreamPool
 from ..metrics import Metrics
+from ..services.assistants.assistants import AssistantService
 from ..services.assistants.events import RunEvents
-from ..services.assistants.objects import AssistantService, Documents
+from ..services.assistants.objects import Documents
+from ..services.assistants.runner import Runner
 from ..services.assistants.runs import RunService
+from ..services.assistants.state import RunRecorder
 from ..services.inference.chat import ChatService
 from ..services.inference.registry import LoadProgress, ModelRegistry
 from ..services.inference.relay import UpstreamService
@@ -25,12 +28,13 @@ from ..services.platform.cache import MemoryCache, RedisCache, ResponseCache
 from ..services.platform.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.platform.usage import UsageRecorder
 from ..services.retrieval.files import FileStore
+from ..services.retrieval.ingest import Ingestion
 from ..services.retrieval.stores import VectorStoreService
 from ..services.retrieval.vector_index import VectorIndexes
 from ..settings import Settings
 from ..storage.blobs import LocalBlobStore
 from ..storage.db import Database
-from ..storage.jobs import open_queue
+from ..storage.jobs import Jobs, open_queue
 from . import model_call
 from .errors import install_error_handlers
 from .families import model_calls
@@ -56,7 +60,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
         await prepare(accounts, api_key, first_key=False)
         usage.start()
-        await vector_stores.start()
+        await jobs.start()
+        await ingestion.start()
         await runs.start(registry.ready)
         loading = asyncio.create_task(_load(app, registry, progress))
         watchers = [asyncio.create_task(pool.watch()) for pool in pools.values()]
@@ -66,8 +71,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             for task in (loading, *watchers):
                 task.cancel()
             await asyncio.gather(loading, *watchers, return_exceptions=True)
+            await jobs.close()
             await runs.close()
-            await vector_stores.close()
             await registry.close()
             await app.state.limiter.close()
             await usage.close()
@@ -104,25 +109,28 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         )
     app.state.cache = cache
     app.state.files = files = FileStore(db, LocalBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
+    jobs = Jobs(open_queue(db.url, db.engine), concurrency=settings.run_workers, heartbeat_s=settings.run_heartbeat_s)
+    ingestion = Ingestion(db, files, registry, jobs)
     indexes = VectorIndexes(db, settings.data_dir / "vector_indexes")
-    app.state.vector_stores = vector_stores = VectorStoreService(db, files, registry, indexes,
-                                                                 settings.vector_store_model)  # fmt: skip
+    app.state.vector_stores = vector_stores = VectorStoreService(
+        db, files, registry, indexes, ingestion, settings.vector_store_model
+    )
     upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
     metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
     app.state.model_services = services = {
-        family.name: model_call.FamilyServices(call.service(registry), UpstreamService(call.path, registry, pools))
+        family.name: model_call.FamilyServices(
+            call.service(registry), UpstreamService(call.path.removeprefix("/v1"), registry, pools)
+        )
         for family, call in model_calls()
     }
     app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["chat"].local
     assert isinstance(chat, ChatService)
-    app.state.runs = runs = RunService(
-        assistants, chat, vector_stores, usage, open_queue(db.url, db.engine),
-        admitter=admitter, events=RunEvents(settings.redis_url, f"{settings.redis_prefix}:"),
-        workers=settings.run_workers, heartbeat_s=settings.run_heartbeat_s, expires_s=settings.run_expires_s,
-    )  # fmt: skip
+    recorder = RunRecorder(assistants.docs, RunEvents(settings.redis_url, f"{settings.redis_prefix}:"))
+    runner = Runner(recorder, chat, vector_stores, usage, jobs, admitter)
+    app.state.runs = runs = RunService(assistants, recorder, runner, jobs, expires_s=settings.run_expires_s)
     install_error_handlers(app)
     app.include_router(model_call.router())
     for module in (health, models, ops, usage_routes, admin, file_routes, vs_routes, assistant_routes):

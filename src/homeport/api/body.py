@@ -38,8 +38,10 @@ def _to_invalid_request(exc: ValidationError, data: dict[str, Any]) -> InvalidRe
     errors = exc.errors(include_url=False)
     best = max(errors, key=lambda e: len(_param_parts(e["loc"], data)))
     parts = _param_parts(best["loc"], data)
-    param = ".".join(parts) if parts else None
     kind = best["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, e.g. `tools.[0].type`
+        parts.append(str(best.get("ctx", {}).get("discriminator", "type")).strip("'"))
+    param = ".".join(parts) if parts else None
     if kind == "extra_forbidden":
         return InvalidRequest(f"Unrecognized request argument supplied: {parts[-1] if parts else param}", param=param)
     if kind == "missing":

@@ -53,7 +53,7 @@ class StreamingModelService(ModelService, Protocol):
 @dataclass(frozen=True)
 class ModelCall:
     path: str
-    """The POST endpoint; an upstream model is relayed to the same path on its server."""
+    """The POST endpoint; an upstream model gets it under its `base_url` (which ends in /v1)."""
     request: type[Request]
     usage: Literal["completions", "embeddings"]
     """The usage report (/v1/organization/usage/{kind}) that counts these calls."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
 __all__ = [
+    "Deleted",
+    "Metadata",
     "Request",
     "Wire",
     "Stop",
@@ -39,6 +41,18 @@ class Wire(BaseModel):
 
 
 Stop = str | Annotated[list[str], Field(min_length=1, max_length=4)] | None
+
+Metadata = Annotated[
+    dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=512)]],
+    Field(max_length=16),
+]
+"""Up to 16 pairs: keys of at most 64 characters, string values of at most 512."""
+
+
+class Deleted(BaseModel):
+    id: str
+    object: str
+    deleted: bool = True
 
 
 class StreamOptions(Request):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-__all__ = ["Database"]
+__all__ = ["Database", "in_project", "ordered"]
+
+Q = TypeVar("Q", bound=Select[Any])
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -35,3 +39,13 @@ def upgrade(url: str) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
+
+
+def in_project(column: Any, project_id: str | None) -> ColumnElement[bool]:
+    """Rows of this project (keys of no project share the no-project space)."""
+    return column.is_(None) if project_id is None else column == project_id
+
+
+def ordered(query: Q, order: Literal["asc", "desc"] | str, *columns: Any) -> Q:
+    """The query ordered by `columns` (the first decides, the rest break ties), both ways alike."""
+    return query.order_by(*(c.desc() for c in columns) if order == "desc" else columns)

@@ -16,18 +16,79 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from saq import Queue, Worker
 from saq.job import TERMINAL_STATUSES, Job, Status
-from saq.types import CountKind, QueueInfo, WorkerInfo
+from saq.types import CountKind, PartialTimersDict, QueueInfo, WorkerInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["SqliteQueue", "JobWorker", "open_queue"]
+__all__ = ["Jobs", "SqliteQueue", "JobWorker", "heartbeating", "open_queue"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+class Jobs:
+    """The process's job queue and its one worker. Each family registers its job functions before
+    `start`; `concurrency` jobs run at once (0: this process only enqueues, other replicas run them)."""
+
+    def __init__(self, queue: Queue, *, concurrency: int = 4, heartbeat_s: int = 30) -> None:
+        self.queue, self.heartbeat_s = queue, heartbeat_s
+        self._concurrency = concurrency
+        self._functions: list[tuple[str, JobFunction]] = []
+        self._worker: JobWorker | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def register(self, name: str, function: JobFunction) -> None:
+        self._functions.append((name, function))
+
+    async def enqueue(self, name: str, **kwargs: Any) -> Job | None:
+        return await self.queue.enqueue(name, **kwargs)
+
+    async def start(self) -> None:
+        await self.queue.connect()
+        if self._concurrency <= 0:
+            return
+        sweep_s = max(1, min(5, self.heartbeat_s // 2))
+        self._worker = JobWorker(
+            self.queue,
+            functions=self._functions,
+            concurrency=self._concurrency,
+            timers=PartialTimersDict(sweep=sweep_s, schedule=1, abort=1, worker_info=10),
+        )
+        self._task = asyncio.create_task(self._worker.start())
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()  # a job cut off here goes back to the queue (saq retries it)
+            assert self._task is not None
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.queue.disconnect()
+
+
+async def heartbeating(job: Job, every_s: float, work: Awaitable[T]) -> T:
+    """Await `work` while telling saq the job is alive every `every_s`: the sweeper leaves it alone
+    as long as this process lives, and puts it back in the queue once it stops."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await job.update()
+            except Exception:  # the next beat tries again; several missed ones mean a sweep
+                log.exception("job heartbeat failed")
+
+    beating = asyncio.create_task(beat())
+    try:
+        return await work
+    finally:
+        beating.cancel()
+
 
 _TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 
@@ -110,7 +171,9 @@ class SqliteQueue(Queue):
                 "job = json_set(job, '$.started', :now_ms, '$.touched', :now_ms) "
                 "WHERE key = (SELECT key FROM job_queue WHERE queue = :queue AND status = 'queued' "
                 "AND scheduled <= :now ORDER BY scheduled, rowid LIMIT 1) AND status = 'queued' RETURNING job",
-                queue=self.name, now=int(time.time()), now_ms=now_ms,
+                queue=self.name,
+                now=int(time.time()),
+                now_ms=now_ms,
             )  # fmt: skip
         ).first()
         return None if row is None else self.deserialize(row[0], Status.ACTIVE)

@@ -41,14 +41,14 @@ from .registry import ModelRegistry
 from .structured import Structure, plan_structure
 from .toolcalls import ArgsDelta, CallStart, Event, Text, ToolCallParser
 
-__all__ = ["ChatService"]
+__all__ = ["ChatPlan", "ChatService"]
 
 # Spec fields that local models cannot honour: a non-null value is a 400 naming the field.
 _UNSUPPORTED = ("audio", "prediction", "web_search_options", "functions", "function_call", "moderation")
 
 
 @dataclass
-class _Plan:
+class ChatPlan:
     """A validated request, ready to run."""
 
     request: ChatCompletionRequest
@@ -78,7 +78,7 @@ class ChatService:
     def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
 
-    def plan(self, request: ChatCompletionRequest) -> _Plan:
+    def plan(self, request: ChatCompletionRequest) -> ChatPlan:
         _reject_unsupported(request)
         config, engine = self._registry.chat(request.model)
         structure = plan_structure(request)
@@ -98,9 +98,9 @@ class ChatService:
             top_logprobs=(request.top_logprobs or 0) if request.logprobs else None,
             constraint=structure.constraint,
         )
-        return _Plan(request, engine, prompt, sampling, stop_list(request.stop), request.n or 1, structure)
+        return ChatPlan(request, engine, prompt, sampling, stop_list(request.stop), request.n or 1, structure)
 
-    async def create(self, plan: _Plan) -> ChatCompletion:
+    async def create(self, plan: ChatPlan) -> ChatCompletion:
         choices, completion_tokens, cached = [], 0, 0
         for index in range(plan.n):
             whole = await generate_whole(plan.engine, plan.prompt, plan.sampling_for(index), plan.stops)
@@ -128,7 +128,7 @@ class ChatService:
             metadata=plan.request.metadata,
         )
 
-    async def stream(self, plan: _Plan) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, plan: ChatPlan) -> AsyncIterator[ChatCompletionChunk]:
         """Per choice: a role chunk, content or tool-call chunks, a finish chunk; then usage if asked.
 
         The engine is started before the first chunk is yielded, so a full queue or a bad

@@ -10,26 +10,20 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import ColumnElement, delete, or_, select, update
 
 from ...errors import InvalidRequest, NotFound, RequestTooLarge
 from ...ids import sortable_id
 from ...storage.blobs import BlobStore, BlobTooLarge
-from ...storage.db import Database
+from ...storage.db import Database, in_project, ordered
 from ...storage.tables import FileRow, UploadPartRow, UploadRow
 from .extract import check_supported
 
-__all__ = ["StoredFile", "Upload", "FileStore", "PURPOSES", "in_project"]
+__all__ = ["StoredFile", "Upload", "FileStore", "PURPOSES"]
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 UPLOAD_TTL_S = 3600  # OpenAI: an upload not completed within an hour expires
-
-
-def in_project(column: Any, project_id: str | None) -> ColumnElement[bool]:
-    """Rows of this project (keys of no project share the no-project space)."""
-    return column.is_(None) if project_id is None else column == project_id
 
 
 @dataclass(frozen=True)
@@ -121,8 +115,7 @@ class FileStore:
         query = select(FileRow).where(in_project(FileRow.project_id, project_id), _live(int(time.time())))
         if purpose is not None:
             query = query.where(FileRow.purpose == purpose)
-        key = (FileRow.created_at, FileRow.id)
-        query = query.order_by(*(k.desc() for k in key) if order == "desc" else key)
+        query = ordered(query, order, FileRow.created_at, FileRow.id)
         async with self._db.sessions() as session:
             return [_file(r) for r in await session.scalars(query)]
 
