@@ -1,4 +1,5 @@
-"""Fixtures for unit tests: a fresh, migrated database on SQLite and on PostgreSQL."""
+"""Fixtures for unit tests: a fresh, migrated database on SQLite and on PostgreSQL; the whole app
+on the fake engines, started in process (its services on `app.state`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
+from homeport.api.app import create_app
+from homeport.settings import ModelConfig, Settings
 from homeport.storage.db import Database
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -36,3 +40,26 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await database.close()
         await admin.execute(f"DROP DATABASE {name}")
         await admin.close()
+
+
+FAKE_KEY = "sk-unit"
+
+
+@pytest.fixture
+async def fake_app(tmp_path: Path) -> AsyncIterator[FastAPI]:
+    """Homeport on the fake engines (`fake-chat`, `fake-embed`), started, models loaded."""
+    settings = Settings(
+        data_dir=tmp_path,
+        api_key=FAKE_KEY,
+        models=[
+            ModelConfig(id="fake-chat", version="v1", kind="chat", backend="fake"),
+            ModelConfig(id="fake-embed", version="v1", kind="embedding", backend="fake"),
+        ],
+        aliases={"gpt-4o-mini": "fake-chat"},
+        vector_store_model="fake-embed",
+        run_heartbeat_s=30,
+    )
+    app = create_app(settings, progress=lambda *a: None)
+    async with app.router.lifespan_context(app):
+        await app.state.registry.ready.wait()
+        yield app

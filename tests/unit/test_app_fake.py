@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import openai
 import pytest
 
-from homeport.api.app import create_app
-from homeport.settings import ModelConfig, Settings
 from tests.spec import validate, wire
-
-KEY = "sk-unit"
+from tests.unit.conftest import FAKE_KEY
 
 
 @pytest.fixture
-async def fake_client(tmp_path: Path):
-    settings = Settings(
-        data_dir=tmp_path,
-        api_key=KEY,
-        models=[
-            ModelConfig(id="fake-chat", version="v1", kind="chat", backend="fake"),
-            ModelConfig(id="fake-embed", version="v1", kind="embedding", backend="fake"),
-        ],
-        aliases={"gpt-4o-mini": "fake-chat"},
-    )
-    app = create_app(settings, progress=lambda *a: None)
-    async with app.router.lifespan_context(app):
-        await app.state.registry.ready.wait()
-        transport = httpx.ASGITransport(app=app)
-        async with openai.AsyncOpenAI(
-            base_url="http://homeport/v1", api_key=KEY, max_retries=0,
-            http_client=httpx.AsyncClient(transport=transport, base_url="http://homeport"),
-        ) as client:  # fmt: skip
-            yield client
+async def fake_client(fake_app):
+    transport = httpx.ASGITransport(app=fake_app)
+    async with openai.AsyncOpenAI(
+        base_url="http://homeport/v1", api_key=FAKE_KEY, max_retries=0,
+        http_client=httpx.AsyncClient(transport=transport, base_url="http://homeport"),
+    ) as client:  # fmt: skip
+        yield client
 
 
 @pytest.mark.anyio

@@ -47,7 +47,7 @@ from .routes import vector_stores as vs_routes
 
 __all__ = ["create_app"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 
 def _log_progress(model_id: str, state: str, seconds: float) -> None:

@@ -15,7 +15,7 @@ from ..protocol.errors import ErrorDetail, ErrorResponse
 
 __all__ = ["install_error_handlers", "error_body", "error_response"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 _STATUS_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
 

@@ -1,19 +1,23 @@
 """Deterministic engines for fast tests of everything above the engine seam (never the default).
 
 The chat engine's tokens are UTF-8 bytes (id = byte value); it answers with words chosen by
-a hash of the prompt and seed, and ends its turn after `reply_tokens` tokens.
+a hash of the prompt and seed, and ends its turn after `reply_tokens` tokens. Under a constraint
+that requires tool calls it calls the first tool with empty arguments; under a JSON answer
+constraint (and no tools) it answers `{}`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 from collections.abc import AsyncIterator
 
 import numpy as np
 
-from .base import Finish, GenerationRequest, Message, Token
+from .base import Finish, GenerationRequest, Message, SamplingParams, Token
+from .constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 __all__ = ["FakeChatEngine", "FakeEmbeddingEngine"]
 
@@ -44,9 +48,18 @@ class FakeChatEngine:
         words = " ".join(_WORDS[b % len(_WORDS)] for b in digest)
         return words.encode()[: self._reply_tokens]
 
+    def _constrained(self, params: SamplingParams) -> bytes | None:
+        constraint = params.constraint
+        if constraint is None:
+            return None
+        if constraint.tools and constraint.calls == "required":
+            call = json.dumps({"name": constraint.tools[0].name, "arguments": {}})
+            return f"{TOOL_CALL_OPEN}\n{call}\n{TOOL_CALL_CLOSE}".encode()
+        return b"{}" if constraint.answer is not None and not constraint.tools else None
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
         params = request.sampling
-        reply = self.reply(request.prompt, params.seed)
+        reply = self._constrained(params) or self.reply(request.prompt, params.seed)
         for byte in reply[: params.max_tokens]:
             if self._delay_s:
                 await asyncio.sleep(self._delay_s)

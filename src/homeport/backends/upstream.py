@@ -24,7 +24,7 @@ from ..settings import ModelConfig, UpstreamDeployment
 
 __all__ = ["UpstreamPool", "UpstreamError", "Deployment"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER_S = 10.0  # longer than this: try another deployment instead of waiting

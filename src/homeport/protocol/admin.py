@@ -3,9 +3,9 @@ limits, admin keys), and Homeport's own request for creating a project key over 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 
 from .common import Request
 
@@ -47,7 +47,7 @@ class KeyOwner(BaseModel):
     """Homeport keys have no user behind them: they are owned like service-account keys."""
 
     type: Literal["service_account", "user"] = "service_account"
-    service_account: dict[str, Any] | None = None
+    service_account: dict[str, JsonValue] | None = None
 
 
 class ProjectApiKey(BaseModel):
@@ -126,7 +126,7 @@ class AdminApiKey(BaseModel):
     created_at: int
     expires_at: int | None = None
     last_used_at: int | None = None
-    owner: dict[str, Any]
+    owner: dict[str, JsonValue]
 
 
 class AdminApiKeyCreate(Request):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 
 from .common import Request, Stop, StreamOptions, Usage, Wire
 
@@ -86,10 +86,10 @@ class AssistantMessage(Request):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None
-    audio: dict[str, Any] | None = None
+    audio: dict[str, JsonValue] | None = None
     # Not in the request schema, but present when code appends a response message to the
     # history, as OpenAI's own examples do: accepted and ignored, like api.openai.com.
-    annotations: list[dict[str, Any]] | None = None
+    annotations: list[dict[str, JsonValue]] | None = None
 
 
 class ToolMessage(Request):
@@ -113,7 +113,7 @@ ChatMessage = Annotated[
 class FunctionDefinition(Request):
     name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, JsonValue] | None = None
     strict: bool | None = None
 
 
@@ -152,7 +152,7 @@ ToolChoice = (
 class JsonSchemaFormat(Request):
     name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
     description: str | None = None
-    schema_: Annotated[dict[str, Any] | None, Field(alias="schema")] = None
+    schema_: Annotated[dict[str, JsonValue] | None, Field(alias="schema")] = None
     strict: bool | None = None
 
 
@@ -201,18 +201,18 @@ class ChatCompletionRequest(Request):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
-    functions: list[dict[str, Any]] | None = None
-    function_call: str | dict[str, Any] | None = None
+    functions: list[dict[str, JsonValue]] | None = None
+    function_call: str | dict[str, JsonValue] | None = None
     # In the spec, not served by local models: any non-null value is a 400 naming it.
     modalities: list[str] | None = None
-    audio: dict[str, Any] | None = None
-    prediction: dict[str, Any] | None = None
-    web_search_options: dict[str, Any] | None = None
+    audio: dict[str, JsonValue] | None = None
+    prediction: dict[str, JsonValue] | None = None
+    web_search_options: dict[str, JsonValue] | None = None
     reasoning_effort: str | None = None
     verbosity: str | None = None
-    moderation: dict[str, Any] | None = None
+    moderation: dict[str, JsonValue] | None = None
     prompt_cache_retention: str | None = None
-    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_options: dict[str, JsonValue] | None = None
 
 
 # ---- response --------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class ResponseMessage(Wire):
     content: str | None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
-    annotations: list[dict[str, Any]] = []
+    annotations: list[dict[str, JsonValue]] = []
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]

@@ -7,11 +7,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import Field
 from starlette.datastructures import FormData, UploadFile
 
 from ...errors import InvalidRequest
-from ...protocol.common import Request as Body
+from ...protocol.files import UploadComplete, UploadCreate
 from ...services.retrieval.files import FileStore
 from ..body import parse_body
 from ..deps import CurrentKey
@@ -102,22 +101,9 @@ async def file_content(file_id: str, request: Request, key: CurrentKey) -> Strea
                              headers={"content-length": str(found.bytes)})  # fmt: skip
 
 
-class _CreateUpload(Body):
-    filename: str = Field(min_length=1, max_length=500)
-    purpose: str
-    bytes: int = Field(ge=1)
-    mime_type: str = Field(min_length=1, max_length=200)
-    expires_after: dict | None = None
-
-
-class _CompleteUpload(Body):
-    part_ids: list[str] = Field(min_length=1)
-    md5: str | None = None
-
-
 @router.post("/v1/uploads")
 async def create_upload(request: Request, key: CurrentKey) -> dict:
-    body = await parse_body(request, _CreateUpload)
+    body = await parse_body(request, UploadCreate)
     upload = await _files(request).create_upload(key.project_id, body.filename, body.purpose, body.bytes,
                                                  body.mime_type)  # fmt: skip
     return upload.wire()
@@ -134,7 +120,7 @@ async def add_upload_part(upload_id: str, request: Request, key: CurrentKey) -> 
 
 @router.post("/v1/uploads/{upload_id}/complete")
 async def complete_upload(upload_id: str, request: Request, key: CurrentKey) -> dict:
-    body = await parse_body(request, _CompleteUpload)
+    body = await parse_body(request, UploadComplete)
     return (await _files(request).complete_upload(key.project_id, upload_id, body.part_ids)).wire()
 
 

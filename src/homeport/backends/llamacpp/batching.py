@@ -8,28 +8,21 @@ seed, grammar: all per request).
 
 One thread, the same for every engine in the process, runs the steps (`_Driver`): OpenMP gives
 each thread that calls llama.cpp a team of its own, and once a process holds more OpenMP threads
-than cores libgomp stops spinning at barriers, so every decode takes longer (bench/two_models.py:
-with a thread per engine, a second chat model's first request slowed the first model's single
-stream from 116 to 62-69 tok/s).
+than cores libgomp stops spinning at barriers, so every decode takes longer.
 
 Sequences live in slots — llama.cpp sequence ids, each with its own KV stream (not one unified
-cache: a sequence's attention then never sees the other sequences' cells, and its logits are
-bit-for-bit the same whichever requests share the batch, so a seed gives the same tokens at any
-concurrency; tested in tests/unit/test_llamacpp_engine.py, measured by bench/batch_invariance.py).
-With a KV stream per sequence, llama.cpp puts only consecutive sequence ids, in increasing
-order, into one ubatch (each ubatch views a contiguous range of streams): a step whose sequences
-sit in slots 1-7 and 0, or 0 and 2, runs two graphs, reading the weights twice. So each step's
-batch lists its sequences in slot order, and a new request takes the free slot that keeps the
-busy slots in the fewest runs. (bench/engine_steps.py, before this: 8-stream rows that followed a
-1-stream row decoded at 44-48 ms a step, 0.72-0.78 of llama.cpp's own batched speed; now 38-40
-ms, 0.92-0.96.) Among those slots it takes the one whose cache shares the longest prefix with
-its prompt. When another slot (busy or not) holds a longer one, that slot's stream is copied
-over first (the copy of a whole stream costs about what 10 prompt tokens do; its logits are
-bit-identical), and a request whose prefix another sequence is still reading waits for it
-rather than reading it too — so a system prompt shared by many requests is evaluated once.
-Only the rest of the prompt is evaluated; the reused count is reported as
-`usage.prompt_tokens_details.cached_tokens`. A cancelled request (client gone, stop string
-found) leaves its slot at the next step; the slot's cache stays for the next prompt.
+cache: a sequence's logits are then the same whichever requests share the batch, so a seed gives
+the same tokens at any concurrency). llama.cpp puts only consecutive sequence ids, in increasing
+order, into one ubatch: so each step's batch lists its sequences in slot order, and a new request
+takes the free slot that keeps the busy slots in the fewest runs; among those, the one whose
+cache shares the longest prefix with its prompt. When another slot holds a longer one, that
+slot's stream is copied over first, and a request whose prefix another sequence is still reading
+waits for it rather than reading it too. Only the rest of the prompt is evaluated; the reused
+count is reported as `usage.prompt_tokens_details.cached_tokens`. A cancelled request leaves its
+slot at the next step; the slot's cache stays for the next prompt.
+
+What each of these choices measured, and the tests that hold them: docs/architecture.md
+("The embedded llama.cpp engine").
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from ...ids import new_id
 
 __all__ = ["RunEvents"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 
 class RunEvents:

@@ -26,17 +26,9 @@ from ...protocol.chat import (
     TopLogprob,
 )
 from ...protocol.common import Usage
+from . import generation as gen
 from .chat_messages import to_turns
-from .generation import (
-    Done,
-    Piece,
-    check_stream_options,
-    generate_text,
-    generate_whole,
-    parse_logit_bias,
-    resolve_max_tokens,
-    stop_list,
-)
+from .generation import Done, Piece, generate_text, generate_whole
 from .registry import ModelRegistry
 from .structured import Structure, plan_structure
 from .toolcalls import ArgsDelta, CallStart, Event, Text, ToolCallParser
@@ -85,20 +77,14 @@ class ChatService:
         prompt = engine.apply_chat_template(to_turns(request, structure.prompt))
         max_tokens = request.max_completion_tokens or request.max_tokens
         param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
-        sampling = SamplingParams(
-            max_tokens=resolve_max_tokens(
-                max_tokens, len(prompt), engine.context_length, prompt_param="messages", max_param=param
-            ),
-            temperature=config.temperature if request.temperature is None else request.temperature,
-            top_p=config.top_p if request.top_p is None else request.top_p,
-            seed=request.seed,
-            presence_penalty=request.presence_penalty or 0.0,
-            frequency_penalty=request.frequency_penalty or 0.0,
-            logit_bias=parse_logit_bias(request.logit_bias, engine.vocab_size),
-            top_logprobs=(request.top_logprobs or 0) if request.logprobs else None,
-            constraint=structure.constraint,
+        max_tokens = gen.resolve_max_tokens(
+            max_tokens, len(prompt), engine.context_length, prompt_param="messages", max_param=param
         )
-        return ChatPlan(request, engine, prompt, sampling, stop_list(request.stop), request.n or 1, structure)
+        sampling = gen.sampling_params(
+            request, config, engine.vocab_size, max_tokens, constraint=structure.constraint,
+            top_logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+        )  # fmt: skip
+        return ChatPlan(request, engine, prompt, sampling, gen.stop_list(request.stop), request.n or 1, structure)
 
     async def create(self, plan: ChatPlan) -> ChatCompletion:
         choices, completion_tokens, cached = [], 0, 0
@@ -238,4 +224,4 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
         raise UnsupportedParameter("modalities", "Only text output is available.")
     if request.top_logprobs is not None and not request.logprobs:
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
-    check_stream_options(request.stream, request.stream_options)
+    gen.check_stream_options(request.stream, request.stream_options)

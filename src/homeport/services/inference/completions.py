@@ -17,8 +17,8 @@ from .generation import (
     check_stream_options,
     generate_text,
     generate_whole,
-    parse_logit_bias,
     resolve_max_tokens,
+    sampling_params,
     stop_list,
 )
 from .registry import ModelRegistry
@@ -80,16 +80,7 @@ class CompletionService:
         check_stream_options(request.stream, request.stream_options)
         config, engine = self._registry.chat(request.model, "v1/completions")
         requested = _DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
-        base = SamplingParams(
-            max_tokens=requested,
-            temperature=config.temperature if request.temperature is None else request.temperature,
-            top_p=config.top_p if request.top_p is None else request.top_p,
-            seed=request.seed,
-            presence_penalty=request.presence_penalty or 0.0,
-            frequency_penalty=request.frequency_penalty or 0.0,
-            logit_bias=parse_logit_bias(request.logit_bias, engine.vocab_size),
-            top_logprobs=request.logprobs,
-        )
+        base = sampling_params(request, config, engine.vocab_size, requested, top_logprobs=request.logprobs)
         prompts = []
         for ids, text in _prompts(request.prompt, engine):
             max_tokens = resolve_max_tokens(

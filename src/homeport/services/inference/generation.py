@@ -8,11 +8,13 @@ start of a stop string.
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ...backends.base import ChatEngine, Finish, GenerationRequest, SamplingParams, Token
 from ...errors import ContextLengthExceeded, InvalidRequest
+from ...settings import ModelConfig
 
 __all__ = [
     "Piece",
@@ -23,6 +25,7 @@ __all__ = [
     "Whole",
     "resolve_max_tokens",
     "parse_logit_bias",
+    "sampling_params",
     "stop_list",
 ]
 
@@ -147,7 +150,40 @@ def resolve_max_tokens(
     return requested if requested is not None else context_length - prompt_tokens
 
 
-def parse_logit_bias(raw: dict[str, float] | None, vocab_size: int) -> dict[int, float]:
+class SamplingRequest(Protocol):
+    """The sampling fields chat and legacy completions requests share."""
+
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def presence_penalty(self) -> float | None: ...
+    @property
+    def frequency_penalty(self) -> float | None: ...
+    @property
+    def logit_bias(self) -> Mapping[str, float] | None: ...
+
+
+def sampling_params(
+    request: SamplingRequest, config: ModelConfig, vocab_size: int, max_tokens: int, **more: Any
+) -> SamplingParams:
+    """A request's sampling; the model's own defaults where the request sets no temperature or top_p."""
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=config.temperature if request.temperature is None else request.temperature,
+        top_p=config.top_p if request.top_p is None else request.top_p,
+        seed=request.seed,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=parse_logit_bias(request.logit_bias, vocab_size),
+        **more,
+    )
+
+
+def parse_logit_bias(raw: Mapping[str, float] | None, vocab_size: int) -> dict[int, float]:
     if not raw:
         return {}
     bias: dict[int, float] = {}

@@ -24,7 +24,7 @@ from .registry import ModelRegistry
 
 __all__ = ["UpstreamService", "Raw"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 _DEFAULT_OUTPUT = 1024  # reserved against limits when a request names no max_tokens
 

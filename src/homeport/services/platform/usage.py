@@ -25,7 +25,7 @@ from ...storage.tables import UsageHourlyRow, UsageRow
 
 __all__ = ["UsageEvent", "UsageRecorder", "usage_report", "costs_report", "BUCKETS"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 BUCKETS = {"1m": 60, "1h": 3600, "1d": 86400}
 _GROUPS = frozenset({"project_id", "api_key_id", "model"})

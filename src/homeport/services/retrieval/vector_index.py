@@ -29,7 +29,7 @@ from ...storage.tables import ChunkRow, VectorStoreRow
 
 __all__ = ["VectorIndexes", "Hit", "EXACT_BELOW"]
 
-log = logging.getLogger("homeport")
+log = logging.getLogger(__name__)
 
 EXACT_BELOW = 20_000
 """Stores with fewer chunks are searched exhaustively (usearch's SIMD brute force): recall 1.0."""
