@@ -201,7 +201,7 @@ def direct(llm: Any, max_tokens: int, runs: int = 4) -> float:
 
 class InProcess:
     """Homeport's engine driven without HTTP, in a process of its own: llama.cpp's OpenMP threads
-    slow each other down when two threads of one process call it (see backends/batching.py), so
+    slow each other down when two threads of one process call it (see backends/llamacpp/batching.py), so
     the engine must not share this process with the ceiling and direct measurements."""
 
     def __init__(self, gguf: Path) -> None:

@@ -5,7 +5,7 @@
 A server with both default chat models; SmolLM2's single-stream output tok/s (3 requests of 128
 tokens, temperature 0.8) before gemma-3-270m has served anything, then after one gemma request.
 With one thread per engine, llama.cpp's OpenMP teams made every decode slower once both had run
-(backends/batching.py); with one driver thread the two rows should match.
+(backends/llamacpp/batching.py); with one driver thread the two rows should match.
 """
 
 from __future__ import annotations

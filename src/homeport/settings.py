@@ -141,13 +141,17 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file /v1/files and /v1/uploads accept.")
     vector_store_model: str = Field("all-minilm-l6-v2", description="Embedding model of new vector stores.")
     cache_enabled: bool = Field(True, description="Serve repeated deterministic requests from the response cache.")
-    cache_ttl_s: float = Field(3600, description="How long a cached response is served (see services/cache.py).")
+    cache_ttl_s: float = Field(
+        3600, description="How long a cached response is served (see services/platform/cache.py)."
+    )
     cache_max_entries: int = Field(10_000, description="In-process cache size (Redis keeps its own by TTL).")
     run_workers: int = Field(
-        4, description="Assistant run passes this process executes at once; 0: none (an API-only replica)."
+        4,
+        description="Background jobs (assistant run passes, vector-store file ingestion) this process runs at "
+        "once; 0: none (an API-only replica: other replicas run them).",
     )
     run_heartbeat_s: int = Field(
-        30, description="A run pass whose process sends no heartbeat this long is run again by another worker."
+        30, description="A background job whose process sends no heartbeat this long is run again by another worker."
     )
     run_expires_s: int = Field(
         600, gt=0, description="A run still waiting for tool outputs this long after it was created expires."
