@@ -30,7 +30,7 @@ _DEFAULT_OUTPUT = 1024  # reserved against limits when a request names no max_to
 
 
 class Raw:
-    """An upstream's JSON object, relayed as is (what gate.respond and the SSE encoder need)."""
+    """An upstream's JSON object, relayed as is (what model_call.respond and the SSE encoder need)."""
 
     def __init__(self, data: dict[str, Any], usage: Usage | None = None) -> None:
         self.data, self.usage = data, usage
