@@ -105,7 +105,7 @@ async def test_a_waiting_run_is_cancelled_or_expires(fake_app) -> None:
 
 async def test_a_pass_whose_process_died_runs_again_or_fails_the_run(fake_app) -> None:
     assistant, thread = await _setup(fake_app)
-    runs, runner = fake_app.state.runs, fake_app.state.runs._runner
+    runs, runner = fake_app.state.runs, fake_app.state.runs.runner
     for attempt, outcome in ((2, "completed"), (MAX_ATTEMPTS + 1, "failed")):
         run = await runs.create(None, thread, RunCreate(assistant_id=assistant["id"]), None)
         stored = await runs.docs.get("run", None, run["id"])

@@ -108,7 +108,7 @@ async def test_an_unreadable_file_fails_and_a_cancelled_batch_stops(fake_app) ->
 
 
 async def test_files_left_in_progress_are_ingested_after_a_restart(fake_app) -> None:
-    service, ingestion = fake_app.state.vector_stores, fake_app.state.vector_stores._ingestion
+    service, ingestion = fake_app.state.vector_stores, fake_app.state.vector_stores.ingestion
     trains = await _upload(fake_app, "trains.txt", TEXTS["trains.txt"])
     store = await service.create(None, VectorStoreCreate())
     links = await service.attach(None, store.id, [trains.id])

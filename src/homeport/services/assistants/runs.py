@@ -43,7 +43,7 @@ class RunService:
         expires_s: int = 600,
     ) -> None:  # fmt: skip
         self._assistants, self.docs, self._record = assistants, recorder.docs, recorder
-        self._runner, self._jobs = runner, jobs
+        self.runner, self._jobs = runner, jobs
         self._expires_s = expires_s  # OpenAI's runs expire 10 minutes after they are created
         self.events = recorder.events
         self._ready: asyncio.Event | None = None
@@ -73,7 +73,7 @@ class RunService:
         assert self._ready is not None
         try:
             await self._ready.wait()
-            await heartbeating(job, self._jobs.heartbeat_s / 3, self._runner.run_pass(project_id, run_id, job.attempts))
+            await heartbeating(job, self._jobs.heartbeat_s / 3, self.runner.run_pass(project_id, run_id, job.attempts))
         except Exception as exc:  # the run records why; the worker goes on
             log.exception("run %s failed", run_id)
             run = await self.docs.get("run", project_id, run_id)

@@ -55,7 +55,7 @@ class VectorStoreService:
         model: str,
     ) -> None:  # fmt: skip
         self._db, self._files, self._registry, self._indexes = db, files, registry, indexes
-        self._ingestion, self._model = ingestion, model
+        self.ingestion, self._model = ingestion, model
         self.search_index = Search(db, files, registry, indexes)
 
     # ---- stores -------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class VectorStoreService:
             for f in files:
                 session.add(_link(row.id, f, strategy, {}, None, now))
         for f in files:
-            await self._ingestion.enqueue(row.id, f.id)
+            await self.ingestion.enqueue(row.id, f.id)
         return await self._object(row)
 
     async def _attachable(self, project_id: str | None, file_id: str, param: str) -> StoredFile:
@@ -159,7 +159,7 @@ class VectorStoreService:
                 await _detach(session, row.id, link.file_id)
                 session.add(link)
         for link in links:
-            await self._ingestion.enqueue(row.id, link.file_id)
+            await self.ingestion.enqueue(row.id, link.file_id)
         return links
 
     async def file(self, project_id: str | None, store_id: str, file_id: str) -> VectorStoreFile:
