@@ -61,4 +61,4 @@ def validate(schema_name: str, instance: Any) -> None:
 
 def wire(obj: Any) -> Any:
     """The JSON an SDK object was parsed from (its set fields, as sent)."""
-    return obj.model_dump(mode="json", exclude_unset=True)
+    return obj.model_dump(mode="json", exclude_unset=True, by_alias=True)

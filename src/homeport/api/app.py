@@ -37,11 +37,12 @@ from ..storage.db import Database
 from ..storage.jobs import Jobs, open_queue
 from . import model_call
 from .errors import install_error_handlers
-from .families import model_calls
+from .families import Kit, model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, health, models, ops
 from .routes import assistants as assistant_routes
 from .routes import files as file_routes
+from .routes import responses as response_routes
 from .routes import usage as usage_routes
 from .routes import vector_stores as vs_routes
 
@@ -118,9 +119,11 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
     metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
+    kit = Kit(registry, db, vector_stores)
     app.state.model_services = services = {
         family.name: model_call.FamilyServices(
-            call.service(registry), UpstreamService(call.path.removeprefix("/v1"), registry, pools)
+            call.service(kit),
+            UpstreamService(call.path.removeprefix("/v1"), registry, pools) if call.relay else None,
         )
         for family, call in model_calls()
     }
@@ -133,7 +136,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.runs = runs = RunService(assistants, recorder, runner, jobs, expires_s=settings.run_expires_s)
     install_error_handlers(app)
     app.include_router(model_call.router())
-    for module in (health, models, ops, usage_routes, admin, file_routes, vs_routes, assistant_routes):
+    routers = (health, models, ops, usage_routes, admin, file_routes, vs_routes, assistant_routes, response_routes)
+    for module in routers:
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(

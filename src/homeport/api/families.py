@@ -17,14 +17,19 @@ from ..protocol.chat import ChatCompletionRequest
 from ..protocol.common import Request
 from ..protocol.completions import CompletionRequest
 from ..protocol.embeddings import EmbeddingRequest
+from ..protocol.responses import ResponseCreate
 from ..services.inference.chat import ChatService
 from ..services.inference.completions import CompletionService
 from ..services.inference.embeddings import EmbeddingService
 from ..services.inference.registry import ModelRegistry
+from ..services.responses.service import ResponseService
+from ..services.retrieval.stores import VectorStoreService
+from ..storage.db import Database
 
 __all__ = [
     "FAMILIES",
     "Family",
+    "Kit",
     "ModelCall",
     "ModelService",
     "SCOPES",
@@ -37,11 +42,12 @@ __all__ = [
 class ModelService(Protocol):
     """What a model-calling family's service offers the pipeline.
 
-    `plan` validates and returns a plan with `estimate` (prompt, max output tokens); `create` runs
-    it. A streaming family's service also has `stream`, which yields chunks and sets `plan.usage`
-    when it completes."""
+    `plan` validates (for the key's project) and returns a plan with `estimate` (prompt, max output
+    tokens); `create` runs it, and its result's `usage` is what is metered (in chat's terms). A
+    streaming family's service also has `stream`, which yields chunks and sets `plan.usage` when
+    it completes."""
 
-    def plan(self, body: Any) -> Any: ...
+    async def plan(self, body: Any, project_id: str | None) -> Any: ...
 
     async def create(self, plan: Any) -> Any: ...
 
@@ -57,8 +63,21 @@ class ModelCall:
     request: type[Request]
     usage: Literal["completions", "embeddings"]
     """The usage report (/v1/organization/usage/{kind}) that counts these calls."""
-    service: Callable[[ModelRegistry], ModelService]
+    service: Callable[[Kit], ModelService]
     """Builds the family's local service."""
+    relay: bool = True
+    """Models served by upstream servers are relayed to the same endpoint there."""
+    cacheable: bool = True
+    """Deterministic requests may be answered from the response cache (no side effects)."""
+
+
+@dataclass(frozen=True)
+class Kit:
+    """What a family's service is built from (create_app makes one)."""
+
+    registry: ModelRegistry
+    db: Database
+    vector_stores: VectorStoreService
 
 
 @dataclass(frozen=True)
@@ -72,11 +91,14 @@ class Family:
 FAMILIES: tuple[Family, ...] = (
     Family("models", ("/v1/models",)),
     Family("chat", ("/v1/chat/",),
-           ModelCall("/v1/chat/completions", ChatCompletionRequest, "completions", ChatService)),
+           ModelCall("/v1/chat/completions", ChatCompletionRequest, "completions", lambda k: ChatService(k.registry))),
     Family("completions", ("/v1/completions",),
-           ModelCall("/v1/completions", CompletionRequest, "completions", CompletionService)),
+           ModelCall("/v1/completions", CompletionRequest, "completions", lambda k: CompletionService(k.registry))),
     Family("embeddings", ("/v1/embeddings",),
-           ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", EmbeddingService)),
+           ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", lambda k: EmbeddingService(k.registry))),
+    Family("responses", ("/v1/responses", "/v1/conversations"),
+           ModelCall("/v1/responses", ResponseCreate, "completions",
+                     lambda k: ResponseService(k.registry, k.vector_stores, k.db), relay=False, cacheable=False)),
     Family("usage", ("/v1/organization/usage/", "/v1/organization/costs")),
     Family("files", ("/v1/files", "/v1/uploads")),
     Family("vector_stores", ("/v1/vector_stores",)),

@@ -39,13 +39,13 @@ PROMPTS = logging.getLogger("homeport.prompts")
 
 @dataclass(frozen=True)
 class FamilyServices:
-    """A model-calling family's local service and its upstream relay."""
+    """A model-calling family's local service and its upstream relay, if it has one."""
 
     local: ModelService
-    relay: UpstreamService
+    relay: UpstreamService | None = None
 
     def serving(self, model: str) -> ModelService:
-        return self.relay if self.relay.handles(model) else self.local
+        return self.relay if self.relay is not None and self.relay.handles(model) else self.local
 
 
 def router() -> APIRouter:
@@ -74,12 +74,13 @@ async def respond(request: Request, key: ApiKey, family: Family, body: Any) -> R
             raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
         if not state.registry.allowed(body.model, key.models):
             raise ModelNotFound(body.model)  # as OpenAI answers for a model the key can't use
-        plan = service.plan(body)
+        plan = await service.plan(body, key.project_id)
         model_id = state.registry.config(body.model).id
         prices = state.admitter.prices(model_id)
         meter.resolved(model_id, prices)
         cache = state.cache
-        cached = cache and cache_key(key.project_id, family.name, body, request.headers.get("x-homeport-cache"))
+        asked = request.headers.get("x-homeport-cache")
+        cached = cache and family.model_call.cacheable and cache_key(key.project_id, family.name, body, asked)
         if cached and (hit := await cache.get(cached)) is not None:
             return _cache_hit(hit, meter, model_id)
         admission = await state.admitter.admit(key, model_id, plan.estimate, prices)

@@ -215,3 +215,53 @@ class AssistantObjectRow(Base):
     status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     body: Mapped[str] = mapped_column(Text)
+
+
+class ResponseRow(Base):
+    """A stored response: its wire object, its input items, and its context — every item up to and
+    including its output — so a response continuing it (previous_response_id) reads one row."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)
+    input_items: Mapped[str] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(Text)
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    metadata_json: Mapped[str] = mapped_column(Text)
+
+
+class ConversationItemRow(Base):
+    """An item of a conversation; `seq` orders them."""
+
+    __tablename__ = "conversation_items"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class StoredCompletionRow(Base):
+    """A chat completion created with `store: true`: its request messages and its response."""
+
+    __tablename__ = "stored_completions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    model: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    metadata_json: Mapped[str] = mapped_column(Text)
+    messages: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)

@@ -126,7 +126,7 @@ class Runner:
         """The chat plan; the oldest thread messages are dropped until the prompt fits."""
         while True:
             try:
-                plan: ChatPlan | None = self._chat.plan(ChatCompletionRequest.model_validate(request))
+                plan: ChatPlan | None = await self._chat.plan(ChatCompletionRequest.model_validate(request))
             except ContextLengthExceeded:
                 plan = None
             limit = run.get("max_prompt_tokens")

@@ -70,7 +70,7 @@ class ChatService:
     def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
 
-    def plan(self, request: ChatCompletionRequest) -> ChatPlan:
+    async def plan(self, request: ChatCompletionRequest, project_id: str | None = None) -> ChatPlan:
         _reject_unsupported(request)
         config, engine = self._registry.chat(request.model)
         structure = plan_structure(request)

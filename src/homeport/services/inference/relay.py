@@ -38,6 +38,9 @@ class Raw:
     def model_dump_json(self) -> str:
         return json.dumps(self.data)
 
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return self.data
+
 
 @dataclass
 class _Plan:
@@ -61,7 +64,7 @@ class UpstreamService:
         except ModelNotFound:
             return False
 
-    def plan(self, body: Any) -> _Plan:
+    async def plan(self, body: Any, project_id: str | None = None) -> _Plan:
         config = self._registry.config(body.model)
         request = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
         text = json.dumps(request.get("messages") or request.get("prompt") or request.get("input") or "")

@@ -1,0 +1,308 @@
+"""The Responses API: a request's items (after its previous response's or its conversation's)
+become a chat completion on the local engine; its stream becomes the response's output items
+and events (streaming.py); a stored response is what the next one continues from.
+
+    plan:   context (previous_response_id | conversation) + input → items → chat messages (+
+            instructions, file-search sources) → the chat service's plan (the token estimate)
+    stream: chat chunks → output items and events → saved (store) and appended (conversation)
+            before the final event, so whoever reads it next finds it
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import ContextLengthExceeded, HomeportError, InvalidRequest, UnsupportedParameter
+from ...ids import new_id
+from ...protocol.chat import ChatCompletionRequest
+from ...protocol.common import Usage
+from ...protocol.responses import (
+    AllowedTools,
+    FileSearchTool,
+    FunctionTool,
+    NamedFunction,
+    ResponseCreate,
+)
+from ...protocol.vector_stores import SearchResult
+from ...storage.db import Database
+from ..inference.chat import ChatPlan, ChatService
+from ..inference.registry import ModelRegistry
+from ..inference.relay import Raw
+from ..retrieval.stores import VectorStoreService
+from .items import Item, normalise, to_messages, user_text
+from .store import ConversationStore, ResponseStore
+from .streaming import Events, Output
+
+__all__ = ["ResponsePlan", "ResponseService"]
+
+_PARAMS = {"messages": "input", "max_completion_tokens": "max_output_tokens", "response_format": "text.format"}
+
+
+@dataclass
+class ResponsePlan:
+    request: ResponseCreate
+    project_id: str | None
+    chat: ChatPlan
+    response: dict[str, Any]
+    inputs: list[Item]
+    history: list[Item]
+    search: Item | None = None
+    sources: list[SearchResult] = field(default_factory=list)
+
+    @property
+    def estimate(self) -> tuple[int, int]:
+        return self.chat.estimate
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.chat.usage
+
+
+class ResponseService:
+    def __init__(self, registry: ModelRegistry, vector_stores: VectorStoreService, db: Database) -> None:
+        self._chat, self._stores = ChatService(registry), vector_stores
+        self.responses, self.conversations = ResponseStore(db), ConversationStore(db)
+
+    # ---- planning -----------------------------------------------------------------------
+
+    async def plan(self, req: ResponseCreate, project_id: str | None) -> ResponsePlan:
+        _refuse_unsupported(req)
+        history = await self._context(req, project_id)
+        inputs = normalise(req.input, {item["id"]: item for item in history})
+        if not inputs:
+            raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+        search, sources = await self._file_search(req, project_id, history + inputs)
+        messages = to_messages(history + inputs)
+        chat = await self._chat_plan(req, messages, _system(req.instructions, sources), len(to_messages(history)))
+        response = _skeleton(req, chat)
+        return ResponsePlan(req, project_id, chat, response, inputs, history, search, sources)
+
+    async def _context(self, req: ResponseCreate, project_id: str | None) -> list[Item]:
+        """The items this response continues: its previous response's, or its conversation's."""
+        if req.previous_response_id is not None and req.conversation is not None:
+            raise InvalidRequest("Mutually exclusive parameters: give 'previous_response_id' or 'conversation', "
+                                 "not both.", param="previous_response_id")  # fmt: skip
+        if req.previous_response_id is not None:
+            return await self.responses.context(project_id, req.previous_response_id, "previous_response_id")
+        if req.conversation_id is not None:
+            await self.conversations.get(project_id, req.conversation_id, "conversation")
+            return await self.conversations.items(project_id, req.conversation_id)
+        return []
+
+    async def _chat_plan(
+        self, req: ResponseCreate, messages: list[dict[str, Any]], system: str | None, droppable: int
+    ) -> ChatPlan:
+        """The chat plan; with truncation `auto`, the oldest context messages go until the prompt fits."""
+        body = _chat_request(req)
+        while True:
+            body["messages"] = ([{"role": "system", "content": system}] if system else []) + messages
+            try:
+                return await self._chat.plan(ChatCompletionRequest.model_validate(body))
+            except ContextLengthExceeded as exc:
+                if req.truncation != "auto" or droppable <= 0 or len(messages) <= 1:
+                    raise _renamed(exc) from None
+                messages, droppable = messages[1:], droppable - 1
+            except HomeportError as exc:
+                raise _renamed(exc) from None
+
+    async def _file_search(
+        self, req: ResponseCreate, project_id: str | None, items: list[Item]
+    ) -> tuple[Item | None, list[SearchResult]]:
+        """file_search runs before generating, with the latest user message as the query."""
+        tool = next((t for t in req.tools or [] if isinstance(t, FileSearchTool)), None)
+        if tool is None or req.tool_choice == "none":
+            return None, []
+        query = user_text(items)
+        ranking = tool.ranking_options
+        results: list[SearchResult] = []
+        for store_id in tool.vector_store_ids:
+            row = await self._stores.store_row(project_id, store_id)
+            if query:
+                results += await self._stores.search_index.chunks(
+                    row, [query], tool.max_num_results, tool.filters, ranking.score_threshold if ranking else 0.0,
+                    hybrid=ranking is None or ranking.ranker != "none",
+                )  # fmt: skip
+        results = sorted(results, key=lambda r: -r.score)[: tool.max_num_results]
+        wanted = "file_search_call.results" in (req.include or [])
+        shown = [{"file_id": r.file_id, "filename": r.filename, "score": r.score, "attributes": r.attributes,
+                  "text": r.content[0].text} for r in results] if wanted else None  # fmt: skip
+        item = {"type": "file_search_call", "id": new_id("fs_", 24), "status": "completed", "queries": [query],
+                "results": shown}  # fmt: skip
+        return item, results
+
+    # ---- running ------------------------------------------------------------------------
+
+    async def create(self, plan: ResponsePlan) -> Raw:
+        final: dict[str, Any] = {}
+        async for event in self.stream(plan):
+            final = event.data.get("response", final)
+        return Raw(final, usage=plan.usage)
+
+    async def stream(self, plan: ResponsePlan) -> AsyncIterator[Raw]:
+        chunks = self._chat.stream(plan.chat)
+        first = await anext(chunks)  # the engine has taken the request: errors so far are HTTP errors
+        ev, response = Events(), plan.response
+        req = plan.request
+        output = Output(ev, response["output"], bool(req.top_logprobs) or "message.output_text.logprobs" in
+                        (req.include or []))  # fmt: skip
+        yield ev("response.created", response=_snapshot(response))
+        yield ev("response.in_progress", response=_snapshot(response))
+        if plan.search is not None:
+            for event in output.searched(plan.search):
+                yield event
+        finish = "stop"
+        try:
+            async for chunk in _prepend(first, chunks):
+                for choice in chunk.choices:
+                    for event in output.feed(choice):
+                        yield event
+                    finish = choice.finish_reason or finish
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        incomplete = finish == "length"
+        for event in output.close(incomplete, _citations(plan.sources, len(output.text))):
+            yield event
+        _finish(response, plan.usage, incomplete)
+        await self._keep(plan, response)
+        yield ev("response.incomplete" if incomplete else "response.completed", response=response)
+
+    async def _keep(self, plan: ResponsePlan, response: dict[str, Any]) -> None:
+        """Store the response (unless store is false) and add its items to its conversation."""
+        if response["store"]:
+            context = plan.history + plan.inputs + response["output"]
+            await self.responses.save(plan.project_id, response, plan.inputs, context)
+        if plan.request.conversation_id is not None:
+            await self.conversations.append(plan.request.conversation_id, plan.inputs + response["output"])
+
+    async def input_tokens(self, req: ResponseCreate, project_id: str | None) -> int:
+        """What `usage.input_tokens` of this request would be."""
+        return (await self.plan(req, project_id)).estimate[0]
+
+
+# ---- the request, in chat's terms ---------------------------------------------------------
+
+
+def _refuse_unsupported(req: ResponseCreate) -> None:
+    for i, tool in enumerate(req.tools or []):
+        if not isinstance(tool, FunctionTool | FileSearchTool):
+            raise UnsupportedParameter(f"tools.[{i}].type", f"Homeport has no built-in '{tool.type}' tool.")
+    if req.reasoning and req.reasoning.get("effort") is not None:
+        raise UnsupportedParameter("reasoning", "The local models do not reason in a separate channel.")
+    if req.prompt is not None:
+        raise UnsupportedParameter("prompt", "Stored prompt templates are not available.")
+    if req.background:
+        raise UnsupportedParameter("background", "Background responses are not available yet.")
+
+
+def _chat_request(req: ResponseCreate) -> dict[str, Any]:
+    functions = [t for t in req.tools or [] if isinstance(t, FunctionTool)]
+    choice = req.tool_choice
+    if isinstance(choice, AllowedTools):
+        allowed = {t.get("name") for t in choice.tools if t.get("type") == "function"}
+        functions, choice = [t for t in functions if t.name in allowed], choice.mode  # type: ignore[assignment]
+    body: dict[str, Any] = {
+        "model": req.model, "stream": True, "stream_options": {"include_usage": True},
+        "temperature": req.temperature, "top_p": req.top_p, "max_completion_tokens": req.max_output_tokens,
+        "user": req.user, "safety_identifier": req.safety_identifier, "prompt_cache_key": req.prompt_cache_key,
+    }  # fmt: skip
+    if req.top_logprobs is not None or "message.output_text.logprobs" in (req.include or []):
+        body |= {"logprobs": True, "top_logprobs": req.top_logprobs or 0}
+    if functions:
+        body["tools"] = [{"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)}
+                         for t in functions]  # fmt: skip
+        body["parallel_tool_calls"] = req.parallel_tool_calls
+        if isinstance(choice, NamedFunction):
+            body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        elif isinstance(choice, str):
+            body["tool_choice"] = choice
+    fmt = req.text.format if req.text else None
+    if fmt is not None and fmt.type == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    elif fmt is not None and fmt.type == "json_schema":
+        schema = fmt.model_dump(by_alias=True, exclude={"type"}, exclude_none=True)
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _system(instructions: str | None, sources: list[SearchResult]) -> str | None:
+    system = instructions or ""
+    if sources:
+        quoted = "\n\n".join(f"[{i}] {s.filename}:\n{s.content[0].text}" for i, s in enumerate(sources))
+        system = f"{system}\n\nAnswer from these sources:\n{quoted}".strip()
+    return system or None
+
+
+def _renamed(exc: HomeportError) -> HomeportError:
+    """A chat error, named in the Responses API's terms (`input`, not `messages`)."""
+    if exc.param:
+        head, _, rest = exc.param.partition(".")
+        if head in _PARAMS:
+            exc.param = _PARAMS[head] + (f".{rest}" if rest and head != "response_format" else "")
+    return exc
+
+
+# ---- the response object ------------------------------------------------------------------
+
+
+def _skeleton(req: ResponseCreate, chat: ChatPlan) -> dict[str, Any]:
+    tools = [_tool(t) for t in req.tools or []]
+    choice = req.tool_choice if isinstance(req.tool_choice, str) or req.tool_choice is None else (
+        req.tool_choice.model_dump(exclude_none=True))  # fmt: skip
+    fmt = req.text.format.model_dump(by_alias=True, exclude_none=True) if req.text and req.text.format else None
+    conversation = req.conversation_id
+    return {
+        "id": new_id("resp_", 40), "object": "response", "created_at": int(time.time()), "status": "in_progress",
+        "completed_at": None, "error": None, "incomplete_details": None, "instructions": req.instructions,
+        "max_output_tokens": req.max_output_tokens, "max_tool_calls": req.max_tool_calls, "model": req.model,
+        "output": [], "parallel_tool_calls": req.parallel_tool_calls is not False,
+        "previous_response_id": req.previous_response_id,
+        "conversation": {"id": conversation} if conversation else None,
+        "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": req.store is not False,
+        "temperature": chat.sampling.temperature, "top_p": chat.sampling.top_p, "top_logprobs": req.top_logprobs or 0,
+        "text": {"format": fmt or {"type": "text"}, "verbosity": (req.text and req.text.verbosity) or "medium"},
+        "tool_choice": choice or "auto", "tools": tools, "truncation": req.truncation or "disabled",
+        "safety_identifier": req.safety_identifier, "prompt_cache_key": req.prompt_cache_key,
+        "metadata": req.metadata or {}, "background": False,
+    } | ({"user": req.user} if req.user is not None else {})  # fmt: skip
+
+
+def _tool(tool: Any) -> dict[str, Any]:
+    if isinstance(tool, FunctionTool):
+        return {"type": "function", "name": tool.name, "description": tool.description,
+                "parameters": tool.parameters, "strict": tool.strict}  # fmt: skip
+    return tool.model_dump(mode="json", exclude_none=True)
+
+
+def _snapshot(response: dict[str, Any]) -> dict[str, Any]:
+    return response | {"output": list(response["output"])}
+
+
+def _finish(response: dict[str, Any], usage: Usage | None, incomplete: bool) -> None:
+    prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+    cached = usage.prompt_tokens_details.cached_tokens if usage and usage.prompt_tokens_details else 0
+    response |= {
+        "status": "incomplete" if incomplete else "completed",
+        "completed_at": None if incomplete else int(time.time()),
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+                  "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": prompt + completion},
+    }  # fmt: skip
+
+
+def _citations(sources: list[SearchResult], end: int) -> list[dict[str, Any]]:
+    """A file_citation for each source file (at most 3), at the end of the answer."""
+    seen: dict[str, str] = {}
+    for s in sources:
+        seen.setdefault(s.file_id, s.filename)
+    return [{"type": "file_citation", "file_id": f, "filename": name, "index": end}
+            for f, name in list(seen.items())[:3]]  # fmt: skip
+
+
+async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item
