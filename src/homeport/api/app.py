@@ -41,6 +41,7 @@ from .families import Kit, model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, health, models, ops
 from .routes import assistants as assistant_routes
+from .routes import chat as chat_routes
 from .routes import files as file_routes
 from .routes import responses as response_routes
 from .routes import usage as usage_routes
@@ -136,7 +137,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.runs = runs = RunService(assistants, recorder, runner, jobs, expires_s=settings.run_expires_s)
     install_error_handlers(app)
     app.include_router(model_call.router())
-    routers = (health, models, ops, usage_routes, admin, file_routes, vs_routes, assistant_routes, response_routes)
+    routers = (health, models, ops, chat_routes, usage_routes, admin, file_routes, vs_routes, assistant_routes,
+               response_routes)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.

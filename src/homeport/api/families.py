@@ -22,6 +22,7 @@ from ..services.inference.chat import ChatService
 from ..services.inference.completions import CompletionService
 from ..services.inference.embeddings import EmbeddingService
 from ..services.inference.registry import ModelRegistry
+from ..services.inference.stored import StoredCompletions
 from ..services.responses.service import ResponseService
 from ..services.retrieval.stores import VectorStoreService
 from ..storage.db import Database
@@ -91,7 +92,8 @@ class Family:
 FAMILIES: tuple[Family, ...] = (
     Family("models", ("/v1/models",)),
     Family("chat", ("/v1/chat/",),
-           ModelCall("/v1/chat/completions", ChatCompletionRequest, "completions", lambda k: ChatService(k.registry))),
+           ModelCall("/v1/chat/completions", ChatCompletionRequest, "completions",
+                     lambda k: ChatService(k.registry, StoredCompletions(k.db)))),
     Family("completions", ("/v1/completions",),
            ModelCall("/v1/completions", CompletionRequest, "completions", lambda k: CompletionService(k.registry))),
     Family("embeddings", ("/v1/embeddings",),

@@ -20,7 +20,6 @@ __all__ = [
     "FileSearchTool",
     "FunctionTool",
     "MessageCreate",
-    "MetadataModify",
     "RunCreate",
     "RunOptions",
     "RunResponseFormat",
@@ -152,12 +151,6 @@ class ThreadModify(Request):
 
 class ThreadCreate(ThreadModify):
     messages: list[MessageCreate] | None = None
-
-
-class MetadataModify(Request):
-    """Messages and runs: only their metadata changes."""
-
-    metadata: Metadata | None = None
 
 
 # ---- runs ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 __all__ = [
     "Deleted",
     "Metadata",
+    "MetadataModify",
     "Request",
     "Wire",
     "Stop",
@@ -47,6 +48,12 @@ Metadata = Annotated[
     Field(max_length=16),
 ]
 """Up to 16 pairs: keys of at most 64 characters, string values of at most 512."""
+
+
+class MetadataModify(Request):
+    """An update that changes only an object's metadata."""
+
+    metadata: Metadata | None = None
 
 
 class Deleted(BaseModel):

@@ -16,14 +16,13 @@ from ...protocol.assistants import (
     AssistantCreate,
     AssistantModify,
     MessageCreate,
-    MetadataModify,
     RunCreate,
     ThreadAndRunCreate,
     ThreadCreate,
     ThreadModify,
     ToolOutputsSubmit,
 )
-from ...protocol.common import Deleted
+from ...protocol.common import Deleted, MetadataModify
 from ...services.assistants.assistants import AssistantService
 from ...services.assistants.objects import Document, Documents, Kind
 from ...services.assistants.runs import RunService

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -9,7 +10,7 @@ from functools import partial
 
 from ...backends.base import ChatEngine, SamplingParams, Token
 from ...errors import InvalidRequest, UnsupportedParameter
-from ...ids import new_id
+from ...ids import new_id, sortable_id
 from ...protocol.chat import (
     ChatChoice,
     ChatChunkChoice,
@@ -30,6 +31,7 @@ from . import generation as gen
 from .chat_messages import to_turns
 from .generation import Done, Piece, generate_text, generate_whole
 from .registry import ModelRegistry
+from .stored import Assembler, StoredCompletions
 from .structured import Structure, plan_structure
 from .toolcalls import ArgsDelta, CallStart, Event, Text, ToolCallParser
 
@@ -50,6 +52,7 @@ class ChatPlan:
     stops: list[str]
     n: int
     structure: Structure
+    project_id: str | None = None
     usage: Usage | None = None
     """Set once the response is complete (for settling rate limits and metering)."""
 
@@ -67,8 +70,8 @@ class ChatPlan:
 
 
 class ChatService:
-    def __init__(self, registry: ModelRegistry) -> None:
-        self._registry = registry
+    def __init__(self, registry: ModelRegistry, stored: StoredCompletions | None = None) -> None:
+        self._registry, self.stored = registry, stored
 
     async def plan(self, request: ChatCompletionRequest, project_id: str | None = None) -> ChatPlan:
         _reject_unsupported(request)
@@ -84,7 +87,8 @@ class ChatService:
             request, config, engine.vocab_size, max_tokens, constraint=structure.constraint,
             top_logprobs=(request.top_logprobs or 0) if request.logprobs else None,
         )  # fmt: skip
-        return ChatPlan(request, engine, prompt, sampling, gen.stop_list(request.stop), request.n or 1, structure)
+        stops = gen.stop_list(request.stop)
+        return ChatPlan(request, engine, prompt, sampling, stops, request.n or 1, structure, project_id)
 
     async def create(self, plan: ChatPlan) -> ChatCompletion:
         choices, completion_tokens, cached = [], 0, 0
@@ -104,8 +108,8 @@ class ChatService:
             logprobs = _logprobs(whole.tokens) if plan.sampling.top_logprobs is not None else None
             choices.append(ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=finish))  # type: ignore[arg-type]
         plan.usage = Usage.of(len(plan.prompt), completion_tokens, cached_tokens=cached)
-        return ChatCompletion(
-            id=new_id("chatcmpl-"),
+        completion = ChatCompletion(
+            id=sortable_id("chatcmpl-"),
             created=int(time.time()),
             model=plan.request.model,
             choices=choices,
@@ -113,8 +117,23 @@ class ChatService:
             system_fingerprint=plan.engine.fingerprint,
             metadata=plan.request.metadata,
         )
+        if plan.request.store and self.stored is not None:
+            await self.stored.save(plan.project_id, plan.request, json.loads(completion.model_dump_json()))
+        return completion
 
     async def stream(self, plan: ChatPlan) -> AsyncIterator[ChatCompletionChunk]:
+        """The chunks (see `_chunks`); a completion with `store: true` is stored once it is whole."""
+        if not (plan.request.store and self.stored is not None):
+            async for chunk in self._chunks(plan):
+                yield chunk
+            return
+        whole = Assembler()
+        async for chunk in self._chunks(plan):
+            whole.add(chunk)
+            yield chunk
+        await self.stored.save(plan.project_id, plan.request, whole.completion(plan.request.metadata))
+
+    async def _chunks(self, plan: ChatPlan) -> AsyncIterator[ChatCompletionChunk]:
         """Per choice: a role chunk, content or tool-call chunks, a finish chunk; then usage if asked.
 
         The engine is started before the first chunk is yielded, so a full queue or a bad
@@ -122,7 +141,7 @@ class ChatService:
         """
         chunk = partial(
             ChatCompletionChunk,
-            id=new_id("chatcmpl-"),
+            id=sortable_id("chatcmpl-"),
             created=int(time.time()),
             model=plan.request.model,
             system_fingerprint=plan.engine.fingerprint,
