@@ -111,7 +111,7 @@ class Output:
                        self._ev("response.content_part.done", **where, part=part),
                        self._ev("response.output_item.done", output_index=index, item=message)]  # fmt: skip
         for item in self._calls.values():
-            item["status"] = "completed"
+            item["status"] = "incomplete" if incomplete else "completed"
             index = self.items.index(item)
             events += [self._ev("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                                 name=item["name"], arguments=item["arguments"]),
