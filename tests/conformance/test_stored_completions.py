@@ -36,8 +36,8 @@ def test_stored_completions_are_listed_read_updated_and_deleted(server) -> None:
     validate("ChatCompletionDeleted", wire(client.chat.completions.delete(kept.id)))
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.retrieve(kept.id)
-    stranger = openai.OpenAI(base_url=server.base_url, api_key=create_key(
-        {"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "other", "--project", "elsewhere"), max_retries=0)  # fmt: skip
+    other = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "other", "--project", "elsewhere")
+    stranger = openai.OpenAI(base_url=server.base_url, api_key=other, max_retries=0)
     with pytest.raises(openai.NotFoundError):  # another project's stored completion is not found
         stranger.chat.completions.retrieve(listed.data[1].id)
     assert stranger.chat.completions.list().data == []
