@@ -120,7 +120,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
     metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
-    kit = Kit(registry, db, vector_stores)
+    app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
+    kit = Kit(registry, db, vector_stores, jobs, admitter, usage)
     app.state.model_services = services = {
         family.name: model_call.FamilyServices(
             call.service(kit),
@@ -128,7 +129,6 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         )
         for family, call in model_calls()
     }
-    app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["chat"].local
     assert isinstance(chat, ChatService)

@@ -23,9 +23,12 @@ from ..services.inference.completions import CompletionService
 from ..services.inference.embeddings import EmbeddingService
 from ..services.inference.registry import ModelRegistry
 from ..services.inference.stored import StoredCompletions
+from ..services.platform.admission import Admitter
+from ..services.platform.usage import UsageRecorder
 from ..services.responses.service import ResponseService
 from ..services.retrieval.stores import VectorStoreService
 from ..storage.db import Database
+from ..storage.jobs import Jobs
 
 __all__ = [
     "FAMILIES",
@@ -48,7 +51,7 @@ class ModelService(Protocol):
     streaming family's service also has `stream`, which yields chunks and sets `plan.usage` when
     it completes."""
 
-    async def plan(self, body: Any, project_id: str | None) -> Any: ...
+    async def plan(self, body: Any, project_id: str | None, key_id: str | None) -> Any: ...
 
     async def create(self, plan: Any) -> Any: ...
 
@@ -79,6 +82,9 @@ class Kit:
     registry: ModelRegistry
     db: Database
     vector_stores: VectorStoreService
+    jobs: Jobs
+    admitter: Admitter
+    usage: UsageRecorder
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,8 @@ FAMILIES: tuple[Family, ...] = (
            ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", lambda k: EmbeddingService(k.registry))),
     Family("responses", ("/v1/responses", "/v1/conversations"),
            ModelCall("/v1/responses", ResponseCreate, "completions",
-                     lambda k: ResponseService(k.registry, k.vector_stores, k.db), relay=False, cacheable=False)),
+                     lambda k: ResponseService(k.registry, k.vector_stores, k.db, k.jobs, k.admitter, k.usage),
+                     relay=False, cacheable=False)),
     Family("usage", ("/v1/organization/usage/", "/v1/organization/costs")),
     Family("files", ("/v1/files", "/v1/uploads")),
     Family("vector_stores", ("/v1/vector_stores",)),

@@ -74,7 +74,7 @@ async def respond(request: Request, key: ApiKey, family: Family, body: Any) -> R
             raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
         if not state.registry.allowed(body.model, key.models):
             raise ModelNotFound(body.model)  # as OpenAI answers for a model the key can't use
-        plan = await service.plan(body, key.project_id)
+        plan = await service.plan(body, key.project_id, key.id)
         model_id = state.registry.config(body.model).id
         prices = state.admitter.prices(model_id)
         meter.resolved(model_id, prices)

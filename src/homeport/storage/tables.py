@@ -230,6 +230,9 @@ class ResponseRow(Base):
     body: Mapped[str] = mapped_column(Text)
     input_items: Mapped[str] = mapped_column(Text)
     context: Mapped[str] = mapped_column(Text)
+    request: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """A background response's request, for the job that runs it."""
+    key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class ConversationRow(Base):

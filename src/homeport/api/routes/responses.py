@@ -53,8 +53,7 @@ async def delete_response(response_id: str, request: Request, key: CurrentKey) -
 
 @router.post("/v1/responses/{response_id}/cancel")
 async def cancel_response(response_id: str, request: Request, key: CurrentKey) -> dict[str, Any]:
-    await _service(request).responses.get(key.project_id, response_id)
-    raise InvalidRequest("Only responses created with background=true can be cancelled.", param="response_id")
+    return await _service(request).background.cancel(key.project_id, response_id)
 
 
 @router.get("/v1/responses/{response_id}/input_items")

@@ -73,7 +73,9 @@ class ChatService:
     def __init__(self, registry: ModelRegistry, stored: StoredCompletions | None = None) -> None:
         self._registry, self.stored = registry, stored
 
-    async def plan(self, request: ChatCompletionRequest, project_id: str | None = None) -> ChatPlan:
+    async def plan(
+        self, request: ChatCompletionRequest, project_id: str | None = None, key_id: str | None = None
+    ) -> ChatPlan:
         _reject_unsupported(request)
         config, engine = self._registry.chat(request.model)
         structure = plan_structure(request)

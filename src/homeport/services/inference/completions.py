@@ -69,7 +69,9 @@ class CompletionService:
     def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
 
-    async def plan(self, request: CompletionRequest, project_id: str | None = None) -> _Plan:
+    async def plan(
+        self, request: CompletionRequest, project_id: str | None = None, key_id: str | None = None
+    ) -> _Plan:
         if request.suffix:
             raise UnsupportedParameter("suffix", "The local models have no fill-in-the-middle mode.")
         if request.echo and request.logprobs is not None:

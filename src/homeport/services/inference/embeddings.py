@@ -31,7 +31,9 @@ class EmbeddingService:
     def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
 
-    async def plan(self, request: EmbeddingRequest, project_id: str | None = None) -> _Plan:
+    async def plan(
+        self, request: EmbeddingRequest, project_id: str | None = None, key_id: str | None = None
+    ) -> _Plan:
         _, engine = self._registry.embedding(request.model)
         if request.dimensions is not None and request.dimensions > engine.dimensions:
             raise InvalidRequest(

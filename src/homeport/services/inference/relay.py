@@ -64,7 +64,7 @@ class UpstreamService:
         except ModelNotFound:
             return False
 
-    async def plan(self, body: Any, project_id: str | None = None) -> _Plan:
+    async def plan(self, body: Any, project_id: str | None = None, key_id: str | None = None) -> _Plan:
         config = self._registry.config(body.model)
         request = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
         text = json.dumps(request.get("messages") or request.get("prompt") or request.get("input") or "")

@@ -28,10 +28,14 @@ from ...protocol.responses import (
 )
 from ...protocol.vector_stores import SearchResult
 from ...storage.db import Database
+from ...storage.jobs import Jobs
 from ..inference.chat import ChatPlan, ChatService
 from ..inference.registry import ModelRegistry
 from ..inference.relay import Raw
+from ..platform.admission import Admitter
+from ..platform.usage import UsageRecorder
 from ..retrieval.stores import VectorStoreService
+from .background import Background
 from .items import Item, normalise, to_messages, user_text
 from .store import ConversationStore, ResponseStore
 from .streaming import Events, Output
@@ -45,6 +49,7 @@ _PARAMS = {"messages": "input", "max_completion_tokens": "max_output_tokens", "r
 class ResponsePlan:
     request: ResponseCreate
     project_id: str | None
+    key_id: str | None
     chat: ChatPlan
     response: dict[str, Any]
     inputs: list[Item]
@@ -62,13 +67,17 @@ class ResponsePlan:
 
 
 class ResponseService:
-    def __init__(self, registry: ModelRegistry, vector_stores: VectorStoreService, db: Database) -> None:
-        self._chat, self._stores = ChatService(registry), vector_stores
+    def __init__(
+        self, registry: ModelRegistry, vector_stores: VectorStoreService, db: Database, jobs: Jobs, admitter: Admitter,
+        usage: UsageRecorder,
+    ) -> None:  # fmt: skip
+        self.registry, self._chat, self._stores = registry, ChatService(registry), vector_stores
         self.responses, self.conversations = ResponseStore(db), ConversationStore(db)
+        self.background = Background(self, jobs, admitter, usage)
 
     # ---- planning -----------------------------------------------------------------------
 
-    async def plan(self, req: ResponseCreate, project_id: str | None) -> ResponsePlan:
+    async def plan(self, req: ResponseCreate, project_id: str | None, key_id: str | None = None) -> ResponsePlan:
         _refuse_unsupported(req)
         history = await self._context(req, project_id)
         inputs = normalise(req.input, {item["id"]: item for item in history})
@@ -78,7 +87,7 @@ class ResponseService:
         messages = to_messages(history + inputs)
         chat = await self._chat_plan(req, messages, _system(req.instructions, sources), len(to_messages(history)))
         response = _skeleton(req, chat)
-        return ResponsePlan(req, project_id, chat, response, inputs, history, search, sources)
+        return ResponsePlan(req, project_id, key_id, chat, response, inputs, history, search, sources)
 
     async def _context(self, req: ResponseCreate, project_id: str | None) -> list[Item]:
         """The items this response continues: its previous response's, or its conversation's."""
@@ -136,6 +145,8 @@ class ResponseService:
     # ---- running ------------------------------------------------------------------------
 
     async def create(self, plan: ResponsePlan) -> Raw:
+        if plan.request.background:  # generated later by a job; metered then
+            return Raw(await self.background.queue(plan), usage=Usage.of(0, 0))
         final: dict[str, Any] = {}
         async for event in self.stream(plan):
             final = event.data.get("response", final)
@@ -193,8 +204,10 @@ def _refuse_unsupported(req: ResponseCreate) -> None:
         raise UnsupportedParameter("reasoning", "The local models do not reason in a separate channel.")
     if req.prompt is not None:
         raise UnsupportedParameter("prompt", "Stored prompt templates are not available.")
-    if req.background:
-        raise UnsupportedParameter("background", "Background responses are not available yet.")
+    if req.background and req.store is False:
+        raise InvalidRequest("A background response must be stored: leave 'store' true.", param="store")
+    if req.background and req.stream:
+        raise UnsupportedParameter("stream", "Streaming a background response is not available yet; poll it.")
 
 
 def _chat_request(req: ResponseCreate) -> dict[str, Any]:

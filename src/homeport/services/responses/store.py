@@ -23,13 +23,32 @@ class ResponseStore:
         self._db = db
 
     async def save(
-        self, project_id: str | None, response: dict[str, Any], inputs: list[Item], context: list[Item]
-    ) -> None:
+        self, project_id: str | None, response: dict[str, Any], inputs: list[Item], context: list[Item],
+        request: str | None = None, key_id: str | None = None,
+    ) -> None:  # fmt: skip
         row = ResponseRow(id=response["id"], project_id=project_id, status=response["status"],
                           created_at=int(response["created_at"]), body=json.dumps(response),
-                          input_items=json.dumps(inputs), context=json.dumps(context))  # fmt: skip
+                          input_items=json.dumps(inputs), context=json.dumps(context), request=request,
+                          key_id=key_id)  # fmt: skip
         async with self._db.sessions() as session, session.begin():
             await session.merge(row)
+
+    async def background(self, response_id: str) -> ResponseRow | None:
+        """A background response's row, for its job (whatever its project)."""
+        async with self._db.sessions() as session:
+            return await session.get(ResponseRow, response_id)
+
+    async def move(self, response: dict[str, Any], status: str, *, only_from: tuple[str, ...]) -> bool:
+        """Set the status (in the row and its body) if it is one of `only_from`: one conditional UPDATE."""
+        response["status"] = status
+        query = update(ResponseRow).where(ResponseRow.id == response["id"], ResponseRow.status.in_(only_from))
+        async with self._db.sessions() as session, session.begin():
+            result = await session.execute(query.values(status=status, body=json.dumps(response)))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def status(self, response_id: str) -> str | None:
+        async with self._db.sessions() as session:
+            return await session.scalar(select(ResponseRow.status).where(ResponseRow.id == response_id))
 
     async def _row(self, project_id: str | None, response_id: str, param: str) -> ResponseRow:
         async with self._db.sessions() as session:

@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("input_items", sa.Text(), nullable=False),
         sa.Column("context", sa.Text(), nullable=False),
+        sa.Column("request", sa.Text(), nullable=True),
+        sa.Column("key_id", sa.String(40), nullable=True),
     )
     op.create_table(
         "conversations",
