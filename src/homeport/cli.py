@@ -23,6 +23,8 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 app.add_typer(keys_app, name="keys")
 projects_app = typer.Typer(help="Projects: list, archive, opt in to prompt logging.", no_args_is_help=True)
 app.add_typer(projects_app, name="projects")
+assistants_app = typer.Typer(help="The Assistants API's threads: move them to conversations.", no_args_is_help=True)
+app.add_typer(assistants_app, name="assistants")
 limits_app = typer.Typer(help="Rate limits of keys and projects, per model, per minute and per day.",
                          no_args_is_help=True)  # fmt: skip
 app.add_typer(limits_app, name="limits")
@@ -269,6 +271,21 @@ def limits_list(config: ConfigOption = None) -> None:
 
     for owner, limit in _with_store(_settings(config), collect):
         print(f"{owner:40} model {limit.model:28} {_limits_text(limit)}")
+
+
+@assistants_app.command("export-thread")
+def export_thread_(thread_id: str, config: ConfigOption = None) -> None:
+    """Copy a thread's messages into a new conversation (Responses API); prints its id."""
+    from .errors import NotFound
+    from .services.assistants.export import export_thread
+
+    try:
+        conversation = _with_store(_settings(config), lambda store: export_thread(store.db, thread_id))
+    except NotFound as exc:
+        console.print(exc.message)
+        raise typer.Exit(1) from None
+    console.print(f"Thread {thread_id} copied into a new conversation (the thread stays):")
+    print(conversation["id"])
 
 
 @app.command()

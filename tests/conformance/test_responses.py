@@ -10,7 +10,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.conftest import API_KEY, create_key
+from tests.conftest import API_KEY, create_key, homeport_cli
 from tests.spec import validate, wire
 
 MODEL = "smollm2-135m-instruct"
@@ -185,3 +185,18 @@ def test_a_key_scoped_to_chat_may_not_create_responses(server) -> None:
         scoped.responses.create(model=MODEL, input="Hi")
     with pytest.raises(openai.PermissionDeniedError):
         scoped.conversations.create()
+
+
+def test_a_thread_moves_to_a_conversation(client, server) -> None:
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "I like tea."},
+                                                  {"role": "assistant", "content": "Noted: tea."}])  # fmt: skip
+    out = homeport_cli({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "assistants", "export-thread", thread.id)
+    conversation_id = out.strip().splitlines()[-1]
+    items = client.conversations.items.list(conversation_id, order="asc")
+    validate("ConversationItemList", wire(items))
+    assert [(i.role, i.content[0].text) for i in items.data] == [("user", "I like tea."),
+                                                                 ("assistant", "Noted: tea.")]  # fmt: skip
+    reply = client.responses.create(model=MODEL, input="What do I like?", conversation=conversation_id,
+                                    max_output_tokens=20)  # fmt: skip
+    assert reply.usage.input_tokens > 20  # the thread's turns are in the prompt
+    assert client.beta.threads.retrieve(thread.id).id == thread.id  # the thread stays
