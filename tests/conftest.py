@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -140,6 +142,29 @@ async def aclient(server: Server):  # -> openai.AsyncOpenAI
 
     async with AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120) as c:
         yield c
+
+
+@pytest.fixture
+def replica_env() -> Iterator[dict[str, str]]:
+    """Environment for replicas sharing a throwaway PostgreSQL database (dropped after the test)
+    and a Redis key prefix of their own."""
+    asyncpg = pytest.importorskip("asyncpg")
+    name = f"homeport_replicas_{secrets.token_hex(4)}"
+
+    async def sql(query: str) -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test", timeout=3)
+        try:
+            await conn.execute(query)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(sql(f"CREATE DATABASE {name}"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
+    yield {"HOMEPORT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+           "HOMEPORT_REDIS_URL": "redis://127.0.0.1:6379/0", "HOMEPORT_REDIS_PREFIX": name}  # fmt: skip
+    asyncio.run(sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ after a restart, and a run interrupted by a restart finishing instead of hanging
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import time
 
 import httpx
@@ -254,25 +252,10 @@ def test_a_run_cut_off_by_a_crash_is_run_again_after_restart_and_the_thread_cont
         stop_server(server)
 
 
-def test_on_postgresql_replicas_share_runs_through_the_job_queue(tmp_path) -> None:
+def test_on_postgresql_replicas_share_runs_through_the_job_queue(tmp_path, replica_env) -> None:
     """Replicas on one PostgreSQL and Redis: a run cut off by a replica's crash is finished by
     another's worker, and an API-only replica streams a run a worker replica executes."""
-    asyncpg = pytest.importorskip("asyncpg")
-    name = f"homeport_runs_{secrets.token_hex(4)}"
-
-    async def sql(query: str, *args, db: str = "test") -> None:
-        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}", timeout=3)
-        try:
-            await conn.execute(query, *args)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(sql(f"CREATE DATABASE {name}"))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    env = {"HOMEPORT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-           "HOMEPORT_REDIS_URL": "redis://127.0.0.1:6379/0", "HOMEPORT_REDIS_PREFIX": name}  # fmt: skip
+    env = replica_env
     config = {"models": SLOW, "vector_store_model": "fake-embed", "run_heartbeat_s": 2}
     servers = []
     try:
@@ -302,7 +285,6 @@ def test_on_postgresql_replicas_share_runs_through_the_job_queue(tmp_path) -> No
     finally:
         for s in servers:
             stop_server(s)
-        asyncio.run(sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def test_runs_are_charged_to_the_key_that_made_them(tmp_path) -> None:

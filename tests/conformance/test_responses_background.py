@@ -3,8 +3,6 @@ surviving a kill -9 of their server, continued and streamed on another replica (
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import time
 
 import openai
@@ -61,23 +59,8 @@ def test_background_responses_run_as_jobs_are_cancelled_and_survive_a_crash(tmp_
         stop_server(server)
 
 
-def test_replicas_on_postgresql_continue_each_others_responses(tmp_path) -> None:
-    asyncpg = pytest.importorskip("asyncpg")
-    name = f"homeport_resp_{secrets.token_hex(4)}"
-
-    async def sql(query: str) -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test", timeout=3)
-        try:
-            await conn.execute(query)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(sql(f"CREATE DATABASE {name}"))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    env = {"HOMEPORT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-           "HOMEPORT_REDIS_URL": "redis://127.0.0.1:6379/0", "HOMEPORT_REDIS_PREFIX": name}  # fmt: skip
+def test_replicas_on_postgresql_continue_each_others_responses(tmp_path, replica_env) -> None:
+    env = replica_env
     fast = {**CONFIG, "models": [{**FAKE[0], "fake_token_delay_s": 0.0}, FAKE[1]]}
     servers = []
     try:
@@ -98,4 +81,3 @@ def test_replicas_on_postgresql_continue_each_others_responses(tmp_path) -> None
     finally:
         for s in servers:
             stop_server(s)
-        asyncio.run(sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

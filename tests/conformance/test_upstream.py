@@ -247,3 +247,20 @@ def test_llama_cpp_python_server_as_upstream(tmp_path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_responses_for_an_upstream_model_keep_their_state_here(fleet) -> None:
+    _, up1, _, client = fleet
+    first = client.responses.create(model="remote-chat", input="hi there", max_output_tokens=16, temperature=0)
+    validate("Response", first.model_dump(mode="json", exclude_unset=True, by_alias=True))
+    direct = openai.OpenAI(base_url=up1.base_url, api_key=API_KEY, max_retries=0)
+    same = direct.chat.completions.create(model="fake-chat", messages=HI, max_tokens=16, temperature=0)
+    assert first.output_text == same.choices[0].message.content  # generated upstream, through chat
+    assert first.usage.input_tokens == same.usage.prompt_tokens  # the upstream's own count
+    with client.responses.stream(model="remote-chat", input="and again", previous_response_id=first.id,
+                                 max_output_tokens=16) as stream:  # fmt: skip
+        events = list(stream)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    second = events[-1].response
+    assert second.usage.input_tokens > first.usage.input_tokens  # the first turn came from Homeport's store
+    assert client.responses.retrieve(second.id).output_text == second.output_text

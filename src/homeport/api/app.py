@@ -21,6 +21,7 @@ from ..services.assistants.state import RunRecorder
 from ..services.inference.chat import ChatService
 from ..services.inference.registry import LoadProgress, ModelRegistry
 from ..services.inference.relay import UpstreamService
+from ..services.kit import Kit
 from ..services.platform.accounts import Accounts, prepare
 from ..services.platform.admission import Admitter
 from ..services.platform.alerts import BudgetAlerts
@@ -37,7 +38,7 @@ from ..storage.db import Database
 from ..storage.jobs import Jobs, open_queue
 from . import model_call
 from .errors import install_error_handlers
-from .families import Kit, model_calls
+from .families import model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, health, models, ops
 from .routes import assistants as assistant_routes
@@ -121,7 +122,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
     metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
     app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
-    kit = Kit(registry, db, vector_stores, jobs, admitter, usage)
+    kit = Kit(registry, db, vector_stores, jobs, admitter, usage, pools)
     app.state.model_services = services = {
         family.name: model_call.FamilyServices(
             call.service(kit),

@@ -21,19 +21,13 @@ from ..protocol.responses import ResponseCreate
 from ..services.inference.chat import ChatService
 from ..services.inference.completions import CompletionService
 from ..services.inference.embeddings import EmbeddingService
-from ..services.inference.registry import ModelRegistry
 from ..services.inference.stored import StoredCompletions
-from ..services.platform.admission import Admitter
-from ..services.platform.usage import UsageRecorder
+from ..services.kit import Kit
 from ..services.responses.service import ResponseService
-from ..services.retrieval.stores import VectorStoreService
-from ..storage.db import Database
-from ..storage.jobs import Jobs
 
 __all__ = [
     "FAMILIES",
     "Family",
-    "Kit",
     "ModelCall",
     "ModelService",
     "SCOPES",
@@ -76,18 +70,6 @@ class ModelCall:
 
 
 @dataclass(frozen=True)
-class Kit:
-    """What a family's service is built from (create_app makes one)."""
-
-    registry: ModelRegistry
-    db: Database
-    vector_stores: VectorStoreService
-    jobs: Jobs
-    admitter: Admitter
-    usage: UsageRecorder
-
-
-@dataclass(frozen=True)
 class Family:
     name: str
     prefixes: tuple[str, ...]
@@ -106,8 +88,7 @@ FAMILIES: tuple[Family, ...] = (
            ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", lambda k: EmbeddingService(k.registry))),
     Family("responses", ("/v1/responses", "/v1/conversations"),
            ModelCall("/v1/responses", ResponseCreate, "completions",
-                     lambda k: ResponseService(k.registry, k.vector_stores, k.db, k.jobs, k.admitter, k.usage),
-                     relay=False, cacheable=False)),
+                     ResponseService, relay=False, cacheable=False)),
     Family("usage", ("/v1/organization/usage/", "/v1/organization/costs")),
     Family("files", ("/v1/files", "/v1/uploads")),
     Family("vector_stores", ("/v1/vector_stores",)),

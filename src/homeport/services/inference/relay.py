@@ -22,7 +22,7 @@ from ...errors import ModelNotFound
 from ...protocol.common import Usage
 from .registry import ModelRegistry
 
-__all__ = ["UpstreamService", "Raw"]
+__all__ = ["UpstreamService", "Raw", "RelayPlan"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Raw:
 
 
 @dataclass
-class _Plan:
+class RelayPlan:
     request: dict[str, Any]
     models: list[str]  # the model and its fallbacks
     client_model: str
@@ -64,7 +64,7 @@ class UpstreamService:
         except ModelNotFound:
             return False
 
-    async def plan(self, body: Any, project_id: str | None = None, key_id: str | None = None) -> _Plan:
+    async def plan(self, body: Any, project_id: str | None = None, key_id: str | None = None) -> RelayPlan:
         config = self._registry.config(body.model)
         request = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
         text = json.dumps(request.get("messages") or request.get("prompt") or request.get("input") or "")
@@ -73,9 +73,9 @@ class UpstreamService:
                                              or _DEFAULT_OUTPUT) * (request.get("n") or 1)  # fmt: skip
         models = [config.id, *(m for m in config.fallbacks if m in self._pools)]
         wants = bool((request.get("stream_options") or {}).get("include_usage"))
-        return _Plan(request, models, body.model, (prompt, output), wants_usage=wants)
+        return RelayPlan(request, models, body.model, (prompt, output), wants_usage=wants)
 
-    async def _first_answering(self, plan: _Plan, call: Callable[[UpstreamPool], Awaitable[Any]]) -> Any:
+    async def _first_answering(self, plan: RelayPlan, call: Callable[[UpstreamPool], Awaitable[Any]]) -> Any:
         for i, model in enumerate(plan.models):
             try:
                 return await call(self._pools[model])
@@ -85,7 +85,7 @@ class UpstreamService:
                 log.warning("model %s unavailable upstream; falling back to %s", model, plan.models[i + 1])
         raise AssertionError("unreachable")
 
-    async def create(self, plan: _Plan) -> Raw:
+    async def create(self, plan: RelayPlan) -> Raw:
         data = await self._first_answering(plan, lambda pool: pool.post(self._path, plan.request))
         data["model"] = plan.client_model
         reported = data.get("usage") or {}
@@ -96,7 +96,7 @@ class UpstreamService:
             usage = Usage.of(plan.estimate[0], sum(math.ceil(len(t) / 4) for t in texts))
         return Raw(data, usage)
 
-    async def stream(self, plan: _Plan) -> AsyncIterator[Raw]:
+    async def stream(self, plan: RelayPlan) -> AsyncIterator[Raw]:
         request = plan.request | {"stream": True, "stream_options": {"include_usage": True}}
         events = await self._first_answering(plan, lambda pool: _started(pool.stream(self._path, request)))
         completion = 0

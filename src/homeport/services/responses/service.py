@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import ContextLengthExceeded, HomeportError, InvalidRequest, UnsupportedParameter
 from ...ids import new_id
-from ...protocol.chat import ChatCompletionRequest
+from ...protocol.chat import ChatCompletionChunk, ChatCompletionRequest
 from ...protocol.common import Usage
 from ...protocol.responses import (
     AllowedTools,
@@ -27,14 +27,9 @@ from ...protocol.responses import (
     ResponseCreate,
 )
 from ...protocol.vector_stores import SearchResult
-from ...storage.db import Database
-from ...storage.jobs import Jobs
 from ..inference.chat import ChatPlan, ChatService
-from ..inference.registry import ModelRegistry
-from ..inference.relay import Raw
-from ..platform.admission import Admitter
-from ..platform.usage import UsageRecorder
-from ..retrieval.stores import VectorStoreService
+from ..inference.relay import Raw, RelayPlan, UpstreamService
+from ..kit import Kit
 from .background import Background
 from .items import Item, normalise, to_messages, user_text
 from .store import ConversationStore, ResponseStore
@@ -50,7 +45,7 @@ class ResponsePlan:
     request: ResponseCreate
     project_id: str | None
     key_id: str | None
-    chat: ChatPlan
+    chat: ChatPlan | RelayPlan
     response: dict[str, Any]
     inputs: list[Item]
     history: list[Item]
@@ -67,13 +62,12 @@ class ResponsePlan:
 
 
 class ResponseService:
-    def __init__(
-        self, registry: ModelRegistry, vector_stores: VectorStoreService, db: Database, jobs: Jobs, admitter: Admitter,
-        usage: UsageRecorder,
-    ) -> None:  # fmt: skip
-        self.registry, self._chat, self._stores = registry, ChatService(registry), vector_stores
-        self.responses, self.conversations = ResponseStore(db), ConversationStore(db)
-        self.background = Background(self, jobs, admitter, usage)
+    def __init__(self, kit: Kit) -> None:
+        self.registry, self._stores = kit.registry, kit.vector_stores
+        self._chat = ChatService(kit.registry)
+        self._relay = UpstreamService("/chat/completions", kit.registry, kit.pools)  # models served upstream
+        self.responses, self.conversations = ResponseStore(kit.db), ConversationStore(kit.db)
+        self.background = Background(self, kit.jobs, kit.admitter, kit.usage)
 
     # ---- planning -----------------------------------------------------------------------
 
@@ -103,13 +97,17 @@ class ResponseService:
 
     async def _chat_plan(
         self, req: ResponseCreate, messages: list[dict[str, Any]], system: str | None, droppable: int
-    ) -> ChatPlan:
-        """The chat plan; with truncation `auto`, the oldest context messages go until the prompt fits."""
+    ) -> ChatPlan | RelayPlan:
+        """The chat plan (the local engine's, or the upstream relay's for a model served elsewhere);
+        with truncation `auto`, the oldest context messages go until the prompt fits."""
         body = _chat_request(req)
         while True:
             body["messages"] = ([{"role": "system", "content": system}] if system else []) + messages
             try:
-                return await self._chat.plan(ChatCompletionRequest.model_validate(body))
+                request = ChatCompletionRequest.model_validate(body)
+                if self._relay.handles(req.model):
+                    return await self._relay.plan(request)
+                return await self._chat.plan(request)
             except ContextLengthExceeded as exc:
                 if req.truncation != "auto" or droppable <= 0 or len(messages) <= 1:
                     raise _renamed(exc) from None
@@ -153,7 +151,7 @@ class ResponseService:
         return Raw(final, usage=plan.usage)
 
     async def stream(self, plan: ResponsePlan) -> AsyncIterator[Raw]:
-        chunks = self._chat.stream(plan.chat)
+        chunks = self._chunks(plan.chat)
         first = await anext(chunks)  # the engine has taken the request: errors so far are HTTP errors
         ev, response = Events(), plan.response
         req = plan.request
@@ -179,6 +177,19 @@ class ResponseService:
         _finish(response, plan.usage, incomplete)
         await self._keep(plan, response)
         yield ev("response.incomplete" if incomplete else "response.completed", response=response)
+
+    async def _chunks(self, plan: ChatPlan | RelayPlan) -> AsyncIterator[ChatCompletionChunk]:
+        """Chat chunks from the local engine, or from the upstream server (its JSON, parsed)."""
+        if isinstance(plan, ChatPlan):
+            async for chunk in self._chat.stream(plan):
+                yield chunk
+            return
+        relayed = self._relay.stream(plan)
+        try:
+            async for raw in relayed:
+                yield ChatCompletionChunk.model_validate(raw.data)
+        finally:
+            await relayed.aclose()  # type: ignore[attr-defined]
 
     async def _keep(self, plan: ResponsePlan, response: dict[str, Any]) -> None:
         """Store the response (unless store is false) and add its items to its conversation."""
@@ -260,7 +271,7 @@ def _renamed(exc: HomeportError) -> HomeportError:
 # ---- the response object ------------------------------------------------------------------
 
 
-def _skeleton(req: ResponseCreate, chat: ChatPlan) -> dict[str, Any]:
+def _skeleton(req: ResponseCreate, chat: ChatPlan | RelayPlan) -> dict[str, Any]:
     tools = [_tool(t) for t in req.tools or []]
     choice = req.tool_choice if isinstance(req.tool_choice, str) or req.tool_choice is None else (
         req.tool_choice.model_dump(exclude_none=True))  # fmt: skip
@@ -274,12 +285,18 @@ def _skeleton(req: ResponseCreate, chat: ChatPlan) -> dict[str, Any]:
         "previous_response_id": req.previous_response_id,
         "conversation": {"id": conversation} if conversation else None,
         "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": req.store is not False,
-        "temperature": chat.sampling.temperature, "top_p": chat.sampling.top_p, "top_logprobs": req.top_logprobs or 0,
+        "temperature": _sampled(chat, "temperature", req.temperature), "top_p": _sampled(chat, "top_p", req.top_p),
+        "top_logprobs": req.top_logprobs or 0,
         "text": {"format": fmt or {"type": "text"}, "verbosity": (req.text and req.text.verbosity) or "medium"},
         "tool_choice": choice or "auto", "tools": tools, "truncation": req.truncation or "disabled",
         "safety_identifier": req.safety_identifier, "prompt_cache_key": req.prompt_cache_key,
         "metadata": req.metadata or {}, "background": False,
     } | ({"user": req.user} if req.user is not None else {})  # fmt: skip
+
+
+def _sampled(chat: ChatPlan | RelayPlan, name: str, asked: float | None) -> float:
+    """The temperature or top_p used: the local engine's (model defaults applied), else as asked."""
+    return getattr(chat.sampling, name) if isinstance(chat, ChatPlan) else (1.0 if asked is None else asked)
 
 
 def _tool(tool: Any) -> dict[str, Any]:
