@@ -93,3 +93,17 @@ def test_replicas_share_the_cache_through_redis(tmp_path) -> None:
     finally:
         stop_server(a)
         stop_server(b)
+
+
+def test_stateless_responses_are_cached_stored_ones_never(server) -> None:
+    def respond(**fields) -> httpx.Response:  # type: ignore[no-untyped-def]
+        body = {"model": "fake-chat", "input": "cache me", "temperature": 0} | fields
+        r = httpx.post(f"{server.base_url}/responses", json=body, headers={"Authorization": f"Bearer {API_KEY}"})
+        assert r.status_code == 200, r.text
+        return r
+
+    first, second = respond(store=False), respond(store=False)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert first.content == second.content
+    stored = [respond() for _ in range(2)]  # stored (the default): each is its own response, with its own id
+    assert all("x-cache" not in r.headers for r in stored) and stored[0].json()["id"] != stored[1].json()["id"]

@@ -65,8 +65,9 @@ class ModelCall:
     """Builds the family's local service."""
     relay: bool = True
     """Models served by upstream servers are relayed to the same endpoint there."""
-    cacheable: bool = True
-    """Deterministic requests may be answered from the response cache (no side effects)."""
+    cacheable: Callable[[Any], bool] = lambda body: True
+    """Whether this request, if deterministic, may be answered from the response cache (it has no
+    side effects the cache would skip)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class Family:
     prefixes: tuple[str, ...]
     """The paths a key scoped to this family may call."""
     model_call: ModelCall | None = None
+
+
+def _stateless(body: ResponseCreate) -> bool:
+    """A response that stores nothing and continues no conversation: the cache may answer it."""
+    return body.store is False and body.conversation is None and not body.background
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -88,7 +94,7 @@ FAMILIES: tuple[Family, ...] = (
            ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", lambda k: EmbeddingService(k.registry))),
     Family("responses", ("/v1/responses", "/v1/conversations"),
            ModelCall("/v1/responses", ResponseCreate, "completions",
-                     ResponseService, relay=False, cacheable=False)),
+                     ResponseService, relay=False, cacheable=_stateless)),
     Family("usage", ("/v1/organization/usage/", "/v1/organization/costs")),
     Family("files", ("/v1/files", "/v1/uploads")),
     Family("vector_stores", ("/v1/vector_stores",)),

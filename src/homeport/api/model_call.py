@@ -80,7 +80,7 @@ async def respond(request: Request, key: ApiKey, family: Family, body: Any) -> R
         meter.resolved(model_id, prices)
         cache = state.cache
         asked = request.headers.get("x-homeport-cache")
-        cached = cache and family.model_call.cacheable and cache_key(key.project_id, family.name, body, asked)
+        cached = cache and family.model_call.cacheable(body) and cache_key(key.project_id, family.name, body, asked)
         if cached and (hit := await cache.get(cached)) is not None:
             return _cache_hit(hit, meter, model_id)
         admission = await state.admitter.admit(key, model_id, plan.estimate, prices)
@@ -123,7 +123,7 @@ def _cache_hit(payload: bytes, meter: _Meter, model_id: str) -> Response:
     """The stored answer, byte for byte. Usage records its prompt as cached tokens, at no cost;
     hits take nothing from rate limits or budgets."""
     reported = json.loads(payload).get("usage") or {}
-    prompt = int(reported.get("prompt_tokens") or 0)
+    prompt = int(reported.get("prompt_tokens") or reported.get("input_tokens") or 0)  # chat's or a response's
     meter.resolved(model_id, Prices())
     meter.done(200, Usage.of(prompt, 0, cached_tokens=prompt))
     return Response(payload, media_type="application/json", headers={"x-cache": "hit"})
