@@ -212,17 +212,22 @@ def projects_set(
         bool | None, typer.Option("--log-prompts/--no-log-prompts", help="Log this project's prompts and outputs.")
     ] = None,
     archive: Annotated[bool | None, typer.Option("--archive/--unarchive", help="Archived: its keys stop.")] = None,
+    response_retention_days: Annotated[
+        int | None, typer.Option(help="Delete stored responses (and idle conversations) after N days; 0: keep.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a project if needed and change its settings."""
 
     async def change(store: Accounts):  # type: ignore[no-untyped-def]
         project_id = await store.projects.ensure(name)
-        return await store.projects.update(project_id, archived=archive, log_prompts=log_prompts)
+        return await store.projects.update(project_id, archived=archive, log_prompts=log_prompts,
+                                           response_retention_days=response_retention_days)  # fmt: skip
 
     p = _with_store(_settings(config), change)
     console.print(f"Project {p.name} ({p.id}): {'archived' if p.archived_at else 'active'}, "
-                  f"prompts {'logged' if p.log_prompts else 'not logged'}")  # fmt: skip
+                  f"prompts {'logged' if p.log_prompts else 'not logged'}, responses "
+                  f"{f'kept {p.response_retention_days} days' if p.response_retention_days else 'kept'}")  # fmt: skip
 
 
 @limits_app.command("set")

@@ -88,3 +88,20 @@ async def test_truncation_auto_drops_the_oldest_context(fake_app) -> None:
     fits = await service.plan(_request(input=long, previous_response_id=first["id"], truncation="auto",
                                        max_output_tokens=16), None)  # fmt: skip
     assert fits.estimate[0] < 2048
+
+
+async def test_retention_deletes_a_projects_old_responses_and_idle_conversations(fake_app) -> None:
+    service, projects = fake_app.state.model_services["responses"].local, fake_app.state.projects
+    brief = await projects.create("brief")
+    await projects.update(brief.id, response_retention_days=7)
+    kept = (await service.create(await service.plan(_request(input="old but kept"), None))).data
+    old = (await service.create(await service.plan(_request(input="old"), brief.id))).data
+    conversation = await service.conversations.create(brief.id, {}, normalise("hello", {}))
+    assert await service.retention.prune() == (0, 0)  # nothing is a week old yet
+    week_later = old["created_at"] + 8 * 86400
+    assert await service.retention.prune(now=week_later) == (1, 1)
+    with pytest.raises(NotFound):
+        await service.responses.get(brief.id, old["id"])
+    with pytest.raises(NotFound):
+        await service.conversations.items(brief.id, conversation["id"])
+    assert (await service.responses.get(None, kept["id"]))["id"] == kept["id"]  # no retention: kept

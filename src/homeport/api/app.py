@@ -65,6 +65,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         usage.start()
         await jobs.start()
         await ingestion.start()
+        for services in app.state.model_services.values():
+            await services.start()
         await runs.start(registry.ready)
         loading = asyncio.create_task(_load(app, registry, progress))
         watchers = [asyncio.create_task(pool.watch()) for pool in pools.values()]

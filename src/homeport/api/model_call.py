@@ -47,6 +47,12 @@ class FamilyServices:
     def serving(self, model: str) -> ModelService:
         return self.relay if self.relay is not None and self.relay.handles(model) else self.local
 
+    async def start(self) -> None:
+        """Start what the service runs in the background (its scheduled jobs), if anything."""
+        start = getattr(self.local, "start", None)
+        if start is not None:
+            await start()
+
 
 def router() -> APIRouter:
     """POST routes for every model-calling family."""

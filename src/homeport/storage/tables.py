@@ -57,6 +57,8 @@ class ProjectRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     archived_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     log_prompts: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    response_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Stored responses and conversations older than this are deleted; None: kept."""
 
 
 class RateLimitRow(Base):

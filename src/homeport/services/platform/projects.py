@@ -24,10 +24,12 @@ class Project:
     archived_at: int | None = None
     log_prompts: bool = False
     """Whether the project's prompts and outputs are logged (off unless the project opts in)."""
+    response_retention_days: int | None = None
+    """Stored responses older than this many days are deleted, and conversations idle as long; None: kept."""
 
 
 def project_of(row: ProjectRow) -> Project:
-    return Project(row.id, row.name, row.created_at, row.archived_at, row.log_prompts)
+    return Project(row.id, row.name, row.created_at, row.archived_at, row.log_prompts, row.response_retention_days)
 
 
 class ProjectStore:
@@ -76,8 +78,10 @@ class ProjectStore:
             return [project_of(r) for r in await session.scalars(query)]
 
     async def update(
-        self, project_id: str, *, name: str | None = None, archived: bool | None = None, log_prompts: bool | None = None
-    ) -> Project | None:
+        self, project_id: str, *, name: str | None = None, archived: bool | None = None,
+        log_prompts: bool | None = None, response_retention_days: int | None = None,
+    ) -> Project | None:  # fmt: skip
+        """Change what is given; `response_retention_days` 0 means keep (no retention)."""
         values: dict[str, object] = {}
         if name is not None:
             values["name"] = name
@@ -85,6 +89,8 @@ class ProjectStore:
             values["archived_at"] = int(time.time()) if archived else None
         if log_prompts is not None:
             values["log_prompts"] = log_prompts
+        if response_retention_days is not None:
+            values["response_retention_days"] = response_retention_days or None
         if values:
             try:
                 async with self.db.sessions() as session, session.begin():

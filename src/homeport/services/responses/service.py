@@ -32,6 +32,7 @@ from ..inference.relay import Raw, RelayPlan, UpstreamService
 from ..kit import Kit
 from .background import Background
 from .items import Item, normalise, to_messages, user_text
+from .retention import Retention
 from .store import ConversationStore, ResponseStore
 from .streaming import Events, Output
 
@@ -68,6 +69,10 @@ class ResponseService:
         self._relay = UpstreamService("/chat/completions", kit.registry, kit.pools)  # models served upstream
         self.responses, self.conversations = ResponseStore(kit.db), ConversationStore(kit.db)
         self.background = Background(self, kit.jobs, kit.admitter, kit.usage)
+        self.retention = Retention(kit.db, kit.jobs)
+
+    async def start(self) -> None:
+        await self.retention.start()
 
     # ---- planning -----------------------------------------------------------------------
 
