@@ -159,7 +159,6 @@ def test_bad_requests_name_their_param(client, server) -> None:
     cases = [
         ({"tools": [{"type": "web_search"}]}, "tools.[0].type"),
         ({"background": True, "store": False}, "store"),
-        ({"background": True, "stream": True}, "stream"),
         ({"input": [{"type": "input_image_x", "id": "x"}]}, "input.[0].type"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x"}]}]},
          "input.[0].content.[0].type"),

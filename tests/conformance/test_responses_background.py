@@ -8,6 +8,7 @@ import time
 import openai
 import pytest
 
+from tests.conformance.test_responses import EVENTS
 from tests.conftest import create_key, start_server, stop_server
 from tests.spec import validate, wire
 
@@ -44,6 +45,16 @@ def test_background_responses_run_as_jobs_are_cancelled_and_survive_a_crash(tmp_
         assert _until(client, cancelled.id, ("cancelled", "completed", "failed")).status == "cancelled"
         with pytest.raises(openai.BadRequestError):  # only background responses can be cancelled
             client.responses.cancel(client.responses.create(model="fake-chat", input="x").id)
+        with client.responses.create(model="fake-chat", input="Stream it.", background=True, stream=True) as live:
+            first_two = [next(live), next(live)]  # the job's first events, read back from the database
+        streamed = first_two[0].response.id
+        replay = list(client.responses.retrieve(streamed, stream=True, starting_after=1))  # from any point on
+        events = first_two + replay
+        for event in events:
+            validate(EVENTS[event.type], wire(event))
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert events[-1].type == "response.completed"
+        assert events[-1].response.output_text == client.responses.retrieve(streamed).output_text
         cut = client.responses.create(model="fake-chat", input="A third story.", background=True)
         _until(client, cut.id, ("in_progress",))
         server.process.kill()  # SIGKILL mid-generation: no shutdown, no cleanup

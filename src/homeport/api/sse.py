@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
-from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
 from ..errors import HomeportError
@@ -19,9 +18,15 @@ __all__ = ["event_stream", "named_event_stream"]
 log = logging.getLogger(__name__)
 
 
+class Event(Protocol):
+    """A streamed object: a protocol model, or JSON relayed as is."""
+
+    def model_dump_json(self) -> str: ...
+
+
 def event_stream(
-    first: BaseModel,
-    rest: AsyncIterator[BaseModel],
+    first: Event,
+    rest: AsyncIterator[Event],
     *,
     headers: dict[str, str] | None = None,
     on_close: Callable[[], Awaitable[None]] | None = None,

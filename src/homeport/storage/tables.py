@@ -270,3 +270,13 @@ class StoredCompletionRow(Base):
     metadata_json: Mapped[str] = mapped_column(Text)
     messages: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
+
+
+class ResponseEventRow(Base):
+    """An event of a background response, kept so a client can stream it (again) from any replica."""
+
+    __tablename__ = "response_events"
+
+    response_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from starlette.responses import StreamingResponse
 
 from ...errors import InvalidRequest
 from ...protocol.common import Deleted
@@ -21,6 +22,7 @@ from ...services.responses.service import ResponseService
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..pagination import cursor_page
+from ..sse import event_stream
 
 router = APIRouter()
 
@@ -40,9 +42,15 @@ def _items_page(items: list[Item], limit: int, after: str | None) -> dict[str, A
 # ---------------------------------------------------------------- responses
 
 
-@router.get("/v1/responses/{response_id}")
-async def retrieve_response(response_id: str, request: Request, key: CurrentKey) -> dict[str, Any]:
-    return await _service(request).responses.get(key.project_id, response_id)
+@router.get("/v1/responses/{response_id}", response_model=None)
+async def retrieve_response(
+    response_id: str, request: Request, key: CurrentKey, stream: bool = False, starting_after: int | None = None
+) -> dict[str, Any] | StreamingResponse:
+    """The response; with `stream=true`, a background response's events (after `starting_after`)."""
+    if not stream:
+        return await _service(request).responses.get(key.project_id, response_id)
+    events = _service(request).background.follow(key.project_id, response_id, starting_after)
+    return event_stream(await anext(events), events)
 
 
 @router.delete("/v1/responses/{response_id}")

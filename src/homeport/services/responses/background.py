@@ -2,7 +2,9 @@
 shared queue (storage/jobs.py) on any replica, under the limits and budgets of the key that asked.
 
 The job claims the response (queued → in_progress, one conditional UPDATE), plans the stored
-request again and generates, looking every few events whether it was cancelled. A job whose
+request again and generates, looking every few events whether it was cancelled. Its events are
+kept in the database, so a client streams them — live, or again from `starting_after` — from
+any replica (`follow` reads them as they are written). A job whose
 process died is swept back into the queue by saq: the next attempt generates again from scratch,
 and after MAX_ATTEMPTS interrupted attempts the response is `failed` with a reason — never left
 `in_progress`.
@@ -10,7 +12,9 @@ and after MAX_ATTEMPTS interrupted attempts the response is `failed` with a reas
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from saq.job import Job
@@ -18,6 +22,7 @@ from saq.job import Job
 from ...errors import HomeportError, InvalidRequest
 from ...protocol.responses import ResponseCreate
 from ...storage.jobs import Jobs, heartbeating
+from ..inference.relay import Raw
 from ..platform.admission import Admitter
 from ..platform.usage import UsageEvent, UsageRecorder
 
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 _CANCEL_CHECK_EVERY = 16  # events between looks at whether the response was cancelled
 _ACTIVE = ("queued", "in_progress")
+_FINAL = ("response.completed", "response.incomplete", "response.failed")
+_POLL_S = 0.1  # how often a follower looks for new events
+_WRITE_EVERY = 8  # events written together
 
 
 class Background:
@@ -56,6 +64,27 @@ class Background:
             await self._service.responses.move(response, "cancelled", only_from=_ACTIVE)
         return await self._service.responses.get(project_id, response_id)
 
+    async def follow(self, project_id: str | None, response_id: str, after: int | None) -> AsyncIterator[Raw]:
+        """A background response's events after `after` (all of them: None), until its last one."""
+        response = await self._service.responses.get(project_id, response_id)
+        if not response.get("background"):
+            raise InvalidRequest("Only background responses can be streamed again.", param="stream")
+        store, next_seq = self._service.responses, 0 if after is None else after + 1
+        while True:
+            events = await store.events(response_id, next_seq)
+            for event in events:
+                yield Raw(event)
+                if event["type"] in _FINAL:
+                    return
+            next_seq += len(events)
+            if not events:
+                response = await store.get(project_id, response_id)
+                if response["status"] not in _ACTIVE:  # ended without a final event (cancelled, failed)
+                    kind = "response.failed" if response["status"] == "failed" else f"response.{response['status']}"
+                    yield Raw({"type": kind, "response": response, "sequence_number": next_seq})
+                    return
+                await asyncio.sleep(_POLL_S)
+
     async def _job(self, ctx: dict[str, Any], *, response_id: str) -> None:
         job: Job = ctx["job"]
         try:
@@ -78,16 +107,23 @@ class Background:
         elif not await self._service.responses.move(response, "in_progress", only_from=("queued",)):
             return  # cancelled, or another worker has it
         await self._service.registry.ready.wait()
-        plan = await self._service.plan(ResponseCreate.model_validate_json(row.request), row.project_id, row.key_id)
+        request = ResponseCreate.model_validate_json(row.request).model_copy(update={"background": False})
+        plan = await self._service.plan(request, row.project_id, row.key_id)
         plan.response |= {k: response[k] for k in ("id", "created_at")} | {"background": True}
         admission = await self._admitter.admit_key(row.key_id, plan.request.model, plan.estimate)
         used = (0, 0)
+        store = self._service.responses
+        await store.clear_events(response_id)  # an attempt cut off by a crash starts the events again
         try:
-            seen = 0
+            seen, pending = 0, []
             stream = self._service.stream(plan)
-            async for _ in stream:
+            async for event in stream:
                 seen += 1
-                if seen % _CANCEL_CHECK_EVERY == 0 and await self._service.responses.status(response_id) == "cancelled":
+                pending.append(event.data)
+                if len(pending) >= _WRITE_EVERY or event.data["type"] in _FINAL:  # few writes, the last at once
+                    await store.add_events(response_id, pending)
+                    pending = []
+                if seen % _CANCEL_CHECK_EVERY == 0 and await store.status(response_id) == "cancelled":
                     await stream.aclose()  # type: ignore[attr-defined]
                     break
             usage = plan.usage

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 from ...errors import NotFound
 from ...ids import new_id
 from ...storage.db import Database, in_project, ordered
-from ...storage.tables import ConversationItemRow, ConversationRow, ResponseRow
+from ...storage.tables import ConversationItemRow, ConversationRow, ResponseEventRow, ResponseRow
 from .items import Item
 
 __all__ = ["ConversationStore", "ResponseStore"]
@@ -73,6 +73,23 @@ class ResponseStore:
         await self._row(project_id, response_id, "response_id")
         async with self._db.sessions() as session, session.begin():
             await session.execute(delete(ResponseRow).where(ResponseRow.id == response_id))
+            await session.execute(delete(ResponseEventRow).where(ResponseEventRow.response_id == response_id))
+
+    async def add_events(self, response_id: str, events: list[dict[str, Any]]) -> None:
+        async with self._db.sessions() as session, session.begin():
+            session.add_all(ResponseEventRow(response_id=response_id, seq=e["sequence_number"], body=json.dumps(e))
+                            for e in events)  # fmt: skip
+
+    async def clear_events(self, response_id: str) -> None:
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(delete(ResponseEventRow).where(ResponseEventRow.response_id == response_id))
+
+    async def events(self, response_id: str, first: int) -> list[dict[str, Any]]:
+        """A background response's events from sequence number `first` on."""
+        c = ResponseEventRow
+        query = select(c.body).where(c.response_id == response_id, c.seq >= first).order_by(c.seq)
+        async with self._db.sessions() as session:
+            return [json.loads(b) for b in await session.scalars(query)]
 
 
 class ConversationStore:
