@@ -199,3 +199,22 @@ def test_a_thread_moves_to_a_conversation(client, server) -> None:
                                     max_output_tokens=20)  # fmt: skip
     assert reply.usage.input_tokens > 20  # the thread's turns are in the prompt
     assert client.beta.threads.retrieve(thread.id).id == thread.id  # the thread stays
+
+
+def test_compact_replaces_the_context_with_a_summary(client, server) -> None:
+    first = client.responses.create(model=MODEL, input="My name is Ada and I build looms.", max_output_tokens=30)
+    r = httpx.post(f"{server.base_url}/responses/compact", json={"model": MODEL, "previous_response_id": first.id},
+                   headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120)  # fmt: skip
+    assert r.status_code == 200, r.text
+    compacted = r.json()
+    validate("CompactResource", compacted)
+    assert [i["type"] for i in compacted["output"]] == ["message", "compaction"]  # the user's words kept
+    assert compacted["usage"]["output_tokens"] > 0
+    sdk = client.responses.compact(model=MODEL, previous_response_id=first.id)
+    assert sdk.object == "response.compaction"
+    then = [*compacted["output"], {"role": "user", "content": "Who am I?"}]
+    follow = client.responses.create(model=MODEL, input=then, max_output_tokens=20)
+    validate("Response", wire(follow))
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=MODEL, input=[{"type": "compaction", "encrypted_content": "not ours"}])
+    assert err.value.body["param"] == "input.[0].encrypted_content"

@@ -42,7 +42,7 @@ def test_items_are_normalised_and_become_chat_messages() -> None:
 
 
 async def test_a_streamed_tool_call_numbers_its_events(fake_app) -> None:
-    service = fake_app.state.model_services["responses"].local
+    service = fake_app.state.model_services["/v1/responses"].local
     plan = await service.plan(_request(input="Look it up", tools=[TOOL], tool_choice="required"), None)
     events = [e.data async for e in service.stream(plan)]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
@@ -59,7 +59,7 @@ async def test_a_streamed_tool_call_numbers_its_events(fake_app) -> None:
 
 
 async def test_continuing_a_response_or_a_conversation(fake_app) -> None:
-    service = fake_app.state.model_services["responses"].local
+    service = fake_app.state.model_services["/v1/responses"].local
     first = (await service.create(await service.plan(_request(input="one"), None))).data
     second = (await service.create(await service.plan(_request(input="two", previous_response_id=first["id"]),
                                                       None))).data  # fmt: skip
@@ -79,7 +79,7 @@ async def test_continuing_a_response_or_a_conversation(fake_app) -> None:
 
 
 async def test_truncation_auto_drops_the_oldest_context(fake_app) -> None:
-    service = fake_app.state.model_services["responses"].local
+    service = fake_app.state.model_services["/v1/responses"].local
     long = "word " * 300  # fake tokens are bytes: 1,500 a turn, the context holds 2,048
     first = (await service.create(await service.plan(_request(input=long, max_output_tokens=16), None))).data
     with pytest.raises(ContextLengthExceeded) as err:
@@ -91,7 +91,7 @@ async def test_truncation_auto_drops_the_oldest_context(fake_app) -> None:
 
 
 async def test_retention_deletes_a_projects_old_responses_and_idle_conversations(fake_app) -> None:
-    service, projects = fake_app.state.model_services["responses"].local, fake_app.state.projects
+    service, projects = fake_app.state.model_services["/v1/responses"].local, fake_app.state.projects
     brief = await projects.create("brief")
     await projects.update(brief.id, response_retention_days=7)
     kept = (await service.create(await service.plan(_request(input="old but kept"), None))).data

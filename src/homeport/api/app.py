@@ -126,14 +126,14 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
     kit = Kit(registry, db, vector_stores, jobs, admitter, usage, pools)
     app.state.model_services = services = {
-        family.name: model_call.FamilyServices(
+        call.path: model_call.FamilyServices(
             call.service(kit),
             UpstreamService(call.path.removeprefix("/v1"), registry, pools) if call.relay else None,
         )
         for family, call in model_calls()
     }
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
-    chat = services["chat"].local
+    chat = services["/v1/chat/completions"].local
     assert isinstance(chat, ChatService)
     recorder = RunRecorder(assistants.docs, RunEvents(settings.redis_url, f"{settings.redis_prefix}:"))
     runner = Runner(recorder, chat, vector_stores, usage, jobs, admitter)

@@ -17,12 +17,13 @@ from ..protocol.chat import ChatCompletionRequest
 from ..protocol.common import Request
 from ..protocol.completions import CompletionRequest
 from ..protocol.embeddings import EmbeddingRequest
-from ..protocol.responses import ResponseCreate
+from ..protocol.responses import ResponseCompact, ResponseCreate
 from ..services.inference.chat import ChatService
 from ..services.inference.completions import CompletionService
 from ..services.inference.embeddings import EmbeddingService
 from ..services.inference.stored import StoredCompletions
 from ..services.kit import Kit
+from ..services.responses.compaction import Compaction
 from ..services.responses.service import ResponseService
 
 __all__ = [
@@ -75,7 +76,8 @@ class Family:
     name: str
     prefixes: tuple[str, ...]
     """The paths a key scoped to this family may call."""
-    model_call: ModelCall | None = None
+    calls: tuple[ModelCall, ...] = ()
+    """Its model-calling endpoints."""
 
 
 def _stateless(body: ResponseCreate) -> bool:
@@ -85,16 +87,18 @@ def _stateless(body: ResponseCreate) -> bool:
 
 FAMILIES: tuple[Family, ...] = (
     Family("models", ("/v1/models",)),
-    Family("chat", ("/v1/chat/",),
+    Family("chat", ("/v1/chat/",), (
            ModelCall("/v1/chat/completions", ChatCompletionRequest, "completions",
-                     lambda k: ChatService(k.registry, StoredCompletions(k.db)))),
-    Family("completions", ("/v1/completions",),
-           ModelCall("/v1/completions", CompletionRequest, "completions", lambda k: CompletionService(k.registry))),
-    Family("embeddings", ("/v1/embeddings",),
-           ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", lambda k: EmbeddingService(k.registry))),
-    Family("responses", ("/v1/responses", "/v1/conversations"),
-           ModelCall("/v1/responses", ResponseCreate, "completions",
-                     ResponseService, relay=False, cacheable=_stateless)),
+                     lambda k: ChatService(k.registry, StoredCompletions(k.db))),)),
+    Family("completions", ("/v1/completions",), (
+           ModelCall("/v1/completions", CompletionRequest, "completions", lambda k: CompletionService(k.registry)),)),
+    Family("embeddings", ("/v1/embeddings",), (
+           ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", lambda k: EmbeddingService(k.registry)),)),
+    Family("responses", ("/v1/responses", "/v1/conversations"), (
+           ModelCall("/v1/responses", ResponseCreate, "completions", ResponseService, relay=False,
+                     cacheable=_stateless),
+           ModelCall("/v1/responses/compact", ResponseCompact, "completions", Compaction, relay=False,
+                     cacheable=lambda body: False))),
     Family("usage", ("/v1/organization/usage/", "/v1/organization/costs")),
     Family("files", ("/v1/files", "/v1/uploads")),
     Family("vector_stores", ("/v1/vector_stores",)),
@@ -110,4 +114,4 @@ def endpoint_family(path: str) -> str | None:
 
 
 def model_calls() -> list[tuple[Family, ModelCall]]:
-    return [(f, f.model_call) for f in FAMILIES if f.model_call is not None]
+    return [(f, call) for f in FAMILIES for call in f.calls]

@@ -65,16 +65,15 @@ def router() -> APIRouter:
 
 def _endpoint(family: Family, call: ModelCall):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request, key: CurrentKey) -> Response:
-        return await respond(request, key, family, await parse_body(request, call.request))
+        return await respond(request, key, family, call, await parse_body(request, call.request))
 
     return endpoint
 
 
-async def respond(request: Request, key: ApiKey, family: Family, body: Any) -> Response:
-    assert family.model_call is not None
+async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall, body: Any) -> Response:
     state = request.app.state
-    service = state.model_services[family.name].serving(body.model)
-    meter = _Meter(request, key, body.model, family.model_call)
+    service = state.model_services[call.path].serving(body.model)
+    meter = _Meter(request, key, body.model, call)
     try:
         if key.admin:
             raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
@@ -86,7 +85,7 @@ async def respond(request: Request, key: ApiKey, family: Family, body: Any) -> R
         meter.resolved(model_id, prices)
         cache = state.cache
         asked = request.headers.get("x-homeport-cache")
-        cached = cache and family.model_call.cacheable(body) and cache_key(key.project_id, family.name, body, asked)
+        cached = cache and call.cacheable(body) and cache_key(key.project_id, family.name, body, asked)
         if cached and (hit := await cache.get(cached)) is not None:
             return _cache_hit(hit, meter, model_id)
         admission = await state.admitter.admit(key, model_id, plan.estimate, prices)

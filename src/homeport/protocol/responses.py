@@ -17,6 +17,7 @@ from .common import Metadata, Request
 from .vector_stores import Filter
 
 __all__ = [
+    "CompactionItem",
     "ConversationCreate",
     "ConversationItemsCreate",
     "ConversationUpdate",
@@ -29,6 +30,7 @@ __all__ = [
     "ItemReference",
     "MessageItem",
     "OtherTool",
+    "ResponseCompact",
     "ResponseCreate",
     "ResponseTool",
     "TextConfig",
@@ -89,6 +91,14 @@ class FileSearchCallItem(_Item):
     id: str
 
 
+class CompactionItem(_Item):
+    """What `POST /v1/responses/compact` returned in place of earlier turns (Homeport's summary)."""
+
+    type: Literal["compaction"]
+    id: str | None = None
+    encrypted_content: str
+
+
 class OtherItem(_Item):
     """Items of tools Homeport does not have: parsed so the error can name them."""
 
@@ -101,7 +111,7 @@ def _item_kind(value: Any) -> str:
     kind = get("type")
     if kind is None:
         return "message" if get("role") is not None else "item_reference"
-    known = {"message", "function_call", "function_call_output", "item_reference", "file_search_call"}
+    known = {"message", "function_call", "function_call_output", "item_reference", "file_search_call", "compaction"}
     return kind if kind in known else "other"
 
 
@@ -111,6 +121,7 @@ InputItem = Annotated[
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
     | Annotated[ItemReference, Tag("item_reference")]
     | Annotated[FileSearchCallItem, Tag("file_search_call")]
+    | Annotated[CompactionItem, Tag("compaction")]
     | Annotated[OtherItem, Tag("other")],
     Discriminator(_item_kind),
 ]
@@ -277,3 +288,15 @@ class InputTokensCount(Request):
     conversation: str | ConversationRef | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+
+
+class ResponseCompact(Request):
+    """`POST /v1/responses/compact`: the context (previous response and/or input) made short."""
+
+    model: str
+    input: str | list[InputItem] | None = None
+    previous_response_id: str | None = None
+    instructions: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    service_tier: str | None = None

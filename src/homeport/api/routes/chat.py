@@ -20,7 +20,7 @@ Order = Literal["asc", "desc"]
 
 
 def _stored(request: Request) -> StoredCompletions:
-    service = request.app.state.model_services["chat"].local
+    service = request.app.state.model_services["/v1/chat/completions"].local
     assert isinstance(service, ChatService) and service.stored is not None
     return service.stored
 

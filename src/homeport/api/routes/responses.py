@@ -30,7 +30,7 @@ Order = Literal["asc", "desc"]
 
 
 def _service(request: Request) -> ResponseService:
-    service = request.app.state.model_services["responses"].local
+    service = request.app.state.model_services["/v1/responses"].local
     assert isinstance(service, ResponseService)
     return service
 

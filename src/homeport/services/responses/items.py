@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...ids import new_id
 from ...protocol.responses import (
+    CompactionItem,
     FileSearchCallItem,
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -17,7 +20,7 @@ from ...protocol.responses import (
     MessageItem,
 )
 
-__all__ = ["Item", "normalise", "to_messages", "user_text"]
+__all__ = ["Item", "normalise", "sealed", "summary", "to_messages", "user_text"]
 
 Item = dict[str, Any]
 """An item as the API shows it (input_items, conversation items, a response's output)."""
@@ -54,6 +57,10 @@ def normalise(given: str | list[InputItem] | None, known: dict[str, Item], param
         elif isinstance(item, FileSearchCallItem):
             if item.id in known:
                 items.append(known[item.id])
+        elif isinstance(item, CompactionItem):
+            summary(item.encrypted_content, f"{where}.encrypted_content")  # one of ours, or refused now
+            items.append({"type": "compaction", "id": item.id or new_id("cmp_", 24),
+                          "encrypted_content": item.encrypted_content})  # fmt: skip
         else:
             raise UnsupportedParameter(f"{where}.type", f"Items of type '{item.type}' are not supported.")
     return items
@@ -78,6 +85,18 @@ def _parts(item: MessageItem, where: str) -> list[dict[str, Any]]:
 
 def _text_part(kind: str, text: str) -> dict[str, Any]:
     return {"type": kind, "text": text} | ({"annotations": [], "logprobs": []} if kind == "output_text" else {})
+
+
+def sealed(text: str) -> str:
+    """A compaction summary as `encrypted_content`: opaque to clients, readable by Homeport."""
+    return base64.b64encode(json.dumps({"homeport_summary": text}).encode()).decode()
+
+
+def summary(content: str, param: str) -> str:
+    try:
+        return str(json.loads(base64.b64decode(content, validate=True))["homeport_summary"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidRequest("This compaction item was not made by this server.", param=param) from None
 
 
 def user_text(items: list[Item]) -> str:
@@ -106,4 +125,7 @@ def to_messages(items: list[Item]) -> list[dict[str, Any]]:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
+        elif kind == "compaction":
+            text = summary(item["encrypted_content"], "input")
+            messages.append({"role": "user", "content": f"(A summary of our conversation so far: {text})"})
     return messages

@@ -28,7 +28,7 @@ class Retention:
         jobs.register("prune_responses", self._job)
 
     async def start(self) -> None:
-        await self._schedule(time.time())
+        await self._schedule(_next_hour())
 
     async def _schedule(self, at: float) -> None:
         hour = int(at // EVERY_S)
@@ -39,7 +39,7 @@ class Retention:
         try:
             await self.prune()
         finally:
-            await self._schedule((time.time() // EVERY_S + 1) * EVERY_S)
+            await self._schedule(_next_hour())
 
     async def prune(self, now: float | None = None) -> tuple[int, int]:
         """(responses, conversations) deleted."""
@@ -68,3 +68,7 @@ class Retention:
         if responses or conversations:
             log.info("response retention: deleted %d responses and %d conversations", responses, conversations)
         return responses, conversations
+
+
+def _next_hour() -> float:
+    return (time.time() // EVERY_S + 1) * EVERY_S
