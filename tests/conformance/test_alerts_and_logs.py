@@ -91,12 +91,16 @@ def test_prompts_are_logged_only_for_projects_that_opt_in(fake_server) -> None:
             with http.stream("POST", f"{fake_server.base_url}/chat/completions",
                              json={**body, "stream": True}) as stream:  # fmt: skip
                 list(stream.iter_lines())
+            with http.stream("POST", f"{fake_server.base_url}/responses", json={"model": "fake-chat", "stream": True,
+                             "input": markers[name], "max_output_tokens": 16}) as stream:  # fmt: skip
+                list(stream.iter_lines())
     time.sleep(0.3)
     text = fake_server.log.read_text()
     assert markers["private"] not in text
     records = [json.loads(line) for line in text.splitlines() if markers["logged"] in line]
-    assert len(records) == 2 and all(r["logger"] == "homeport.prompts" for r in records)
-    plain, streamed = (json.loads(r["message"]) for r in records)
+    assert len(records) == 3 and all(r["logger"] == "homeport.prompts" for r in records)
+    plain, streamed, response = (json.loads(r["message"]) for r in records)
+    assert response["request"]["input"] == markers["logged"] and response["response"]["stream"]["0"]
     assert plain["request"]["messages"][0]["content"] == markers["logged"]
     answer = plain["response"]["choices"][0]["message"]["content"]
     assert answer and streamed["response"]["stream"]["0"] == answer  # the fake engine answers a prompt alike

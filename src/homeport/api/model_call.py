@@ -142,16 +142,27 @@ def _log_prompt(request: Request, key: ApiKey, body: Any, output: Any) -> None:
 
 
 async def _logged_stream(chunks: AsyncIterator[Any], request: Request, key: ApiKey, body: Any) -> AsyncIterator[Any]:
-    """Pass a stream through, then log its request and the text it carried."""
+    """Pass a stream through, then log its request and the text it carried (by choice, or by output
+    item for the Responses API's events)."""
     texts: dict[int, list[str]] = {}
     async for chunk in chunks:
-        for choice in getattr(chunk, "choices", []):
-            delta = getattr(choice, "delta", None)
-            text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
-            if text:
-                texts.setdefault(choice.index, []).append(text)
+        for index, text in _streamed_text(chunk):
+            texts.setdefault(index, []).append(text)
         yield chunk
     _log_prompt(request, key, body, {"stream": {str(i): "".join(parts) for i, parts in sorted(texts.items())}})
+
+
+def _streamed_text(chunk: Any) -> list[tuple[int, str]]:
+    event = getattr(chunk, "data", None)
+    if isinstance(event, dict) and event.get("type") == "response.output_text.delta":
+        return [(event["output_index"], event["delta"])]
+    found = []
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = getattr(choice, "delta", None)
+        text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+        if text:
+            found.append((choice.index, text))
+    return found
 
 
 def _counts(usage: Any) -> tuple[int, int]:
