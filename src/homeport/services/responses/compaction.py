@@ -18,6 +18,7 @@ from ..inference.chat import ChatPlan, ChatService
 from ..inference.relay import Raw
 from ..kit import Kit
 from .items import Item, normalise, sealed, to_messages
+from .service import OverChat
 from .store import ResponseStore
 
 __all__ = ["Compaction"]
@@ -28,17 +29,9 @@ _SUMMARY_TOKENS = 256
 
 
 @dataclass
-class CompactPlan:
+class CompactPlan(OverChat):
     chat: ChatPlan
     items: list[Item]
-
-    @property
-    def estimate(self) -> tuple[int, int]:
-        return self.chat.estimate
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.chat.usage
 
 
 class Compaction:

@@ -36,13 +36,27 @@ from .retention import Retention
 from .store import ConversationStore, ResponseStore
 from .streaming import Events, Output
 
-__all__ = ["ResponsePlan", "ResponseService"]
+__all__ = ["OverChat", "ResponsePlan", "ResponseService"]
 
 _PARAMS = {"messages": "input", "max_completion_tokens": "max_output_tokens", "response_format": "text.format"}
 
 
+class OverChat:
+    """A plan carried out as a chat completion: its estimate and usage are the chat plan's."""
+
+    chat: ChatPlan | RelayPlan
+
+    @property
+    def estimate(self) -> tuple[int, int]:
+        return self.chat.estimate
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.chat.usage
+
+
 @dataclass
-class ResponsePlan:
+class ResponsePlan(OverChat):
     request: ResponseCreate
     project_id: str | None
     key_id: str | None
@@ -52,14 +66,6 @@ class ResponsePlan:
     history: list[Item]
     search: Item | None = None
     sources: list[SearchResult] = field(default_factory=list)
-
-    @property
-    def estimate(self) -> tuple[int, int]:
-        return self.chat.estimate
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.chat.usage
 
 
 class ResponseService:
