@@ -17,7 +17,12 @@ HomeportError                      500 server_error
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
+
 __all__ = [
+    "invalid_body",
     "HomeportError",
     "InvalidRequest",
     "ContextLengthExceeded",
@@ -133,3 +138,35 @@ class EngineOverloaded(HomeportError):
 class EngineError(HomeportError):
     status = 500
     type = "server_error"
+
+
+def invalid_body(exc: ValidationError, data: Any) -> InvalidRequest:
+    """A request body's validation error as OpenAI names it: the param is the path in the body."""
+    # Prefer the error that reaches deepest into the body: for unions, pydantic reports one
+    # error per member and the deepest is the one about what the client actually sent.
+    errors = exc.errors(include_url=False)
+    best = max(errors, key=lambda e: len(_param_parts(e["loc"], data)))
+    parts = _param_parts(best["loc"], data)
+    kind = best["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, e.g. `tools.[0].type`
+        parts.append(str(best.get("ctx", {}).get("discriminator", "type")).strip("'"))
+    param = ".".join(parts) if parts else None
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"Unrecognized request argument supplied: {parts[-1] if parts else param}", param=param)
+    if kind == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    return InvalidRequest(f"Invalid value for '{param}': {best['msg']}.", param=param)
+
+
+def _param_parts(loc: tuple[Any, ...], data: Any) -> list[str]:
+    """Follow pydantic's error location through the actual body; union tags are skipped."""
+    parts: list[str] = []
+    node = data
+    for i, step in enumerate(loc):
+        if isinstance(step, int) and isinstance(node, list) and 0 <= step < len(node):
+            parts.append(f"[{step}]")
+            node = node[step]
+        elif isinstance(step, str) and isinstance(node, dict) and (step in node or i == len(loc) - 1):
+            parts.append(step)  # a key the client sent, or the missing field itself
+            node = node.get(step)
+    return parts

@@ -18,6 +18,7 @@ from ..services.assistants.objects import Documents
 from ..services.assistants.runner import Runner
 from ..services.assistants.runs import RunService
 from ..services.assistants.state import RunRecorder
+from ..services.batches.service import BatchService, Endpoint
 from ..services.inference.chat import ChatService
 from ..services.inference.registry import LoadProgress, ModelRegistry
 from ..services.inference.relay import UpstreamService
@@ -42,6 +43,7 @@ from .families import model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, health, models, ops
 from .routes import assistants as assistant_routes
+from .routes import batches as batch_routes
 from .routes import chat as chat_routes
 from .routes import files as file_routes
 from .routes import responses as response_routes
@@ -132,6 +134,9 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         )
         for family, call in model_calls()
     }
+    endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage)
+                 for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
+    app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["/v1/chat/completions"].local
     assert isinstance(chat, ChatService)
@@ -141,7 +146,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     install_error_handlers(app)
     app.include_router(model_call.router())
     routers = (health, models, ops, chat_routes, usage_routes, admin, file_routes, vs_routes, assistant_routes,
-               response_routes)  # fmt: skip
+               response_routes, batch_routes)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.

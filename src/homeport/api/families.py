@@ -103,6 +103,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("files", ("/v1/files", "/v1/uploads")),
     Family("vector_stores", ("/v1/vector_stores",)),
     Family("assistants", ("/v1/assistants", "/v1/threads")),
+    Family("batches", ("/v1/batches",)),
 )  # fmt: skip
 
 SCOPES: tuple[str, ...] = tuple(f.name for f in FAMILIES)

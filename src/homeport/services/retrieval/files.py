@@ -23,6 +23,8 @@ from .extract import check_supported
 __all__ = ["StoredFile", "Upload", "FileStore", "PURPOSES"]
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+OUTPUT_PURPOSES = ("batch_output",)
+"""Files Homeport writes (a batch's results); clients cannot upload these."""
 UPLOAD_TTL_S = 3600  # OpenAI: an upload not completed within an hour expires
 
 
@@ -78,9 +80,9 @@ class FileStore:
 
     async def create(
         self, project_id: str | None, filename: str, purpose: str, chunks: AsyncIterator[bytes],
-        expires_after_s: int | None = None,
+        expires_after_s: int | None = None, *, output: bool = False,
     ) -> StoredFile:  # fmt: skip
-        if purpose not in PURPOSES:
+        if purpose not in PURPOSES and not (output and purpose in OUTPUT_PURPOSES):
             raise InvalidRequest(f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose")
         if purpose == "assistants":
             check_supported(filename)

@@ -1,0 +1,142 @@
+"""The Batch API through the official SDK: a JSONL file of requests run as a job — validated,
+executed through the same services and limits as live calls, results written to output and error
+files, cancelled, and completed exactly once after a kill -9 of its server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+
+from tests.conftest import create_key, start_server, stop_server
+from tests.spec import validate, wire
+
+FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
+        {"id": "fake-embed", "version": "v1", "kind": "embedding", "backend": "fake"}]  # fmt: skip
+SLOW = [{**FAKE[0], "fake_token_delay_s": 0.1}, FAKE[1]]
+DEADLINE_S = 120
+
+
+def _jsonl(lines: list[dict]) -> bytes:
+    return "\n".join(json.dumps(line) for line in lines).encode()
+
+
+def _chat(custom_id: str, **body) -> dict:  # type: ignore[no-untyped-def]
+    request = {"model": "fake-chat", "messages": [{"role": "user", "content": custom_id}], "max_tokens": 8} | body
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": request}
+
+
+def _until(client: openai.OpenAI, batch_id: str, done: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in done:
+            return batch
+        assert time.monotonic() < deadline, f"still {batch.status}"
+        time.sleep(0.1)
+
+
+def _results(client: openai.OpenAI, file_id: str | None) -> list[dict]:
+    return [] if file_id is None else [json.loads(x) for x in client.files.content(file_id).text.splitlines()]
+
+
+def _start(client: openai.OpenAI, lines: list[dict], endpoint: str = "/v1/chat/completions"):  # type: ignore[no-untyped-def]
+    uploaded = client.files.create(file=("batch.jsonl", _jsonl(lines)), purpose="batch")
+    return client.batches.create(input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h")  # type: ignore[arg-type]
+
+
+def test_a_batch_runs_its_lines_and_writes_results(tmp_path) -> None:
+    server = start_server(tmp_path, {"models": FAKE, "vector_store_model": "fake-embed"})
+    try:
+        secret = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "b", "--project", "batch")
+        client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
+        lines = [_chat(f"req-{i}") for i in range(12)] + [_chat("bad", max_tokens=0)]
+        created = _start(client, lines)
+        validate("Batch", wire(created))
+        assert created.status == "validating"
+        done = _until(client, created.id, ("completed", "failed"))
+        validate("Batch", wire(done))
+        assert done.status == "completed" and done.request_counts.total == 13
+        assert (done.request_counts.completed, done.request_counts.failed) == (12, 1)
+        output, errors = _results(client, done.output_file_id), _results(client, done.error_file_id)
+        assert sorted(r["custom_id"] for r in output) == sorted(f"req-{i}" for i in range(12))  # each once
+        for r in output:
+            assert r["response"]["status_code"] == 200
+            validate("CreateChatCompletionResponse", r["response"]["body"])
+        assert [(r["custom_id"], r["response"]["status_code"]) for r in errors] == [("bad", 400)]
+        assert errors[0]["response"]["body"]["error"]["param"] == "max_tokens"
+        assert client.batches.list().data[0].id == created.id
+        embed = _start(client, [{"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
+                                 "body": {"model": "fake-embed", "input": "hello"}}], "/v1/embeddings")  # fmt: skip
+        embedded = _until(client, embed.id, ("completed", "failed"))
+        assert _results(client, embedded.output_file_id)[0]["response"]["body"]["data"][0]["embedding"]
+        other = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "o", "--project", "elsewhere")
+        stranger = openai.OpenAI(base_url=server.base_url, api_key=other, max_retries=0)
+        try:
+            stranger.batches.retrieve(created.id)
+            raise AssertionError("another project's batch was found")
+        except openai.NotFoundError:
+            pass
+    finally:
+        stop_server(server)
+
+
+def test_a_bad_file_fails_naming_its_lines_and_bad_requests_are_400(tmp_path) -> None:
+    server = start_server(tmp_path, {"models": FAKE, "vector_store_model": "fake-embed"})
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key=create_key(
+            {"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "b"), max_retries=0)  # fmt: skip
+        bad = [_chat("a"), _chat("a"), {**_chat("b"), "url": "/v1/embeddings"}, _chat("c", model="gpt-9")]
+        failed = _until(client, _start(client, bad).id, ("completed", "failed"))
+        validate("Batch", wire(failed))
+        assert failed.status == "failed"
+        expected = [("duplicate_custom_id", 2), ("mismatched_endpoint", 3), ("model_not_found", 4)]
+        assert [(e.code, e.line) for e in failed.errors.data] == expected
+        uploaded = client.files.create(file=("x.jsonl", _jsonl([_chat("a")])), purpose="batch")
+        for kwargs, param in (({"endpoint": "/v1/images/generations"}, "endpoint"),
+                              ({"input_file_id": "file-missing"}, "input_file_id"),
+                              ({"completion_window": "1h"}, "completion_window")):  # fmt: skip
+            body = {"input_file_id": uploaded.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+            try:
+                client.batches.create(**(body | kwargs))  # type: ignore[arg-type]
+                raise AssertionError(kwargs)
+            except (openai.BadRequestError, openai.NotFoundError) as err:
+                assert err.body["param"] == param  # type: ignore[index]
+    finally:
+        stop_server(server)
+
+
+def test_cancel_and_a_crash_mid_batch(tmp_path) -> None:
+    config = {"models": SLOW, "vector_store_model": "fake-embed", "run_heartbeat_s": 2}
+    server = start_server(tmp_path / "a", config)
+    data = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key=create_key(data, "--name", "b"), max_retries=0)
+        stopped = _start(client, [_chat(f"c-{i}", max_tokens=20) for i in range(40)])
+        _until(client, stopped.id, ("in_progress",))
+        cancelling = client.batches.cancel(stopped.id)
+        assert cancelling.status in ("cancelling", "cancelled")
+        cancelled = _until(client, stopped.id, ("cancelled", "completed", "failed"))
+        assert cancelled.status == "cancelled" and cancelled.request_counts.completed < 40
+        kept = _results(client, cancelled.output_file_id)  # what finished is still written
+        assert len(kept) == cancelled.request_counts.completed
+        cut = _start(client, [_chat(f"k-{i}", max_tokens=20) for i in range(24)])
+        deadline = time.monotonic() + DEADLINE_S
+        while client.batches.retrieve(cut.id).request_counts.completed < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        server.process.kill()  # SIGKILL mid-batch
+        server.process.wait()
+        secret = client.api_key
+    finally:
+        stop_server(server)
+    server = start_server(tmp_path / "b", config, env=data)
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
+        done = _until(client, cut.id, ("completed", "failed", "cancelled"))
+        assert done.status == "completed"
+        ids = [r["custom_id"] for r in _results(client, done.output_file_id) + _results(client, done.error_file_id)]
+        assert sorted(ids) == sorted(f"k-{i}" for i in range(24))  # every line exactly once
+    finally:
+        stop_server(server)
