@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     run_expires_s: int = Field(
         600, gt=0, description="A run still waiting for tool outputs this long after it was created expires."
     )
+    batch_discount: float = Field(
+        0.5, ge=0, le=1, description="Share taken off the price of batch lines (OpenAI: 50%); 0: full price."
+    )
     usage_retention_days: float | None = Field(
         90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
     )

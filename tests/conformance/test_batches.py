@@ -67,10 +67,15 @@ def test_a_batch_runs_its_lines_and_writes_results(tmp_path) -> None:
         assert [(r["custom_id"], r["response"]["status_code"]) for r in errors] == [("bad", 400)]
         assert errors[0]["response"]["body"]["error"]["param"] == "max_tokens"
         assert client.batches.list().data[0].id == created.id
-        embed = _start(client, [{"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
-                                 "body": {"model": "fake-embed", "input": "hello"}}], "/v1/embeddings")  # fmt: skip
+        line = {"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
+                "body": {"model": "fake-embed", "input": "hello"}}  # fmt: skip
+        uploaded = client.files.create(file=("e.jsonl", _jsonl([line])), purpose="batch")
+        embed = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h",
+                                      output_expires_after={"anchor": "created_at", "seconds": 3600})  # fmt: skip
         embedded = _until(client, embed.id, ("completed", "failed"))
         assert _results(client, embedded.output_file_id)[0]["response"]["body"]["data"][0]["embedding"]
+        output_file = client.files.retrieve(embedded.output_file_id)
+        assert output_file.purpose == "batch_output" and output_file.expires_at
         other = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "o", "--project", "elsewhere")
         stranger = openai.OpenAI(base_url=server.base_url, api_key=other, max_retries=0)
         try:

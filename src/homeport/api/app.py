@@ -136,7 +136,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     }
     endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage)
                  for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
-    app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints)
+    app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, settings.batch_discount)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["/v1/chat/completions"].local
     assert isinstance(chat, ChatService)

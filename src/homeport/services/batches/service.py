@@ -55,10 +55,10 @@ class Endpoint:
 class BatchService:
     def __init__(
         self, db: Database, files: FileStore, jobs: Jobs, admitter: Admitter, usage: UsageRecorder,
-        endpoints: dict[str, Endpoint],
+        endpoints: dict[str, Endpoint], discount: float = 0.5,
     ) -> None:  # fmt: skip
         self._db, self._files, self._jobs, self._admitter, self._usage = db, files, jobs, admitter, usage
-        self._endpoints = endpoints
+        self._endpoints, self._discount = endpoints, discount
         jobs.register("run_batch", self._job)
 
     # ---- API ----------------------------------------------------------------------------
@@ -78,6 +78,7 @@ class BatchService:
             "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
             "expired_at": None, "cancelling_at": None, "cancelled_at": None,
             "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": req.metadata or {},
+            "_output_expires_s": req.output_expires_after.seconds if req.output_expires_after else None,
         }  # fmt: skip
         async with self._db.sessions() as session, session.begin():
             session.add(BatchRow(id=batch["id"], project_id=project_id, key_id=key_id, status="validating",
@@ -250,7 +251,7 @@ class BatchService:
     def _record(self, row: BatchRow, target: Endpoint, model: str, endpoint: str, used: tuple[int, int],
                 started: float) -> None:  # fmt: skip
         model_id = self._admitter.registry.config(model).id
-        cost_in, cost_out = self._admitter.prices(model_id).split(*used)
+        cost_in, cost_out = (round(c * (1 - self._discount)) for c in self._admitter.prices(model_id).split(*used))
         self._usage.record(UsageEvent(target.usage, row.project_id, row.key_id, model_id, endpoint, 200, used[0],
                                       used[1], 0, round(1000 * (time.perf_counter() - started)),
                                       input_micro_usd=cost_in, output_micro_usd=cost_out))  # fmt: skip
@@ -268,7 +269,8 @@ class BatchService:
             files[name] = None
             if chosen:
                 stored = await self._files.create(project_id, f"{batch['id']}_{name.split('_')[0]}.jsonl",
-                                                  "batch_output", _chunks(chosen), output=True)  # fmt: skip
+                                                  "batch_output", _chunks(chosen), batch.get("_output_expires_s"),
+                                                  output=True)  # fmt: skip
                 files[name] = stored.id
         await self._count(batch)
         now = int(time.time())
@@ -278,7 +280,7 @@ class BatchService:
 
 def _public(batch: dict[str, Any]) -> dict[str, Any]:
     """The batch as the API shows it: timestamps and files not reached yet are left out, not null."""
-    return {k: v for k, v in batch.items() if v is not None}
+    return {k: v for k, v in batch.items() if v is not None and not k.startswith("_")}
 
 
 def _line(line: BatchLine, response: dict[str, Any]) -> dict[str, Any]:
