@@ -1,0 +1,88 @@
+"""The Batch API against the same requests sent live: output tokens per second on the real model.
+
+    .venv/bin/python bench/batch_throughput.py [--lines 1000] [--tokens 64] [--json bench/results/batch_throughput.json]
+
+One Homeport on the default chat model. Live: the requests sent over HTTP by 8 concurrent clients
+(the engine's slots). Batch: the same requests as one JSONL file through /v1/batches, timed from
+create to completed. Reported: requests, output tokens (from each answer's usage), seconds, tok/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import API_KEY, start_server, stop_server  # noqa: E402
+
+MODEL = "smollm2-135m-instruct"
+
+
+def _body(i: int, tokens: int) -> dict:  # type: ignore[type-arg]
+    return {"model": MODEL, "max_tokens": tokens, "temperature": 0.8,
+            "messages": [{"role": "user", "content": f"Write a long story about lighthouse number {i}."}]}  # fmt: skip
+
+
+def live(base: str, n: int, tokens: int) -> tuple[int, float]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    def one(i: int) -> int:
+        r = httpx.post(f"{base}/chat/completions", json=_body(i, tokens), headers=headers, timeout=600)
+        return int(r.json()["usage"]["completion_tokens"])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        total = sum(pool.map(one, range(n)))
+    return total, time.perf_counter() - start
+
+
+def batch(base: str, n: int, tokens: int) -> tuple[int, float]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    lines = "\n".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                                  "body": _body(i, tokens)}) for i in range(n))  # fmt: skip
+    with httpx.Client(base_url=base, headers=headers, timeout=600) as http:
+        uploaded = http.post("/files", files={"file": ("b.jsonl", lines.encode())}, data={"purpose": "batch"})
+        file_id = uploaded.json()["id"]
+        start = time.perf_counter()
+        batch_id = http.post("/batches", json={"input_file_id": file_id, "endpoint": "/v1/chat/completions",
+                                               "completion_window": "24h"}).json()["id"]  # fmt: skip
+        while (state := http.get(f"/batches/{batch_id}").json())["status"] not in ("completed", "failed", "cancelled"):
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        text = http.get(f"/files/{state['output_file_id']}/content").text
+    total = sum(json.loads(x)["response"]["body"]["usage"]["completion_tokens"] for x in text.splitlines())
+    return total, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lines", type=int, default=1000)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "batch_throughput.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp), {"cache_enabled": False, "load_models": [MODEL]})
+        try:
+            live(server.base_url, 16, args.tokens)  # warm up
+            rows = {"live, 8 streams": live(server.base_url, args.lines, args.tokens),
+                    "batch": batch(server.base_url, args.lines, args.tokens)}  # fmt: skip
+        finally:
+            stop_server(server)
+    print(f"\n{'':16} {'requests':>8} {'tokens':>8} {'seconds':>8} {'tok/s':>8}")
+    for name, (tokens, seconds) in rows.items():
+        print(f"{name:16} {args.lines:>8} {tokens:>8} {seconds:>8.1f} {tokens / seconds:>8.1f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({k: {"tokens": t, "seconds": s} for k, (t, s) in rows.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
