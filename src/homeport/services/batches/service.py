@@ -192,12 +192,13 @@ class BatchService:
                 if await self._status(row.id) == "cancelling":
                     return
                 ok, result = await self._call(row, batch["endpoint"], line)
-                try:
-                    async with self._db.sessions() as session, session.begin():
-                        session.add(BatchResultRow(batch_id=row.id, line=n, ok=ok, body=json.dumps(result)))
-                except IntegrityError:
-                    pass  # recorded already (a retried job overlapping its predecessor): once is enough
-                await self._count(batch)
+            # Recorded after leaving the gate: the next line is already in the engine meanwhile.
+            try:
+                async with self._db.sessions() as session, session.begin():
+                    session.add(BatchResultRow(batch_id=row.id, line=n, ok=ok, body=json.dumps(result)))
+            except IntegrityError:
+                pass  # recorded already (a retried job overlapping its predecessor): once is enough
+            await self._count(batch)
 
         await asyncio.gather(*(one(n, line) for n, line in todo))
 
