@@ -9,15 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 import yaml
 
 API_KEY = "sk-hp-test-key-0123456789"
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -107,6 +109,17 @@ def homeport_cli(env: dict[str, str], *args: str) -> str:
 def create_key(env: dict[str, str], *args: str) -> str:
     """`homeport keys create ARGS`; returns the secret (its last line)."""
     return homeport_cli(env, "keys", "create", *args).strip().splitlines()[-1]
+
+
+def wait_for_status(fetch: Callable[[], T], done: tuple[str, ...], timeout: float = 120) -> T:
+    """Poll `fetch()` until its `.status` is one of `done` (a generous deadline, never a fixed wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = fetch()
+        if found.status in done:  # type: ignore[attr-defined]
+            return found
+        assert time.monotonic() < deadline, f"still {found.status}"  # type: ignore[attr-defined]
+        time.sleep(0.1)
 
 
 def stop_server(server: Server) -> None:

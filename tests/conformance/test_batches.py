@@ -9,7 +9,7 @@ import time
 
 import openai
 
-from tests.conftest import create_key, start_server, stop_server
+from tests.conftest import create_key, start_server, stop_server, wait_for_status
 from tests.spec import validate, wire
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
@@ -27,14 +27,8 @@ def _chat(custom_id: str, **body) -> dict:  # type: ignore[no-untyped-def]
     return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": request}
 
 
-def _until(client: openai.OpenAI, batch_id: str, done: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in done:
-            return batch
-        assert time.monotonic() < deadline, f"still {batch.status}"
-        time.sleep(0.1)
+def _until(client: openai.OpenAI, object_id: str, done: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    return wait_for_status(lambda: client.batches.retrieve(object_id), done, DEADLINE_S)
 
 
 def _results(client: openai.OpenAI, file_id: str | None) -> list[dict]:

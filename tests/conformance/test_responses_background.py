@@ -3,13 +3,11 @@ surviving a kill -9 of their server, continued and streamed on another replica (
 
 from __future__ import annotations
 
-import time
-
 import openai
 import pytest
 
 from tests.conformance.test_responses import EVENTS
-from tests.conftest import create_key, start_server, stop_server
+from tests.conftest import create_key, start_server, stop_server, wait_for_status
 from tests.spec import validate, wire
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake", "fake_token_delay_s": 0.25},
@@ -18,15 +16,8 @@ CONFIG = {"models": FAKE, "vector_store_model": "fake-embed", "run_heartbeat_s":
 DEADLINE_S = 120
 
 
-def _until(client: openai.OpenAI, response_id: str, done: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    """The response once its status is one of `done` (polled, with a generous deadline)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        response = client.responses.retrieve(response_id)
-        if response.status in done:
-            return response
-        assert time.monotonic() < deadline, f"still {response.status}"
-        time.sleep(0.1)
+def _until(client: openai.OpenAI, object_id: str, done: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    return wait_for_status(lambda: client.responses.retrieve(object_id), done, DEADLINE_S)
 
 
 def test_background_responses_run_as_jobs_are_cancelled_and_survive_a_crash(tmp_path) -> None:

@@ -13,6 +13,7 @@ and after MAX_ATTEMPTS interrupted attempts the response is `failed` with a reas
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,7 @@ class Background:
         row = await self._service.responses.background(response_id)
         if row is None or row.request is None:
             return
-        response = await self._service.responses.get(row.project_id, response_id)
+        response = json.loads(row.body)
         if response["status"] == "in_progress" and attempt > 1:  # the process running it died
             if attempt > MAX_ATTEMPTS:
                 await self._fail(response_id, "server_error", f"The response was interrupted {attempt - 1} times.")
@@ -137,7 +138,7 @@ class Background:
         row = await self._service.responses.background(response_id)
         if row is None:
             return
-        response = await self._service.responses.get(row.project_id, response_id)
+        response = json.loads(row.body)
         response |= {"error": {"code": code, "message": message}, "completed_at": None}
         await self._service.responses.move(response, "failed", only_from=_ACTIVE)
 

@@ -102,8 +102,7 @@ class ResponseService:
         if req.previous_response_id is not None:
             return await self.responses.context(project_id, req.previous_response_id, "previous_response_id")
         if req.conversation_id is not None:
-            await self.conversations.get(project_id, req.conversation_id, "conversation")
-            return await self.conversations.items(project_id, req.conversation_id)
+            return await self.conversations.items(project_id, req.conversation_id, param="conversation")
         return []
 
     async def _chat_plan(

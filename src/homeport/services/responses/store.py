@@ -140,8 +140,10 @@ class ConversationStore:
                 session.add(ConversationItemRow(id=item["id"], conversation_id=conversation_id, created_at=now,
                                                 body=json.dumps(item)))  # fmt: skip
 
-    async def items(self, project_id: str | None, conversation_id: str, order: str = "asc") -> list[Item]:
-        await self._row(project_id, conversation_id, "conversation_id")
+    async def items(
+        self, project_id: str | None, conversation_id: str, order: str = "asc", param: str = "conversation_id"
+    ) -> list[Item]:
+        await self._row(project_id, conversation_id, param)
         query = select(ConversationItemRow.body).where(ConversationItemRow.conversation_id == conversation_id)
         async with self._db.sessions() as session:
             return [json.loads(b) for b in await session.scalars(ordered(query, order, ConversationItemRow.seq))]
