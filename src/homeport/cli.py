@@ -48,6 +48,7 @@ def serve(
     import uvicorn
 
     from .api.app import create_app
+    from .api.drain import GracefulServer
 
     settings = _settings(config, host=host, port=port)
     configure_logging(settings.log_format)
@@ -64,7 +65,10 @@ def serve(
         console.print("  API key: the value of HOMEPORT_API_KEY")
     console.print("  More keys: [bold].venv/bin/homeport keys create --name NAME[/bold]")
     app_ = create_app(settings, progress=_Progress(len(models), base_url))
-    uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
+    # uvicorn cancels what is left a few seconds after the Drain has stopped it (the backstop).
+    config_ = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning",
+                             timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5)  # fmt: skip
+    GracefulServer(config_, app_.state.drain).run()
 
 
 class _Progress:

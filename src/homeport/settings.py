@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(16 * 1024 * 1024, description="Larger request bodies get 413.")
     log_format: Literal["text", "json"] = Field("text", description="`json`: one object per line.")
     access_log: bool = Field(True, description="Log every request (never prompt or output text).")
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish before they are stopped."
+    )
     alert_webhook_url: str | None = Field(
         None, description="POSTed a JSON alert when a key crosses 50/80/100% of its token budget."
     )

@@ -316,8 +316,9 @@ def test_runs_are_charged_to_the_key_that_made_them(tmp_path) -> None:
 
 def test_a_run_waiting_for_tool_outputs_expires(tmp_path) -> None:
     """A run left in requires_action past its expires_at expires (with its step), no longer takes
-    tool outputs, and frees its thread for the next run."""
-    server = start_server(tmp_path, {"run_expires_s": 4, "cache_enabled": False,
+    tool outputs, and frees its thread for the next run. The expiry leaves a slow machine time to
+    reach requires_action (a forced call of a few tokens) before it strikes."""
+    server = start_server(tmp_path, {"run_expires_s": 20, "cache_enabled": False,
                                      "load_models": [MODEL, "all-minilm-l6-v2"]})  # fmt: skip
     try:
         secret = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "k")
@@ -327,8 +328,8 @@ def test_a_run_waiting_for_tool_outputs_expires(tmp_path) -> None:
         forced = {"type": "function", "function": {"name": "get_weather"}}
         run = beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, tool_choice=forced,
                                                 max_completion_tokens=256)  # fmt: skip
-        assert run.status == "requires_action" and run.expires_at == run.created_at + 4
-        deadline = time.monotonic() + 30
+        assert run.status == "requires_action" and run.expires_at == run.created_at + 20
+        deadline = time.monotonic() + 120
         while run.status == "requires_action":
             assert time.monotonic() < deadline, "the run never expired"
             time.sleep(0.5)

@@ -239,6 +239,26 @@ def test_client_disconnect_frees_the_engine(server, client) -> None:
     assert out.choices[0].message.content is not None
 
 
+def test_a_non_streamed_request_whose_client_left_frees_the_engine(server, client) -> None:
+    """A client that times out on a long non-streamed answer (the SDK's timeout, then its retry)
+    must not leave the engine generating for nobody: the slot frees at once, usage says 499."""
+    from tests.conformance.test_metrics import _samples
+
+    slots = ("homeport_engine_slots_busy", (("model", MODEL),))
+    no_end = {"0": -100, "2": -100}  # <|endoftext|> and <|im_end|>: it writes all 3000 tokens (~30 s)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long essay."}],
+            "max_tokens": 3000, "logit_bias": no_end}  # fmt: skip
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+        httpx.post(f"{server.base_url}/chat/completions", json=body, headers={"Authorization": f"Bearer {API_KEY}"},
+                   timeout=3)  # fmt: skip
+    deadline = time.monotonic() + 10  # far less than the ~27 s of generation left
+    while _samples(server)[slots] != 0:
+        assert time.monotonic() < deadline, "the slot stayed busy after the client left"
+        time.sleep(0.05)
+    out = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)
+    assert out.choices[0].message.content is not None
+
+
 def test_same_seed_same_tokens_alone_and_among_concurrent_requests(server) -> None:
     import openai
 

@@ -38,6 +38,7 @@ from ..storage.blobs import LocalBlobStore
 from ..storage.db import Database
 from ..storage.jobs import Jobs, open_queue
 from . import model_call
+from .drain import Drain
 from .errors import install_error_handlers
 from .families import model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
@@ -101,6 +102,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.limit_rows = accounts.limits
     app.state.registry = registry
     app.state.load_error = None
+    app.state.drain = Drain(settings.shutdown_grace_s)
     app.state.metrics = metrics = Metrics()
     app.state.usage = usage = UsageRecorder(db, retention_days=settings.usage_retention_days, touch=keys.touch)
     app.state.alerts = alerts = BudgetAlerts(settings.alert_webhook_url)

@@ -29,6 +29,7 @@ from ..services.platform.keys import ApiKey
 from ..services.platform.usage import UsageEvent
 from .body import parse_body
 from .deps import CurrentKey
+from .drain import ClientLeft, Drain
 from .families import Family, ModelCall, ModelService, model_calls
 from .sse import event_stream
 
@@ -72,6 +73,7 @@ def _endpoint(family: Family, call: ModelCall):  # type: ignore[no-untyped-def]
 
 async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall, body: Any) -> Response:
     state = request.app.state
+    drain: Drain = state.drain
     service = state.model_services[call.path].serving(body.model)
     meter = _Meter(request, key, body.model, call)
     try:
@@ -95,7 +97,7 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
         raise
     try:
         if getattr(body, "stream", False):
-            chunks = service.stream(plan)  # type: ignore[attr-defined]  # streaming families only
+            chunks = drain.stream(service.stream(plan))  # type: ignore[attr-defined]  # streaming families only
             if key.project is not None and key.project.log_prompts:
                 chunks = _logged_stream(chunks, request, key, body)
             first = await anext(chunks)  # errors before the first chunk are still HTTP errors
@@ -104,10 +106,14 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
             async def settle() -> None:
                 usage = plan.usage
                 await admission.settle(_counts(usage) if usage else None)
-                meter.done(200 if usage else 499, usage)  # 499: the client left mid-stream
+                meter.done(200 if usage else 503 if drain.stopped else 499, usage)  # 499: the client left
 
             return event_stream(first, chunks, headers=admission.headers, on_close=settle)
-        result = await service.create(plan)
+        result = await drain.watch(request, service.create(plan))
+    except ClientLeft:
+        await admission.settle((0, 0))  # what was generated was never delivered
+        meter.done(499, None)
+        return Response(status_code=499)  # nobody reads it; for the access log
     except BaseException as exc:
         await admission.settle((0, 0))  # failed requests use no tokens
         meter.done(exc.status if isinstance(exc, HomeportError) else 500, None)
