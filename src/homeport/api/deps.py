@@ -32,6 +32,8 @@ async def authenticate(request: Request) -> ApiKey:
     family = endpoint_family(request.url.path)
     if key.endpoints is not None and family is not None and family not in key.endpoints:
         raise PermissionDenied(f"This API key may call only {', '.join(key.endpoints)} endpoints, not {family}.")
+    if key.admin and family not in (None, "models", "usage"):
+        raise PermissionDenied("Admin keys manage the platform; use a project's API key for its models and data.")
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise PermissionDenied("This API key is read-only: it may list models and read usage, not make requests.")
     return key

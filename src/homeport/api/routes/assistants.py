@@ -100,6 +100,19 @@ async def create_thread(request: Request, key: CurrentKey) -> Document:
     return await _assistants(request).create_thread(key.project_id, await parse_body(request, ThreadCreate))
 
 
+# Before /v1/threads/{thread_id}, which would otherwise take `runs` for a thread id.
+@router.post("/v1/threads/runs", response_model=None)
+async def create_thread_and_run(request: Request, key: CurrentKey) -> Document | StreamingResponse:
+    body = await parse_body(request, ThreadAndRunCreate)
+    new = body.thread or ThreadCreate()
+    if body.tool_resources is not None:
+        new = new.model_copy(update={"tool_resources": body.tool_resources})
+    await _docs(request).get("assistant", key.project_id, body.assistant_id, "assistant_id")
+    thread = await _assistants(request).create_thread(key.project_id, new)
+    run = await _runs(request).create(key.project_id, thread, body, key.id)
+    return await _start(request, key, run, body.stream)
+
+
 @router.get("/v1/threads/{thread_id}")
 async def retrieve_thread(thread_id: str, request: Request, key: CurrentKey) -> Document:
     return await _docs(request).get("thread", key.project_id, thread_id, "thread_id")
@@ -176,18 +189,6 @@ async def _start(request: Request, key: CurrentKey, run: Document, stream: bool 
 async def create_run(thread_id: str, request: Request, key: CurrentKey) -> Document | StreamingResponse:
     body = await parse_body(request, RunCreate)
     thread = await _docs(request).get("thread", key.project_id, thread_id, "thread_id")
-    run = await _runs(request).create(key.project_id, thread, body, key.id)
-    return await _start(request, key, run, body.stream)
-
-
-@router.post("/v1/threads/runs", response_model=None)
-async def create_thread_and_run(request: Request, key: CurrentKey) -> Document | StreamingResponse:
-    body = await parse_body(request, ThreadAndRunCreate)
-    new = body.thread or ThreadCreate()
-    if body.tool_resources is not None:
-        new = new.model_copy(update={"tool_resources": body.tool_resources})
-    await _docs(request).get("assistant", key.project_id, body.assistant_id, "assistant_id")
-    thread = await _assistants(request).create_thread(key.project_id, new)
     run = await _runs(request).create(key.project_id, thread, body, key.id)
     return await _start(request, key, run, body.stream)
 

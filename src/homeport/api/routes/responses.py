@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
-from ...errors import InvalidRequest
+from ...errors import InvalidRequest, ModelNotFound
 from ...protocol.common import Deleted
 from ...protocol.responses import (
     ConversationCreate,
@@ -78,6 +78,8 @@ async def count_input_tokens(request: Request, key: CurrentKey) -> dict[str, Any
     body = await parse_body(request, InputTokensCount)
     if body.model is None:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    if not request.app.state.registry.allowed(body.model, key.models):
+        raise ModelNotFound(body.model)  # as a model call answers for a model the key can't use
     given = body.model_dump(exclude_unset=True, by_alias=True)
     tokens = await _service(request).input_tokens(ResponseCreate.model_validate(given), key.project_id)
     return {"object": "response.input_tokens", "input_tokens": tokens}

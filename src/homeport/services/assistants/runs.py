@@ -78,8 +78,7 @@ class RunService:
             log.exception("run %s failed", run_id)
             run = await self.docs.get("run", project_id, run_id)
             if run["status"] not in TERMINAL:
-                code = exc.code if isinstance(exc, HomeportError) and exc.code else "server_error"
-                await self._record.fail(run, code, str(exc))
+                await self._record.fail(run, *_last_error(exc))
         finally:
             self.events.end(run_id)
 
@@ -214,3 +213,14 @@ class RunService:
 
 def _dump(value: Any) -> Any:
     return value.model_dump(by_alias=True, exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+def _last_error(exc: Exception) -> tuple[str, str]:
+    """A run's `last_error`: OpenAI's three codes (server_error, rate_limit_exceeded, invalid_prompt),
+    with Homeport's own code, where it has one, kept in the message."""
+    if not isinstance(exc, HomeportError):
+        return "server_error", str(exc)
+    message = f"{exc.message} ({exc.code})" if exc.code else exc.message
+    if exc.status == 429:
+        return "rate_limit_exceeded", message
+    return ("invalid_prompt" if 400 <= exc.status < 500 else "server_error"), message

@@ -9,7 +9,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from ...errors import AuthenticationFailed, InsufficientQuota, RateLimited
+from ...errors import AuthenticationFailed, InsufficientQuota, ModelNotFound, RateLimited
 from ..inference.registry import ModelRegistry
 from .alerts import BudgetAlerts
 from .budgets import Budgets
@@ -110,5 +110,7 @@ class Admitter:
         key = await self.keys.load(key_id)
         if key is None or key.expired():
             raise AuthenticationFailed("The API key that started this run was revoked or has expired.")
+        if not self.registry.allowed(model, key.models):
+            raise ModelNotFound(model)  # the key's model allow-list holds for work run later too
         model_id = self.registry.config(model).id
         return await self.admit(key, model_id, estimate, self.prices(model_id))
