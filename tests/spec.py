@@ -6,6 +6,7 @@ those are rewritten to `anyOf: [schema, null]` so correct null fields validate.
 
 from __future__ import annotations
 
+import json
 import pickle
 from functools import cache
 from pathlib import Path
@@ -62,3 +63,21 @@ def validate(schema_name: str, instance: Any) -> None:
 def wire(obj: Any) -> Any:
     """The JSON an SDK object was parsed from (its set fields, as sent)."""
     return obj.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
+def spec_document() -> dict[str, Any]:
+    """The whole spec, `nullable` rewritten as above (for tools that read it, e.g. the fuzzer)."""
+    if not SPEC_PATH.exists():
+        pytest.skip(f"spec absent: {SPEC_PATH}")
+    registry, _ = _registry_and_schemas()
+    return registry.contents(_ROOT)
+
+
+def validate_against(schema: dict[str, Any], instance: Any, where: str) -> None:
+    """Assert `instance` matches an inline schema of the spec (its `#/components/...` refs resolved)."""
+    from jsonschema import Draft202012Validator
+
+    registry, _ = _registry_and_schemas()
+    anchored = json.loads(json.dumps(schema).replace('"#/components/', f'"{_ROOT}#/components/'))
+    errors = sorted(Draft202012Validator(anchored, registry=registry).iter_errors(instance), key=lambda e: list(e.path))
+    assert not errors, f"{where}: " + "; ".join(f"{list(e.path)}: {e.message[:300]}" for e in errors[:5])

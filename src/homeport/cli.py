@@ -45,10 +45,8 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Start the API server; models load in the background (GET /readyz turns 200)."""
-    import uvicorn
-
     from .api.app import create_app
-    from .api.drain import GracefulServer
+    from .api.server import serve as serve_http
 
     settings = _settings(config, host=host, port=port)
     configure_logging(settings.log_format)
@@ -65,10 +63,7 @@ def serve(
         console.print("  API key: the value of HOMEPORT_API_KEY")
     console.print("  More keys: [bold].venv/bin/homeport keys create --name NAME[/bold]")
     app_ = create_app(settings, progress=_Progress(len(models), base_url))
-    # uvicorn cancels what is left a few seconds after the Drain has stopped it (the backstop).
-    config_ = uvicorn.Config(app_, host=settings.host, port=settings.port, log_level="warning",
-                             timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5)  # fmt: skip
-    GracefulServer(config_, app_.state.drain).run()
+    serve_http(app_, settings)
 
 
 class _Progress:

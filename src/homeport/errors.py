@@ -145,9 +145,9 @@ def invalid_body(exc: ValidationError, data: Any) -> InvalidRequest:
     # Prefer the error that reaches deepest into the body: for unions, pydantic reports one
     # error per member and the deepest is the one about what the client actually sent.
     errors = exc.errors(include_url=False)
-    best = max(errors, key=lambda e: len(_param_parts(e["loc"], data)))
-    parts = _param_parts(best["loc"], data)
+    best = max(errors, key=lambda e: len(_param_parts(e["loc"], data, e["type"])))
     kind = best["type"]
+    parts = _param_parts(best["loc"], data, kind)
     if kind in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, e.g. `tools.[0].type`
         parts.append(str(best.get("ctx", {}).get("discriminator", "type")).strip("'"))
     param = ".".join(parts) if parts else None
@@ -158,15 +158,20 @@ def invalid_body(exc: ValidationError, data: Any) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for '{param}': {best['msg']}.", param=param)
 
 
-def _param_parts(loc: tuple[Any, ...], data: Any) -> list[str]:
-    """Follow pydantic's error location through the actual body; union tags are skipped."""
+def _param_parts(loc: tuple[Any, ...], data: Any, kind: str) -> list[str]:
+    """Follow pydantic's error location through the actual body; union members (`str`,
+    `list[str]`…) are skipped, as they are no keys of the body."""
     parts: list[str] = []
     node = data
+
+    def missing_here(i: int) -> bool:
+        return kind == "missing" and i == len(loc) - 1
+
     for i, step in enumerate(loc):
         if isinstance(step, int) and isinstance(node, list) and 0 <= step < len(node):
             parts.append(f"[{step}]")
             node = node[step]
-        elif isinstance(step, str) and isinstance(node, dict) and (step in node or i == len(loc) - 1):
+        elif isinstance(step, str) and isinstance(node, dict) and (step in node or missing_here(i)):
             parts.append(step)  # a key the client sent, or the missing field itself
             node = node.get(step)
     return parts

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish before they are stopped."
     )
+    request_head_timeout_s: float = Field(
+        10.0, gt=0, description="A request's line and headers must arrive within this, or 408 (slow clients)."
+    )
     alert_webhook_url: str | None = Field(
         None, description="POSTed a JSON alert when a key crosses 50/80/100% of its token budget."
     )

@@ -19,6 +19,8 @@ async def parse_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise InvalidRequest("The JSON body of your request is nested too deeply.") from None
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "

@@ -14,12 +14,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from typing import TypeVar
 
-import uvicorn
 from starlette.requests import Request
 
 from ..errors import HomeportError
 
-__all__ = ["ClientLeft", "Drain", "GracefulServer", "ShuttingDown"]
+__all__ = ["ClientLeft", "Drain", "ShuttingDown"]
 
 T = TypeVar("T")
 
@@ -79,16 +78,3 @@ class Drain:
                 if self.stopped:
                     raise ShuttingDown()
                 yield event
-
-
-class GracefulServer(uvicorn.Server):
-    """uvicorn, telling the app's Drain when shutdown begins. uvicorn's own graceful timeout (set a
-    few seconds past the grace period) is the backstop that cancels whatever is left."""
-
-    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
-        super().__init__(config)
-        self._drain = drain
-
-    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
-        self._drain.begin()
-        await super().shutdown(sockets)

@@ -20,8 +20,16 @@ log = logging.getLogger(__name__)
 _STATUS_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
 
 
+_LONGEST = 2000  # an error echoes what it names; a 10 MB model name is not sent back
+
+
 def error_body(exc: HomeportError) -> dict:
-    detail = ErrorDetail(message=exc.message, type=exc.type, param=exc.param, code=exc.code)
+    message, param = exc.message, exc.param
+    if len(message) > _LONGEST:
+        message = message[:_LONGEST] + "… (cut)"
+    if param is not None and len(param) > _LONGEST:
+        param = param[:_LONGEST] + "…"
+    detail = ErrorDetail(message=message, type=exc.type, param=param, code=exc.code)
     return ErrorResponse(error=detail).model_dump()
 
 

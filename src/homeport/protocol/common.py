@@ -42,6 +42,7 @@ class Wire(BaseModel):
 
 
 Stop = str | Annotated[list[str], Field(min_length=1, max_length=4)] | None
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # a 64-bit integer, as the spec says
 
 Metadata = Annotated[
     dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=512)]],

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from .common import Request, Stop, StreamOptions, Usage, Wire
+from .common import Request, Seed, Stop, StreamOptions, Usage, Wire
 
 __all__ = ["CompletionRequest", "Completion", "CompletionChoice", "CompletionLogprobs"]
 
@@ -24,7 +24,7 @@ class CompletionRequest(Request):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     stop: Stop = None
-    seed: int | None = None
+    seed: Seed | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None

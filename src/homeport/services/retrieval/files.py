@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from sqlalchemy import ColumnElement, delete, or_, select, update
 
@@ -84,6 +85,7 @@ class FileStore:
     ) -> StoredFile:  # fmt: skip
         if purpose not in PURPOSES and not (output and purpose in OUTPUT_PURPOSES):
             raise InvalidRequest(f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose")
+        filename = file_name(filename, "file")
         if purpose == "assistants":
             check_supported(filename)
         try:
@@ -142,6 +144,7 @@ class FileStore:
             raise InvalidRequest(f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose")
         if size > self.max_bytes:
             raise RequestTooLarge(f"Uploads are limited to {self.max_bytes} bytes; this one declares {size}.")
+        filename = file_name(filename, "filename")
         if purpose == "assistants":
             check_supported(filename, param="filename")
         now = int(time.time())
@@ -223,3 +226,14 @@ class FileStore:
             await session.execute(delete(UploadPartRow).where(UploadPartRow.upload_id == upload_id))
         for part in parts:
             self.blobs.delete(part.blob)
+
+
+def file_name(given: str, param: str) -> str:
+    """A file's name, never a path (`../../etc/x.txt` is stored as `x.txt`); control characters,
+    NUL among them, are refused (PostgreSQL cannot store NUL, and no real name has them)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in given):
+        raise InvalidRequest("A file name may not contain control characters.", param=param)
+    name = PurePosixPath(given.replace("\\", "/")).name
+    if not name or name in (".", ".."):
+        raise InvalidRequest(f"'{given[:200]}' is not a file name.", param=param)
+    return name[:255]

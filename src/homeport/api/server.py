@@ -1,0 +1,81 @@
+"""The HTTP server: uvicorn, with a bounded graceful shutdown and a deadline on request heads.
+
+- SIGTERM: uvicorn stops accepting and waits for in-flight requests; the app's Drain stops what
+  still generates after `shutdown_grace_s`; uvicorn's own graceful timeout, a few seconds later,
+  cancels whatever is left, and the app shuts down (usage flushed, jobs released).
+- Slow clients: a connection must deliver each request's line and headers within
+  `request_head_timeout_s` of opening or of starting the request, or it is answered 408 and closed.
+  uvicorn has no such deadline, so a client sending a byte a second (slowloris), or nothing at
+  all, would otherwise hold its connection forever. Idle keep-alive connections are closed by
+  uvicorn after `timeout_keep_alive` (5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..settings import Settings
+from .drain import Drain
+
+__all__ = ["serve"]
+
+_TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    protocol = type("HeadDeadlineProtocol", (_HeadDeadline,), {"head_timeout_s": settings.request_head_timeout_s})
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", http=protocol,
+                            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5)  # fmt: skip
+    _GracefulServer(config, app.state.drain).run()
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn, telling the app's Drain when shutdown begins."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self._drain.begin()
+        await super().shutdown(sockets)
+
+
+class _HeadDeadline(HttpToolsProtocol):
+    head_timeout_s = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:  # the next request on a kept-alive connection
+            self._start_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._too_slow)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(_TOO_SLOW)
+            self.transport.close()
