@@ -12,6 +12,8 @@ HomeportError                      500 server_error
 ├── RequestTooLarge                413
 ├── RateLimited                    429 (Retry-After)
 ├── EngineOverloaded               503 (Retry-After)
+├── StorageUnavailable             503 code=storage_unavailable (Retry-After): the database is unreachable
+├── StorageFull                    507 code=insufficient_storage: the data directory's disk is full
 └── EngineError                    500
 """
 
@@ -37,6 +39,8 @@ __all__ = [
     "InsufficientQuota",
     "EngineOverloaded",
     "EngineError",
+    "StorageUnavailable",
+    "StorageFull",
 ]
 
 
@@ -133,6 +137,16 @@ class EngineOverloaded(HomeportError):
     status = 503
     type = "server_error"
     code = "engine_overloaded"
+
+
+class StorageUnavailable(HomeportError):
+    status = 503
+    code = "storage_unavailable"
+
+
+class StorageFull(HomeportError):
+    status = 507
+    code = "insufficient_storage"
 
 
 class EngineError(HomeportError):

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         None, description="Redis for state shared by replicas (rate limits, cache, run events); in-process when unset."
     )
     redis_prefix: str = Field("homeport", description="Prefix of every Redis key Homeport writes.")
+    rate_limits_when_redis_down: Literal["closed", "open"] = Field(
+        "closed", description="Redis unreachable: `closed` refuses limited keys' requests (503), `open` lets them by."
+    )
     max_request_bytes: int = Field(16 * 1024 * 1024, description="Larger request bodies get 413.")
     log_format: Literal["text", "json"] = Field("text", description="`json`: one object per line.")
     access_log: bool = Field(True, description="Log every request (never prompt or output text).")

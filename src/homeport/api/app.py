@@ -107,7 +107,9 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.usage = usage = UsageRecorder(db, retention_days=settings.usage_retention_days, touch=keys.touch)
     app.state.alerts = alerts = BudgetAlerts(settings.alert_webhook_url)
     app.state.limiter = (
-        RedisRateLimiter(settings.redis_url, settings.redis_prefix) if settings.redis_url else MemoryRateLimiter()
+        RedisRateLimiter(settings.redis_url, settings.redis_prefix, settings.rate_limits_when_redis_down)
+        if settings.redis_url
+        else MemoryRateLimiter()
     )
     cache: ResponseCache | None = None
     if settings.cache_enabled:

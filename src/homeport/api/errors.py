@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import HomeportError, InvalidRequest
+from ..errors import HomeportError, InvalidRequest, StorageFull, StorageUnavailable
 from ..protocol.errors import ErrorDetail, ErrorResponse
 
 __all__ = ["install_error_handlers", "error_body", "error_response"]
@@ -68,8 +70,38 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(HomeportError("The server had an error while processing your request."))
 
 
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database or the disk failed under a request: a full disk is 507 and a lost database
+    503 (each rolled back, so nothing is half-written); anything else is a 500 as usual."""
+    if _disk_full(exc):
+        log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(StorageFull("The server's storage is full; nothing was changed. Retry later."))
+    if _database_unreachable(exc):
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(StorageUnavailable("The database is unavailable; retry shortly.", retry_after=1))
+    return await _unexpected(request, exc)
+
+
+def _database_unreachable(exc: BaseException) -> bool:
+    """A lost or refused database connection (a restart, a failover), not a bad query."""
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        unreachable = exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+        return unreachable or state.startswith(("08", "57P"))  # connection exception; shutting down
+    return isinstance(exc, ConnectionError)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC from a file write, or SQLite's own report of it."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, OperationalError) and "database or disk is full" in str(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HomeportError, _homeport_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _storage_error)
+    app.add_exception_handler(OSError, _storage_error)  # ConnectionError, ENOSPC
     app.add_exception_handler(Exception, _unexpected)

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 __all__ = ["ResponseCache", "MemoryCache", "RedisCache", "cache_key"]
+
+log = logging.getLogger(__name__)
 
 
 class ResponseCache(Protocol):
@@ -67,15 +73,23 @@ class RedisCache:
     def __init__(self, url: str, prefix: str, ttl_s: float) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.from_url(url)
+        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._prefix, self._ttl_s = f"{prefix}:cache:", ttl_s
 
     async def get(self, key: str) -> bytes | None:
-        found = await self._redis.get(self._prefix + key)
+        """None when missing, or while Redis is unreachable (the request runs, uncached)."""
+        try:
+            found = await self._redis.get(self._prefix + key)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("response cache unreachable: %s", exc)
+            return None
         return found if isinstance(found, bytes) or found is None else str(found).encode()
 
     async def set(self, key: str, value: bytes) -> None:
-        await self._redis.set(self._prefix + key, value, ex=max(1, int(self._ttl_s)))
+        try:
+            await self._redis.set(self._prefix + key, value, ex=max(1, int(self._ttl_s)))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("response cache unreachable: %s", exc)
 
     async def close(self) -> None:
         await self._redis.aclose()

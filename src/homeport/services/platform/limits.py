@@ -11,14 +11,22 @@ exactly, not limit × replicas).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from ...errors import RateLimited
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...errors import RateLimited, StorageUnavailable
 
 __all__ = ["Limit", "Scope", "Reservation", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "ratelimit_headers"]
+
+log = logging.getLogger(__name__)
+
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 WINDOW_S = 60
 DAY_S = 86400
@@ -215,14 +223,18 @@ return {0, 0, unpack(used)}
 
 
 class RedisRateLimiter:
-    """Counters in Redis, shared by every replica; one Lua script checks and takes atomically."""
+    """Counters in Redis, shared by every replica; one Lua script checks and takes atomically.
 
-    def __init__(self, url: str, prefix: str = "homeport") -> None:
+    While Redis is unreachable, `when_down` decides: "closed" refuses requests that have limits
+    (503 storage_unavailable, Retry-After), "open" lets them through unchecked (logged)."""
+
+    def __init__(self, url: str, prefix: str = "homeport", when_down: Literal["closed", "open"] = "closed") -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.from_url(url)
+        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._prefix = prefix
         self._script = self._redis.register_script(_RESERVE)
+        self._when_down = when_down
 
     def _keys(self, scope: Scope) -> list[str]:
         base = f"{self._prefix}:rl:{scope.name}:{scope.window}"
@@ -237,7 +249,13 @@ class RedisRateLimiter:
             args += [none if s.max_requests is None else s.max_requests, none if s.max_tokens is None else s.max_tokens]
             args.append(s.window_s * 2)
         keys = [k for s in scopes for k in self._keys(s)]
-        failing, what, *used = await self._script(keys=keys, args=args)
+        try:
+            failing, what, *used = await self._script(keys=keys, args=args)
+        except _REDIS_DOWN as exc:
+            if self._when_down == "closed":
+                raise StorageUnavailable("Rate limits cannot be checked now; retry shortly.", retry_after=1) from exc
+            log.warning("Redis unreachable; a request passed its rate limits unchecked: %s", exc)
+            return Reservation([], tokens)  # nothing taken, nothing to settle
         for i, scope in enumerate(scopes):
             scope.requests_used, scope.tokens_used = int(used[2 * i]), int(used[2 * i + 1])
         r = Reservation(scopes, tokens)
@@ -247,9 +265,12 @@ class RedisRateLimiter:
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         if actual_tokens != reservation.tokens:
-            for scope in reservation.scopes:
-                key = self._keys(scope)[1]
-                await self._redis.incrby(key, actual_tokens - reservation.tokens)
+            try:
+                for scope in reservation.scopes:
+                    key = self._keys(scope)[1]
+                    await self._redis.incrby(key, actual_tokens - reservation.tokens)
+            except _REDIS_DOWN as exc:  # the window's count stays at the estimate
+                log.warning("Redis unreachable; a request's tokens were not settled: %s", exc)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -103,10 +103,15 @@ class UsageRecorder:
             {"hour": g[0], "kind": g[1], "project_id": g[2], "key_id": g[3], "model": g[4], **sums}
             for g, sums in sorted(rollups.items())
         ]  # sorted: concurrent writers lock rows in one order
-        async with self._db.sessions() as session, session.begin():
-            await session.execute(insert(UsageRow), [e.__dict__ for e in events])
-            if rows:
-                await session.execute(self._upsert(), rows)
+        try:
+            async with self._db.sessions() as session, session.begin():
+                await session.execute(insert(UsageRow), [e.__dict__ for e in events])
+                if rows:
+                    await session.execute(self._upsert(), rows)
+        except BaseException:  # rolled back: the events wait for the next round (a database restart)
+            for event in events:
+                self._queue.put_nowait(event)
+            raise
         if self._touch is not None and last_used:
             await self._touch(last_used)
 
