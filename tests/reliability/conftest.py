@@ -47,8 +47,9 @@ def throwaway_postgres() -> Iterator[Throwaway]:
     subprocess.run(_as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"),
                    check=True, capture_output=True, timeout=120)  # fmt: skip
     options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
-    start = _as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
-    stop = _as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w"]
+    start = _as_postgres(*pg_ctl, "-o", options, "-l", str(home / "log"), "start")
+    stop = _as_postgres(*pg_ctl, "-m", "fast", "stop")
     server = Throwaway(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", port, start, stop)
     server.run(start)
     try:

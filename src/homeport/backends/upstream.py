@@ -153,8 +153,9 @@ class UpstreamPool:
                     d.url(path), json=body | {"model": d.model}, headers=d.headers(), timeout=d.config.timeout_s
                 )
                 _check(response)
+                answer = _answer(response.content)
                 d.failures = 0
-                return response.json()
+                return answer
             except (_Retryable, httpx.HTTPError) as exc:
                 last = self._failure(d, exc)
             finally:
@@ -194,8 +195,8 @@ class UpstreamPool:
                         if data == "[DONE]":
                             d.failures = 0
                             return
-                        event = json.loads(data)
-                        if isinstance(event, dict) and "error" in event:
+                        event = _answer(data)
+                        if "error" in event:
                             raise UpstreamError(500, event)
                         started = True
                         yield event
@@ -229,6 +230,17 @@ def _check(response: httpx.Response) -> None:
     except ValueError:
         body = {"error": {"message": response.text[:500]}}
     raise UpstreamError(response.status_code, body if isinstance(body, dict) else {})
+
+
+def _answer(raw: bytes | str) -> dict[str, Any]:
+    """A JSON object, or a retryable failure of the deployment (a proxy's HTML page, a cut body)."""
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise _Retryable(f"not a JSON object: {raw[:80]!r}")
+    return answer
 
 
 def _retry_after(response: httpx.Response) -> float | None:
