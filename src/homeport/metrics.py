@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -33,6 +34,15 @@ class Metrics:
         self.queue_depth = Gauge(
             "homeport_engine_requests", "Requests running or waiting per local engine.", ["model"], registry=r
         )
+
+    def watch_process(self, db_connections: Callable[[], int]) -> None:
+        """The process's resources, read at scrape time: RSS, CPU and open files (Prometheus's
+        standard `process_*`), asyncio tasks, and database connections checked out of the pool."""
+        ProcessCollector(registry=self.registry)
+        Gauge("homeport_asyncio_tasks", "asyncio tasks alive in the server's event loop.",
+              registry=self.registry).set_function(lambda: len(asyncio.all_tasks()))  # fmt: skip
+        Gauge("homeport_db_connections", "Database connections in use (checked out of the pool).",
+              registry=self.registry).set_function(db_connections)  # fmt: skip
 
     def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model).set_function(depth)

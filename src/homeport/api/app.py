@@ -129,6 +129,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
     metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
+    metrics.watch_process(lambda: int(getattr(db.engine.pool, "checkedout", lambda: 0)()))
     app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
     kit = Kit(registry, db, vector_stores, jobs, admitter, usage, pools)
     app.state.model_services = services = {
