@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from rich.console import Console
 from .api.families import SCOPES
 from .logs import configure_logging
 from .services.platform.accounts import Accounts, prepare
+from .services.platform.audit import CLI, AuditLog, user_reference
+from .services.platform.keys import key_scopes
 from .services.platform.limits import Limit
 from .settings import Settings
 from .storage.db import Database
@@ -125,6 +128,31 @@ def _with_store(settings: Settings, action):  # type: ignore[no-untyped-def]
     return asyncio.run(run())
 
 
+@app.command()
+def erase(
+    user: Annotated[str, typer.Option(help="The end user: their `user`, `safety_identifier` or metadata.user_id.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete every stored object that names an end user (GDPR erasure); prints what was deleted."""
+    from .api.app import create_app
+
+    settings = _settings(config)
+
+    async def run() -> dict[str, int]:
+        app_ = create_app(settings, progress=lambda *a: None)
+        db = app_.state.db
+        try:
+            await prepare(Accounts.open(db), _api_key(settings), first_key=False)
+            deleted = await app_.state.project_data.erase_user(user)
+            await AuditLog(db).record("resource.deleted", CLI, user_reference(user), {"data": {"deleted": deleted}})
+            return deleted
+        finally:
+            await db.close()
+
+    deleted = asyncio.run(run())
+    print(json.dumps({"user": user, "deleted": deleted}))
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
@@ -155,12 +183,15 @@ def keys_create(
     expires_at = int(time.time() + expires_in_days * 86400) if expires_in_days is not None else None
     allow = [m.strip() for m in models.split(",") if m.strip()] if models else None
 
-    def create(store: Accounts):  # type: ignore[no-untyped-def]
-        return store.keys.create(
+    async def create(store: Accounts):  # type: ignore[no-untyped-def]
+        created = await store.keys.create(
             name, project=project, limits=Limit("key", "", "*", rpm, tpm, rpd, tpd), budget_tokens=budget_tokens,
             expires_at=expires_at, budget_micro_usd=None if budget_usd is None else round(budget_usd * 1e6),
             models=allow, read_only=read_only, admin=admin, endpoints=families,
         )  # fmt: skip
+        key = created[0]
+        await _audit(store, "api_key.created", key.id, {"data": {"scopes": key_scopes(key)}}, key.project_id)
+        return created
 
     key, secret = _with_store(_settings(config), create)
     given = (("rpm", rpm), ("tpm", tpm), ("rpd", rpd), ("tpd", tpd), ("budget tokens", budget_tokens),
@@ -184,10 +215,24 @@ def keys_list(config: ConfigOption = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
     """Revoke a key by id."""
-    if not _with_store(_settings(config), lambda store: store.keys.revoke(key_id)):
+    async def revoke(store: Accounts) -> bool:
+        found = await store.keys.get_key(key_id)
+        revoked = await store.keys.revoke(key_id)
+        if revoked and found is not None:
+            await _audit(store, "api_key.deleted", key_id, None, found.project_id)
+        return revoked
+
+    if not _with_store(_settings(config), revoke):
         console.print(f"No active key {key_id}.")
         raise typer.Exit(1)
     console.print(f"Revoked {key_id}.")
+
+
+async def _audit(store: Accounts, kind: str, resource_id: str, details: dict | None, project_id: str | None) -> None:
+    """Append a change made here to the audit log, its actor the local CLI session."""
+    project = await store.projects.get(project_id) if project_id else None
+    await AuditLog(store.db).record(kind, CLI, resource_id, details,
+                                    project=None if project is None else (project.id, project.name))  # fmt: skip
 
 
 def _limits_text(limit: Limit | None) -> str:
@@ -214,14 +259,25 @@ def projects_set(
     response_retention_days: Annotated[
         int | None, typer.Option(help="Delete stored responses (and idle conversations) after N days; 0: keep.")
     ] = None,
+    retention_days: Annotated[
+        int | None, typer.Option(help="Delete the project's stored data after N days (docs/compliance.md); 0: keep.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a project if needed and change its settings."""
 
     async def change(store: Accounts):  # type: ignore[no-untyped-def]
         project_id = await store.projects.ensure(name)
-        return await store.projects.update(project_id, archived=archive, log_prompts=log_prompts,
-                                           response_retention_days=response_retention_days)  # fmt: skip
+        changed = await store.projects.update(project_id, archived=archive, log_prompts=log_prompts,
+                                              response_retention_days=response_retention_days,
+                                              retention_days=retention_days)  # fmt: skip
+        asked = {"log_prompts": log_prompts, "response_retention_days": response_retention_days,
+                 "retention_days": retention_days}  # fmt: skip
+        if changes := {k: v for k, v in asked.items() if v is not None}:
+            await _audit(store, "project.updated", project_id, {"changes_requested": changes}, project_id)
+        if archive:
+            await _audit(store, "project.archived", project_id, None, project_id)
+        return changed
 
     p = _with_store(_settings(config), change)
     console.print(f"Project {p.name} ({p.id}): {'archived' if p.archived_at else 'active'}, "

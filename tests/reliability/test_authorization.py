@@ -54,6 +54,8 @@ GET /v1/organization/admin_api_keys admin 200
 POST /v1/organization/admin_api_keys admin 400
 GET /v1/organization/admin_api_keys/{key_id} admin 200
 DELETE /v1/organization/admin_api_keys/{key_id} admin 200
+GET /v1/organization/audit_logs admin 200
+POST /v1/homeport/erasure admin 400
 POST /v1/files data 400
 GET /v1/files data 200
 GET /v1/files/{file_id} data 200

@@ -19,6 +19,7 @@ from ..services.assistants.runner import Runner
 from ..services.assistants.runs import RunService
 from ..services.assistants.state import RunRecorder
 from ..services.batches.service import BatchService, Endpoint
+from ..services.compliance.data import ProjectData
 from ..services.inference.chat import ChatService
 from ..services.inference.registry import LoadProgress, ModelRegistry
 from ..services.inference.relay import UpstreamService
@@ -26,6 +27,7 @@ from ..services.kit import Kit
 from ..services.platform.accounts import Accounts, prepare
 from ..services.platform.admission import Admitter
 from ..services.platform.alerts import BudgetAlerts
+from ..services.platform.audit import AuditLog
 from ..services.platform.cache import MemoryCache, RedisCache, ResponseCache
 from ..services.platform.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.platform.usage import UsageRecorder
@@ -71,6 +73,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         for services in app.state.model_services.values():
             await services.start()
         await runs.start(registry.ready)
+        await project_data.start()
         loading = asyncio.create_task(_load(app, registry, progress))
         watchers = [asyncio.create_task(pool.watch()) for pool in pools.values()]
         try:
@@ -100,6 +103,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.keys = keys
     app.state.projects = accounts.projects
     app.state.limit_rows = accounts.limits
+    app.state.audit = AuditLog(db)
     app.state.registry = registry
     app.state.load_error = None
     app.state.drain = Drain(settings.shutdown_grace_s)
@@ -141,6 +145,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     }
     endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage)
                  for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
+    app.state.project_data = project_data = ProjectData(db, files, vector_stores, jobs)
     app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, settings.batch_discount)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["/v1/chat/completions"].local

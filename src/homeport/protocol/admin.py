@@ -136,3 +136,9 @@ class AdminApiKeyCreate(Request):
 
 class AdminApiKeyCreated(AdminApiKey):
     value: str
+
+
+class ErasureCreate(Request):
+    """POST /v1/homeport/erasure: delete every stored object that names this end user."""
+
+    user: str = Field(min_length=1, max_length=512)

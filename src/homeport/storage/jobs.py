@@ -25,7 +25,7 @@ from saq.types import CountKind, PartialTimersDict, QueueInfo, WorkerInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["Jobs", "SqliteQueue", "JobWorker", "heartbeating", "open_queue"]
+__all__ = ["Hourly", "Jobs", "SqliteQueue", "JobWorker", "heartbeating", "open_queue"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,32 @@ class Jobs:
             assert self._task is not None
             await asyncio.gather(self._task, return_exceptions=True)
         await self.queue.disconnect()
+
+
+class Hourly:
+    """Work run once an hour across every replica: a job on the shared queue whose key names the
+    hour (a second replica's enqueue of the same hour is a no-op); the first at the next full hour,
+    so a starting server is not also sweeping."""
+
+    EVERY_S = 3600
+
+    def __init__(self, jobs: Jobs, name: str, work: Callable[[], Awaitable[Any]]) -> None:
+        self._jobs, self._name, self._work = jobs, name, work
+        jobs.register(name, self._job)
+
+    async def start(self) -> None:
+        await self._schedule()
+
+    async def _schedule(self) -> None:
+        at = (time.time() // self.EVERY_S + 1) * self.EVERY_S
+        await self._jobs.enqueue(self._name, key=f"{self._name}-{int(at // self.EVERY_S)}", scheduled=int(at),
+                                 timeout=600, ttl=2 * self.EVERY_S)  # fmt: skip
+
+    async def _job(self, ctx: dict[str, Any]) -> None:
+        try:
+            await self._work()
+        finally:
+            await self._schedule()
 
 
 async def heartbeating(job: Job, every_s: float, work: Awaitable[T]) -> T:

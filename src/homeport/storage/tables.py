@@ -58,7 +58,10 @@ class ProjectRow(Base):
     archived_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     log_prompts: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     response_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    """Stored responses and conversations older than this are deleted; None: kept."""
+    """Stored responses and conversations older than this are deleted; None: `retention_days`."""
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The project's data (files, vector stores, stored completions, threads, batches, raw usage
+    records; responses too unless set above) older than this is deleted; None: kept."""
 
 
 class RateLimitRow(Base):
@@ -303,4 +306,18 @@ class BatchResultRow(Base):
     batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     line: Mapped[int] = mapped_column(Integer, primary_key=True)
     ok: Mapped[bool] = mapped_column(Boolean)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class AuditLogRow(Base):
+    """One audit log entry (OpenAI's shape in `body`); the table refuses UPDATE and DELETE."""
+
+    __tablename__ = "audit_logs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    effective_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     body: Mapped[str] = mapped_column(Text)

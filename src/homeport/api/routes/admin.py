@@ -13,7 +13,8 @@ from pydantic import BaseModel
 
 from ...errors import InvalidRequest, NotFound
 from ...protocol import admin as wire
-from ...services.platform.keys import ApiKey, KeyStore
+from ...services.platform.audit import Actor, AuditLog, AuditQuery, user_reference
+from ...services.platform.keys import ApiKey, KeyStore, key_scopes
 from ...services.platform.limit_rows import LimitStore
 from ...services.platform.limits import Limit
 from ...services.platform.projects import Project, ProjectStore
@@ -41,6 +42,14 @@ def _projects(request: Request) -> ProjectStore:
 
 def _limits(request: Request) -> LimitStore:
     return request.app.state.limit_rows
+
+
+async def _audit(request: Request, key: ApiKey, kind: str, resource_id: str, details: dict[str, Any] | None = None,
+                 project: Project | None = None) -> None:  # fmt: skip
+    """Append the admin key's change to the audit log."""
+    audit: AuditLog = request.app.state.audit
+    await audit.record(kind, Actor(key_id=key.id), resource_id, details,
+                       project=None if project is None else (project.id, project.name))  # fmt: skip
 
 
 def _project(p: Project) -> wire.Project:
@@ -90,7 +99,10 @@ async def list_projects(
 @router.post("/v1/organization/projects")
 async def create_project(request: Request, key: AdminKey) -> wire.Project:
     body = await parse_body(request, wire.ProjectCreate)
-    return _project(await _projects(request).create(body.name))
+    project = await _projects(request).create(body.name)
+    await _audit(request, key, "project.created", project.id, {"data": {"name": body.name, "title": body.name}},
+                 project)  # fmt: skip
+    return _project(project)
 
 
 @router.get("/v1/organization/projects/{project_id}")
@@ -106,6 +118,7 @@ async def modify_project(project_id: str, request: Request, key: AdminKey) -> wi
         raise InvalidRequest("An archived project cannot be modified.", param="project_id")
     updated = await _projects(request).update(project_id, name=body.name)
     assert updated is not None
+    await _audit(request, key, "project.updated", project_id, {"changes_requested": {"title": body.name}}, updated)
     return _project(updated)
 
 
@@ -115,6 +128,7 @@ async def archive_project(project_id: str, request: Request, key: AdminKey) -> w
     await _found_project(request, project_id)
     archived = await _projects(request).update(project_id, archived=True)
     assert archived is not None
+    await _audit(request, key, "project.archived", project_id, None, archived)
     return _project(archived)
 
 
@@ -140,6 +154,7 @@ async def delete_project_key(project_id: str, api_key_id: str, request: Request,
     """Deleting revokes: the key stops working on every replica within `key_cache_s`; its usage stays."""
     await _found_key(request, project_id, api_key_id)
     await _store(request).revoke(api_key_id)
+    await _audit(request, key, "api_key.deleted", api_key_id, None, await _found_project(request, project_id))
     return wire.KeyDeleted(object="organization.project.api_key.deleted", id=api_key_id)
 
 
@@ -167,6 +182,7 @@ async def create_project_key(project_id: str, request: Request, key: AdminKey) -
         expires_at=None if body.expires_in_seconds is None else int(time.time()) + body.expires_in_seconds,
         models=body.models, read_only=body.read_only, endpoints=body.endpoints,
     )  # fmt: skip
+    await _audit(request, key, "api_key.created", created.id, {"data": {"scopes": key_scopes(created)}}, project)
     return wire.ProjectApiKeyCreated(**_project_key(created).model_dump(), value=secret)
 
 
@@ -221,6 +237,9 @@ async def modify_rate_limit(
         merged(body.max_tokens_per_1_day, current.tpd),
     )  # fmt: skip
     await store.set(updated)
+    changes = body.model_dump(exclude_none=True)
+    await _audit(request, key, "rate_limit.updated", rate_limit_id, {"changes_requested": changes},
+                 await _found_project(request, project_id))  # fmt: skip
     return _rate_limit(model, updated)
 
 
@@ -247,6 +266,7 @@ async def create_admin_key(request: Request, key: AdminKey) -> wire.AdminApiKeyC
     body = await parse_body(request, wire.AdminApiKeyCreate)
     expires_at = None if body.expires_in_seconds is None else int(time.time()) + body.expires_in_seconds
     created, secret = await _store(request).create(body.name, admin=True, expires_at=expires_at)
+    await _audit(request, key, "api_key.created", created.id, {"data": {"scopes": ["admin"]}})
     return wire.AdminApiKeyCreated(**_admin_key(created).model_dump(), value=secret)
 
 
@@ -266,4 +286,47 @@ async def retrieve_admin_key(key_id: str, request: Request, key: AdminKey) -> wi
 async def delete_admin_key(key_id: str, request: Request, key: AdminKey) -> wire.KeyDeleted:
     await _found_admin_key(request, key_id)
     await _store(request).revoke(key_id)
+    await _audit(request, key, "api_key.deleted", key_id)
     return wire.KeyDeleted(object="organization.admin_api_key.deleted", id=key_id)
+
+
+# ---------------------------------------------------------------- audit log
+
+
+@router.get("/v1/organization/audit_logs")
+async def list_audit_logs(request: Request, key: AdminKey, limit: int = 20, after: str | None = None,
+                          before: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """OpenAI's filters: `effective_at[gt|gte|lt|lte]`, `event_types[]`, `project_ids[]`,
+    `actor_ids[]`, `resource_ids[]`. Entries are append-only: this list is the only route."""
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
+    params = request.query_params
+    bounds = {}
+    for op in ("gt", "gte", "lt", "lte"):
+        raw = params.get(f"effective_at[{op}]")
+        if raw is not None:
+            if not raw.lstrip("-").isdigit():
+                raise InvalidRequest(f"'effective_at[{op}]' must be an integer (Unix seconds).", param="effective_at")
+            bounds[op] = int(raw)
+    query = AuditQuery(
+        event_types=tuple(params.getlist("event_types[]")), project_ids=tuple(params.getlist("project_ids[]")),
+        actor_ids=tuple(params.getlist("actor_ids[]")), resource_ids=tuple(params.getlist("resource_ids[]")),
+        limit=limit, after=after, before=before, **bounds,
+    )  # fmt: skip
+    audit: AuditLog = request.app.state.audit
+    entries, more = await audit.list(query)
+    first, last = (entries[0]["id"], entries[-1]["id"]) if entries else (None, None)
+    return {"object": "list", "data": entries, "first_id": first, "last_id": last, "has_more": more}
+
+
+# ---------------------------------------------------------------- erasure
+
+
+@router.post("/v1/homeport/erasure")
+async def erase_user(request: Request, key: AdminKey) -> dict[str, Any]:
+    """Delete every stored object whose `user`, `safety_identifier` or `metadata.user_id` names the
+    end user (docs/compliance.md); the audit log records it under a hash of the name, not the name."""
+    body = await parse_body(request, wire.ErasureCreate)
+    deleted = await request.app.state.project_data.erase_user(body.user)
+    await _audit(request, key, "resource.deleted", user_reference(body.user), {"data": {"deleted": deleted}})
+    return {"object": "homeport.erasure", "user": body.user, "deleted": deleted}

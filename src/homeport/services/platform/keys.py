@@ -71,6 +71,15 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def key_scopes(key: ApiKey) -> list[str]:
+    """What a key may do, as the audit log writes it (`scopes`)."""
+    if key.admin:
+        return ["admin"]
+    scopes = list(key.endpoints) if key.endpoints else ["all"]
+    scopes += ["read_only"] if key.read_only else []
+    return scopes + [f"model:{m}" for m in key.models or ()]
+
+
 def redact(secret: str) -> str:
     """What is shown of a secret: its prefix and last four characters."""
     return f"{secret[:10]}...{secret[-4:]}" if len(secret) > 14 else "*" * len(secret)

@@ -26,10 +26,13 @@ class Project:
     """Whether the project's prompts and outputs are logged (off unless the project opts in)."""
     response_retention_days: int | None = None
     """Stored responses older than this many days are deleted, and conversations idle as long; None: kept."""
+    retention_days: int | None = None
+    """The project's other stored data older than this many days is deleted; None: kept."""
 
 
 def project_of(row: ProjectRow) -> Project:
-    return Project(row.id, row.name, row.created_at, row.archived_at, row.log_prompts, row.response_retention_days)
+    return Project(row.id, row.name, row.created_at, row.archived_at, row.log_prompts, row.response_retention_days,
+                   row.retention_days)  # fmt: skip
 
 
 class ProjectStore:
@@ -80,8 +83,9 @@ class ProjectStore:
     async def update(
         self, project_id: str, *, name: str | None = None, archived: bool | None = None,
         log_prompts: bool | None = None, response_retention_days: int | None = None,
+        retention_days: int | None = None,
     ) -> Project | None:  # fmt: skip
-        """Change what is given; `response_retention_days` 0 means keep (no retention)."""
+        """Change what is given; a retention of 0 days means keep (no retention)."""
         values: dict[str, object] = {}
         if name is not None:
             values["name"] = name
@@ -91,6 +95,8 @@ class ProjectStore:
             values["log_prompts"] = log_prompts
         if response_retention_days is not None:
             values["response_retention_days"] = response_retention_days or None
+        if retention_days is not None:
+            values["retention_days"] = retention_days or None
         if values:
             try:
                 async with self.db.sessions() as session, session.begin():

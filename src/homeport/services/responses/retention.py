@@ -1,52 +1,38 @@
-"""Retention of stored responses and conversations, per project (`response_retention_days`;
-unset: kept). An hourly job on the shared queue — one per hour across every replica, its key
-names the hour — deletes a project's responses older than its retention, and its conversations
-(with their items) whose last item is that old."""
+"""Retention of stored responses and conversations, per project (`response_retention_days`, or
+else the project's `retention_days`; unset: kept). An hourly job on the shared queue deletes a
+project's responses older than its retention, and its conversations (with their items) whose last
+item is that old."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from sqlalchemy import delete, func, select
 
 from ...storage.db import Database
-from ...storage.jobs import Jobs
+from ...storage.jobs import Hourly, Jobs
 from ...storage.tables import ConversationItemRow, ConversationRow, ProjectRow, ResponseRow
 
 __all__ = ["Retention"]
 
 log = logging.getLogger(__name__)
 
-EVERY_S = 3600
-
 
 class Retention:
     def __init__(self, db: Database, jobs: Jobs) -> None:
-        self._db, self._jobs = db, jobs
-        jobs.register("prune_responses", self._job)
+        self._db = db
+        self._hourly = Hourly(jobs, "prune_responses", self.prune)
 
     async def start(self) -> None:
-        await self._schedule(_next_hour())
-
-    async def _schedule(self, at: float) -> None:
-        hour = int(at // EVERY_S)
-        await self._jobs.enqueue("prune_responses", key=f"prune-responses-{hour}", scheduled=int(at), timeout=600,
-                                 ttl=2 * EVERY_S)  # fmt: skip
-
-    async def _job(self, ctx: dict[str, Any]) -> None:
-        try:
-            await self.prune()
-        finally:
-            await self._schedule(_next_hour())
+        await self._hourly.start()
 
     async def prune(self, now: float | None = None) -> tuple[int, int]:
         """(responses, conversations) deleted."""
         now = now or time.time()
         async with self._db.sessions() as session:
-            kept = (await session.execute(select(ProjectRow.id, ProjectRow.response_retention_days)
-                                          .where(ProjectRow.response_retention_days.is_not(None)))).all()  # fmt: skip
+            retained = func.coalesce(ProjectRow.response_retention_days, ProjectRow.retention_days)
+            kept = (await session.execute(select(ProjectRow.id, retained).where(retained.is_not(None)))).all()
         responses = conversations = 0
         for project_id, days in kept:
             cutoff = int(now - (days or 0) * 86400)
@@ -68,7 +54,3 @@ class Retention:
         if responses or conversations:
             log.info("response retention: deleted %d responses and %d conversations", responses, conversations)
         return responses, conversations
-
-
-def _next_hour() -> float:
-    return (time.time() // EVERY_S + 1) * EVERY_S
