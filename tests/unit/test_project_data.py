@@ -52,3 +52,21 @@ async def test_retention_deletes_a_projects_old_data_of_every_kind(fake_app) -> 
         await assistants.docs.get("thread", brief.id, old["thread"])
     assert (await files.get(other.id, spared["file"])).id == spared["file"]  # no retention set: kept
     assert (await stores.retrieve(other.id, spared["store"])).id == spared["store"]
+
+
+async def test_audit_entries_are_append_only_in_the_database(db) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from homeport.services.platform.audit import CLI, AuditLog, AuditQuery
+
+    audit = AuditLog(db)
+    await audit.record("project.created", CLI, "proj_1", {"data": {"name": "a"}}, project=("proj_1", "a"))
+    await audit.record("project.archived", CLI, "proj_1", None, project=("proj_1", "a"))
+    entries, more = await audit.list(AuditQuery(event_types=("project.created",)))
+    assert [e["type"] for e in entries] == ["project.created"] and not more
+    for statement in ("UPDATE audit_logs SET type = 'x'", "DELETE FROM audit_logs"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with db.sessions() as session, session.begin():
+                await session.execute(text(statement))
+    assert len((await audit.list(AuditQuery()))[0]) == 2
