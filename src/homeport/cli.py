@@ -128,29 +128,58 @@ def _with_store(settings: Settings, action):  # type: ignore[no-untyped-def]
     return asyncio.run(run())
 
 
+def _with_app(settings: Settings, action):  # type: ignore[no-untyped-def]
+    """Run `action(app)` on the app's services, without serving (no models are loaded)."""
+    from .api.app import create_app
+
+    async def run():  # type: ignore[no-untyped-def]
+        app_ = create_app(settings, progress=lambda *a: None)
+        try:
+            await prepare(Accounts.open(app_.state.db), _api_key(settings), first_key=False)
+            return await action(app_)
+        finally:
+            await app_.state.db.close()
+
+    return asyncio.run(run())
+
+
 @app.command()
 def erase(
     user: Annotated[str, typer.Option(help="The end user: their `user`, `safety_identifier` or metadata.user_id.")],
     config: ConfigOption = None,
 ) -> None:
     """Delete every stored object that names an end user (GDPR erasure); prints what was deleted."""
-    from .api.app import create_app
 
-    settings = _settings(config)
+    async def run(app_: Any) -> dict[str, int]:
+        deleted = await app_.state.project_data.erase_user(user)
+        await app_.state.audit.record("resource.deleted", CLI, user_reference(user), {"data": {"deleted": deleted}})
+        return deleted
 
-    async def run() -> dict[str, int]:
-        app_ = create_app(settings, progress=lambda *a: None)
-        db = app_.state.db
-        try:
-            await prepare(Accounts.open(db), _api_key(settings), first_key=False)
-            deleted = await app_.state.project_data.erase_user(user)
-            await AuditLog(db).record("resource.deleted", CLI, user_reference(user), {"data": {"deleted": deleted}})
-            return deleted
-        finally:
-            await db.close()
+    print(json.dumps({"user": user, "deleted": _with_app(_settings(config), run)}))
 
-    deleted = asyncio.run(run())
-    print(json.dumps({"user": user, "deleted": deleted}))
+
+@app.command("export")
+def export_project(
+    project: Annotated[str, typer.Option(help="The project, by name.")],
+    to: Annotated[Path, typer.Option(help="The archive to write (.tar.gz).")],
+    config: ConfigOption = None,
+) -> None:
+    """Write a project's data (JSONL per table, files' bytes) to a portable archive."""
+
+    async def run(app_: Any) -> dict[str, int]:
+        found = await _project_named(app_, project)
+        return await app_.state.project_archive.export(found.id, to)
+
+    counts = _with_app(_settings(config), run)
+    print(json.dumps({"project": project, "archive": str(to), "rows": counts}))
+
+
+async def _project_named(app_: Any, name: str) -> Any:
+    found = next((p for p in await app_.state.projects.list(include_archived=True) if p.name == name), None)
+    if found is None:
+        console.print(f"No project named {name}.")
+        raise typer.Exit(1)
+    return found
 
 
 @keys_app.command("create")
@@ -283,6 +312,30 @@ def projects_set(
     console.print(f"Project {p.name} ({p.id}): {'archived' if p.archived_at else 'active'}, "
                   f"prompts {'logged' if p.log_prompts else 'not logged'}, responses "
                   f"{f'kept {p.response_retention_days} days' if p.response_retention_days else 'kept'}")  # fmt: skip
+
+
+@projects_app.command("delete")
+def projects_delete(
+    name: str,
+    archive: Annotated[Path | None, typer.Option(help="Export the project's data here first (.tar.gz).")] = None,
+    no_archive: Annotated[bool, typer.Option("--no-archive", help="Delete without an archive.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a project and all of its data (keys, files, stores, threads, responses, usage…)."""
+    if (archive is None) == (not no_archive):
+        console.print("Give --archive PATH (exported first), or --no-archive.")
+        raise typer.Exit(2)
+
+    async def run(app_: Any) -> dict[str, int]:
+        found = await _project_named(app_, name)
+        if archive is not None:
+            await app_.state.project_archive.export(found.id, archive)
+        deleted = await app_.state.project_archive.delete(found.id)
+        await app_.state.audit.record("project.deleted", CLI, found.id, None, project=(found.id, found.name))
+        return deleted
+
+    deleted = _with_app(_settings(config), run)
+    print(json.dumps({"project": name, "archive": None if archive is None else str(archive), "deleted": deleted}))
 
 
 @limits_app.command("set")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import tarfile
 import time
 
 import httpx
@@ -120,3 +121,39 @@ def test_erasing_an_end_user_deletes_what_names_them_and_nothing_else(served) ->
     assert printed["deleted"]["responses"] == 1 and printed["deleted"]["threads"] == 1
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(kept["response"])
+
+
+def test_export_a_project_then_delete_it_with_all_its_data(served, tmp_path) -> None:
+    server, admin, env = served
+    secret = create_key(env, "--name", "leaving", "--project", "leaving")
+    client = openai.OpenAI(base_url=server.base_url, api_key=secret, max_retries=0)
+    file = client.files.create(file=("notes.txt", io.BytesIO(b"our notes")), purpose="assistants")
+    store = client.vector_stores.create(file_ids=[file.id])
+    response = client.responses.create(model="fake-chat", input="remember this")
+    conversation = client.conversations.create(items=[{"type": "message", "role": "user", "content": "hello"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+
+    archive = tmp_path / "leaving.tar.gz"
+    printed = json.loads(homeport_cli(env, "projects", "delete", "leaving", "--archive", str(archive)))
+    assert printed["deleted"]["files"] == 1 and printed["deleted"]["responses"] == 1
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        assert {"manifest.json", "files.jsonl", "responses.jsonl", "conversation_items.jsonl",
+                f"files/{file.id}"} <= names  # fmt: skip
+        assert tar.extractfile(f"files/{file.id}").read() == b"our notes"
+        rows = {n: [json.loads(line) for line in tar.extractfile(n).read().splitlines()]
+                for n in names if n.endswith(".jsonl")}  # fmt: skip
+    assert [r["id"] for r in rows["responses.jsonl"]] == [response.id]
+    assert [r["id"] for r in rows["vector_stores.jsonl"]] == [store.id]
+    assert {r["id"] for r in rows["assistant_objects.jsonl"]} >= {thread.id}
+    assert [r["conversation_id"] for r in rows["conversation_items.jsonl"]] == [conversation.id]
+    assert all("secret_hash" not in r for r in rows["api_keys.jsonl"])
+
+    with pytest.raises(openai.AuthenticationError):  # its keys went with it
+        client.models.list()
+    with sqlite3.connect(server.data_dir / "homeport.db") as db:
+        for table in ("files", "vector_stores", "responses", "conversations", "assistant_objects", "api_keys"):
+            project_id = rows["projects.jsonl"][0]["id"]
+            assert db.execute(f"SELECT count(*) FROM {table} WHERE project_id = ?", (project_id,)).fetchone() == (0,)
+    log = admin.get("/organization/audit_logs", params={"event_types[]": "project.deleted"}).json()
+    assert log["data"][0]["project.deleted"]["id"] == rows["projects.jsonl"][0]["id"]

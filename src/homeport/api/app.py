@@ -19,6 +19,7 @@ from ..services.assistants.runner import Runner
 from ..services.assistants.runs import RunService
 from ..services.assistants.state import RunRecorder
 from ..services.batches.service import BatchService, Endpoint
+from ..services.compliance.archive import ProjectArchive
 from ..services.compliance.data import ProjectData
 from ..services.inference.chat import ChatService
 from ..services.inference.registry import LoadProgress, ModelRegistry
@@ -146,6 +147,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage)
                  for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
     app.state.project_data = project_data = ProjectData(db, files, vector_stores, jobs)
+    app.state.project_archive = ProjectArchive(db, files, vector_stores)
     app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, settings.batch_discount)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["/v1/chat/completions"].local
