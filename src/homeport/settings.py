@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path.home() / ".homeport", description="Database, files and assembled models.")
     database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir).")
     api_key: SecretStr | None = Field(None, description="A key that is always valid (development).")
+    encryption_key: SecretStr | None = Field(
+        None, description="Base64 of 32 random bytes: file bytes are encrypted at rest with it (AES-256-GCM)."
+    )
     redis_url: str | None = Field(
         None, description="Redis for state shared by replicas (rate limits, cache, run events); in-process when unset."
     )

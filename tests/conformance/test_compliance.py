@@ -3,8 +3,10 @@ erasure of an end user's data (admin API and CLI)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import os
 import sqlite3
 import tarfile
 import time
@@ -13,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import API_KEY, create_key, homeport_cli, start_server, stop_server
+from tests.conftest import API_KEY, create_key, homeport_cli, start_server, stop_server, wait_for_status
 from tests.spec import validate
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
@@ -157,3 +159,21 @@ def test_export_a_project_then_delete_it_with_all_its_data(served, tmp_path) -> 
             assert db.execute(f"SELECT count(*) FROM {table} WHERE project_id = ?", (project_id,)).fetchone() == (0,)
     log = admin.get("/organization/audit_logs", params={"event_types[]": "project.deleted"}).json()
     assert log["data"][0]["project.deleted"]["id"] == rows["projects.jsonl"][0]["id"]
+
+
+def test_file_bytes_are_encrypted_at_rest_with_a_key_from_the_environment(tmp_path) -> None:
+    key = base64.b64encode(os.urandom(32)).decode()
+    server = start_server(tmp_path, CONFIG, env={"HOMEPORT_ENCRYPTION_KEY": key})
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        text = b"The vault code is 7341. " * 2000
+        file = client.files.create(file=("vault.txt", io.BytesIO(text)), purpose="assistants")
+        assert client.files.content(file.id).read() == text
+        store = client.vector_stores.create(file_ids=[file.id])  # ingestion reads the bytes back
+        assert wait_for_status(lambda: client.vector_stores.retrieve(store.id), ("completed", "failed")).status == (
+            "completed"
+        )
+        on_disk = [p.read_bytes() for p in (server.data_dir / "files").iterdir()]
+        assert on_disk and all(b"vault code" not in blob for blob in on_disk)
+    finally:
+        stop_server(server)

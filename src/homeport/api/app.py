@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,7 +38,7 @@ from ..services.retrieval.ingest import Ingestion
 from ..services.retrieval.stores import VectorStoreService
 from ..services.retrieval.vector_index import VectorIndexes
 from ..settings import Settings
-from ..storage.blobs import LocalBlobStore
+from ..storage.blobs import BlobStore, EncryptedBlobStore, LocalBlobStore
 from ..storage.db import Database
 from ..storage.jobs import Jobs, open_queue
 from . import model_call
@@ -124,7 +125,11 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             else MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
         )
     app.state.cache = cache
-    app.state.files = files = FileStore(db, LocalBlobStore(settings.data_dir / "files"), settings.max_file_bytes)
+    local = LocalBlobStore(settings.data_dir / "files")
+    blobs: BlobStore = local
+    if settings.encryption_key is not None:
+        blobs = EncryptedBlobStore(local, base64.b64decode(settings.encryption_key.get_secret_value()))
+    app.state.files = files = FileStore(db, blobs, settings.max_file_bytes)
     jobs = Jobs(open_queue(db.url, db.engine), concurrency=settings.run_workers, heartbeat_s=settings.run_heartbeat_s)
     ingestion = Ingestion(db, files, registry, jobs)
     indexes = VectorIndexes(db, settings.data_dir / "vector_indexes")
