@@ -338,6 +338,23 @@ def projects_delete(
     print(json.dumps({"project": name, "archive": None if archive is None else str(archive), "deleted": deleted}))
 
 
+@projects_app.command("prompts")
+def projects_prompts(
+    name: str,
+    since: Annotated[int, typer.Option(help="From this Unix time.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    config: ConfigOption = None,
+) -> None:
+    """Print a project's prompt logs (it must have opted in with --log-prompts), one JSON per line."""
+
+    async def run(app_: Any) -> list[dict[str, Any]]:
+        found = await _project_named(app_, name)
+        return await app_.state.prompt_logs.list(found.id, since, limit)
+
+    for entry in _with_app(_settings(config), run):
+        print(json.dumps(entry, ensure_ascii=False))
+
+
 @limits_app.command("set")
 def limits_set(
     project: Annotated[str | None, typer.Option(help="The project (by name) the limits apply to.")] = None,

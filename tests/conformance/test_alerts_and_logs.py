@@ -77,6 +77,8 @@ def test_json_access_log_has_request_id_and_no_prompt(fake_server) -> None:
 
 
 def test_prompts_are_logged_only_for_projects_that_opt_in(fake_server) -> None:
+    """Stored (not printed), so retention, erasure and encryption at rest reach them; read back
+    with `homeport projects prompts NAME`."""
     env = {"HOMEPORT_DATA_DIR": str(fake_server.data_dir)}
     private = create_key(env, "--name", "private", "--project", "private-team")
     logged = create_key(env, "--name", "logged", "--project", "audited-team")
@@ -85,7 +87,7 @@ def test_prompts_are_logged_only_for_projects_that_opt_in(fake_server) -> None:
     markers = {}
     for name, secret in (("private", private), ("logged", logged)):
         markers[name] = f"marker-{name}-{time.time_ns()}"
-        body = {**ASK, "messages": [{"role": "user", "content": markers[name]}]}
+        body = {**ASK, "messages": [{"role": "user", "content": markers[name]}], "user": "end-user-9"}
         with httpx.Client(headers={"Authorization": f"Bearer {secret}"}) as http:
             assert http.post(f"{fake_server.base_url}/chat/completions", json=body).status_code == 200
             with http.stream("POST", f"{fake_server.base_url}/chat/completions",
@@ -94,13 +96,16 @@ def test_prompts_are_logged_only_for_projects_that_opt_in(fake_server) -> None:
             with http.stream("POST", f"{fake_server.base_url}/responses", json={"model": "fake-chat", "stream": True,
                              "input": markers[name], "max_output_tokens": 16}) as stream:  # fmt: skip
                 list(stream.iter_lines())
-    time.sleep(0.3)
     text = fake_server.log.read_text()
-    assert markers["private"] not in text
-    records = [json.loads(line) for line in text.splitlines() if markers["logged"] in line]
-    assert len(records) == 3 and all(r["logger"] == "homeport.prompts" for r in records)
-    plain, streamed, response = (json.loads(r["message"]) for r in records)
+    assert markers["private"] not in text and markers["logged"] not in text  # never in the process log
+    assert homeport_cli(env, "projects", "prompts", "private-team") == ""
+    records = [json.loads(line) for line in homeport_cli(env, "projects", "prompts", "audited-team").splitlines()]
+    assert len(records) == 3 and all(r["request_id"] and r["key_id"] for r in records)
+    plain, streamed, response = records
     assert response["request"]["input"] == markers["logged"] and response["response"]["stream"]["0"]
     assert plain["request"]["messages"][0]["content"] == markers["logged"]
     answer = plain["response"]["choices"][0]["message"]["content"]
     assert answer and streamed["response"]["stream"]["0"] == answer  # the fake engine answers a prompt alike
+    erased = json.loads(homeport_cli(env, "erase", "--user", "end-user-9"))
+    assert erased["deleted"]["prompt_logs"] == 2  # the two chat requests named the end user
+    assert len(homeport_cli(env, "projects", "prompts", "audited-team").splitlines()) == 1

@@ -161,9 +161,10 @@ def test_export_a_project_then_delete_it_with_all_its_data(served, tmp_path) -> 
     assert log["data"][0]["project.deleted"]["id"] == rows["projects.jsonl"][0]["id"]
 
 
-def test_file_bytes_are_encrypted_at_rest_with_a_key_from_the_environment(tmp_path) -> None:
+def test_files_and_prompt_logs_are_encrypted_at_rest_with_a_key_from_the_environment(tmp_path) -> None:
     key = base64.b64encode(os.urandom(32)).decode()
     server = start_server(tmp_path, CONFIG, env={"HOMEPORT_ENCRYPTION_KEY": key})
+    env = {"HOMEPORT_DATA_DIR": str(server.data_dir), "HOMEPORT_ENCRYPTION_KEY": key}
     try:
         client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
         text = b"The vault code is 7341. " * 2000
@@ -175,5 +176,16 @@ def test_file_bytes_are_encrypted_at_rest_with_a_key_from_the_environment(tmp_pa
         )
         on_disk = [p.read_bytes() for p in (server.data_dir / "files").iterdir()]
         assert on_disk and all(b"vault code" not in blob for blob in on_disk)
+
+        logged = create_key(env, "--name", "logged", "--project", "sealed")
+        homeport_cli(env, "projects", "set", "sealed", "--log-prompts")
+        time.sleep(1.1)  # the key's project settings are cached for key_cache_s
+        asker = openai.OpenAI(base_url=server.base_url, api_key=logged, max_retries=0)
+        asker.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "the vault code"}])
+        with sqlite3.connect(server.data_dir / "homeport.db") as db:
+            (stored,) = db.execute("SELECT body FROM prompt_logs").fetchone()
+        assert stored.startswith("hpe1:") and "vault" not in stored
+        (entry,) = [json.loads(x) for x in homeport_cli(env, "projects", "prompts", "sealed").splitlines()]
+        assert entry["request"]["messages"][0]["content"] == "the vault code"  # read back with the key
     finally:
         stop_server(server)

@@ -32,6 +32,7 @@ from ..services.platform.alerts import BudgetAlerts
 from ..services.platform.audit import AuditLog
 from ..services.platform.cache import MemoryCache, RedisCache, ResponseCache
 from ..services.platform.limits import MemoryRateLimiter, RedisRateLimiter
+from ..services.platform.prompt_logs import PromptLogs
 from ..services.platform.usage import UsageRecorder
 from ..services.retrieval.files import FileStore
 from ..services.retrieval.ingest import Ingestion
@@ -41,6 +42,7 @@ from ..settings import Settings
 from ..storage.blobs import BlobStore, EncryptedBlobStore, LocalBlobStore
 from ..storage.db import Database
 from ..storage.jobs import Jobs, open_queue
+from ..storage.sealing import Sealer
 from . import model_call
 from .drain import Drain
 from .errors import install_error_handlers
@@ -125,10 +127,11 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             else MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
         )
     app.state.cache = cache
+    at_rest = base64.b64decode(settings.encryption_key.get_secret_value()) if settings.encryption_key else None
     local = LocalBlobStore(settings.data_dir / "files")
-    blobs: BlobStore = local
-    if settings.encryption_key is not None:
-        blobs = EncryptedBlobStore(local, base64.b64decode(settings.encryption_key.get_secret_value()))
+    blobs: BlobStore = local if at_rest is None else EncryptedBlobStore(local, at_rest)
+    sealer = Sealer(at_rest)
+    app.state.prompt_logs = PromptLogs(db, sealer)
     app.state.files = files = FileStore(db, blobs, settings.max_file_bytes)
     jobs = Jobs(open_queue(db.url, db.engine), concurrency=settings.run_workers, heartbeat_s=settings.run_heartbeat_s)
     ingestion = Ingestion(db, files, registry, jobs)
@@ -152,7 +155,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage)
                  for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
     app.state.project_data = project_data = ProjectData(db, files, vector_stores, jobs)
-    app.state.project_archive = ProjectArchive(db, files, vector_stores)
+    app.state.project_archive = ProjectArchive(db, files, vector_stores, sealer)
     app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, settings.batch_discount)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["/v1/chat/completions"].local

@@ -11,7 +11,6 @@ and, for projects that opted in, logged.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from ..services.inference.relay import UpstreamService
 from ..services.platform.admission import Prices
 from ..services.platform.cache import cache_key
 from ..services.platform.keys import ApiKey
+from ..services.platform.prompt_logs import PromptLogs
 from ..services.platform.usage import UsageEvent
 from .body import parse_body
 from .deps import CurrentKey
@@ -35,7 +35,6 @@ from .sse import event_stream
 
 __all__ = ["FamilyServices", "respond", "router"]
 
-PROMPTS = logging.getLogger("homeport.prompts")
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
     await admission.settle(_counts(result.usage))
     meter.done(200, result.usage)
     if key.project is not None and key.project.log_prompts:
-        _log_prompt(request, key, body, result.model_dump(exclude_none=True))
+        await _log_prompt(request, key, body, result.model_dump(exclude_none=True))
     payload = result.model_dump_json()
     headers = admission.headers
     if cached:
@@ -140,11 +139,12 @@ def _cache_hit(payload: bytes, meter: _Meter, model_id: str) -> Response:
     return Response(payload, media_type="application/json", headers={"x-cache": "hit"})
 
 
-def _log_prompt(request: Request, key: ApiKey, body: Any, output: Any) -> None:
-    """Only for projects that opted in (`homeport projects set NAME --log-prompts`)."""
-    record = {"request": body.model_dump(exclude_none=True, by_alias=True), "response": output}
-    extra = {"request_id": getattr(request.state, "request_id", None), "key_id": key.id, "project_id": key.project_id}
-    PROMPTS.info(json.dumps(record, ensure_ascii=False), extra=extra)
+async def _log_prompt(request: Request, key: ApiKey, body: Any, output: Any) -> None:
+    """Only for projects that opted in (`homeport projects set NAME --log-prompts`); stored, not
+    printed, so retention, erasure and encryption at rest reach it."""
+    logs: PromptLogs = request.app.state.prompt_logs
+    await logs.record(key.project_id, key.id, getattr(request.state, "request_id", None),
+                      body.model_dump(mode="json", exclude_none=True, by_alias=True), output)  # fmt: skip
 
 
 async def _logged_stream(chunks: AsyncIterator[Any], request: Request, key: ApiKey, body: Any) -> AsyncIterator[Any]:
@@ -155,7 +155,7 @@ async def _logged_stream(chunks: AsyncIterator[Any], request: Request, key: ApiK
         for index, text in _streamed_text(chunk):
             texts.setdefault(index, []).append(text)
         yield chunk
-    _log_prompt(request, key, body, {"stream": {str(i): "".join(parts) for i, parts in sorted(texts.items())}})
+    await _log_prompt(request, key, body, {"stream": {str(i): "".join(parts) for i, parts in sorted(texts.items())}})
 
 
 def _streamed_text(chunk: Any) -> list[tuple[int, str]]:

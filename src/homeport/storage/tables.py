@@ -321,3 +321,18 @@ class AuditLogRow(Base):
     actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     resource_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     body: Mapped[str] = mapped_column(Text)
+
+
+class PromptLogRow(Base):
+    """A logged request and its output (projects that opt in); `body` JSON, sealed when encryption
+    at rest is on; `end_user` is the request's user, safety_identifier or metadata.user_id."""
+
+    __tablename__ = "prompt_logs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, index=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    end_user: Mapped[str | None] = mapped_column(String(512), nullable=True, index=True)
+    body: Mapped[str] = mapped_column(Text)

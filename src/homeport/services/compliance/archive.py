@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import delete, inspect, select
 
 from ...storage.db import Database
+from ...storage.sealing import Sealer
 from ...storage.tables import (
     ApiKeyRow,
     AssistantObjectRow,
@@ -33,6 +34,7 @@ from ...storage.tables import (
     FileBatchRow,
     FileRow,
     ProjectRow,
+    PromptLogRow,
     RateLimitRow,
     ResponseEventRow,
     ResponseRow,
@@ -51,7 +53,8 @@ __all__ = ["ProjectArchive"]
 
 # Tables holding a project's rows by `project_id`, and tables whose rows hang off one of those.
 _OWNED: tuple[Any, ...] = (ApiKeyRow, FileRow, UploadRow, VectorStoreRow, AssistantObjectRow, ResponseRow,
-                           ConversationRow, StoredCompletionRow, BatchRow, UsageRow, UsageHourlyRow)  # fmt: skip
+                           ConversationRow, StoredCompletionRow, BatchRow, UsageRow, UsageHourlyRow,
+                           PromptLogRow)  # fmt: skip
 _CHILDREN: tuple[tuple[Any, Any, Any], ...] = (  # (table, its column naming the parent, the parent table)
     (UploadPartRow, UploadPartRow.upload_id, UploadRow),
     (VectorStoreFileRow, VectorStoreFileRow.vector_store_id, VectorStoreRow),
@@ -64,12 +67,14 @@ _SECRET = {"secret_hash"}
 
 
 class ProjectArchive:
-    def __init__(self, db: Database, files: FileStore, stores: VectorStoreService) -> None:
-        self._db, self._files, self._stores = db, files, stores
+    def __init__(self, db: Database, files: FileStore, stores: VectorStoreService, sealer: Sealer) -> None:
+        self._db, self._files, self._stores, self._sealer = db, files, stores, sealer
 
     async def export(self, project_id: str, archive: Path) -> dict[str, int]:
         """Write the project's data to `archive` (.tar.gz); returns rows per table (and files)."""
         tables = await self._rows(project_id)
+        for row in tables["prompt_logs"]:  # the archive is portable: readable without the key
+            row["body"] = self._sealer.open(row["body"])
         counts = {name: len(rows) for name, rows in tables.items()}
         blobs = {row["id"]: row["blob"] for row in tables["files"]}
         counts["file_bytes"] = len(blobs)

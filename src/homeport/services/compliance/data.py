@@ -6,11 +6,13 @@ a conversation's items). Nothing here imports upward: this folder sits above the
 
 - **Erasure** (`erase_user`): every stored object whose `user`, `safety_identifier` or
   `metadata.user_id` names the end user: responses, conversations, stored chat completions,
-  assistants, threads (with their messages and runs), messages, vector stores, batches.
+  assistants, threads (with their messages and runs), messages, vector stores, batches, and
+  prompt logs of requests that named the user.
   Files carry no metadata in OpenAI's API, so they are matched by no user; usage records name
   keys and projects, never end users.
 - **Retention** (`prune`, hourly): a project's files, vector stores (by last activity), stored
-  chat completions, threads, batches and raw usage records older than its `retention_days`.
+  chat completions, threads, batches, prompt logs and raw usage records older than its
+  `retention_days`.
   Responses and conversations have their own job (services/responses/retention.py), which falls
   back to the same setting.
 """
@@ -35,6 +37,7 @@ from ...storage.tables import (
     ConversationRow,
     FileRow,
     ProjectRow,
+    PromptLogRow,
     ResponseRow,
     StoredCompletionRow,
     UsageRow,
@@ -88,6 +91,10 @@ class ProjectData:
             if _names(json.loads(row.body), user):
                 await self._delete_batch(row.id)
                 erased["batches"] += 1
+        async with self._db.sessions() as session, session.begin():
+            gone = await session.execute(delete(PromptLogRow).where(PromptLogRow.end_user == user))
+            if count := int(gone.rowcount or 0):  # type: ignore[attr-defined]
+                erased["prompt_logs"] += count
         return dict(erased)
 
     # ---- retention ----------------------------------------------------------------------
@@ -117,10 +124,11 @@ class ProjectData:
                 await self._delete_batch(row.id)
                 pruned["batches"] += 1
             async with self._db.sessions() as session, session.begin():
-                gone = await session.execute(delete(UsageRow).where(UsageRow.project_id == project_id,
-                                                                    UsageRow.ts < cutoff))  # fmt: skip
-                if count := int(gone.rowcount or 0):  # type: ignore[attr-defined]
-                    pruned["usage_records"] += count
+                for table, kind in ((UsageRow, "usage_records"), (PromptLogRow, "prompt_logs")):
+                    gone = await session.execute(delete(table).where(table.project_id == project_id,
+                                                                     table.ts < cutoff))  # fmt: skip
+                    if count := int(gone.rowcount or 0):  # type: ignore[attr-defined]
+                        pruned[kind] += count
         if pruned:
             log.info("project data retention: deleted %s", dict(pruned))
         return dict(pruned)
