@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from .api.families import SCOPES
+from .batch_cli import batches_app
 from .logs import configure_logging
 from .services.platform.accounts import Accounts, prepare
 from .services.platform.audit import CLI, AuditLog, user_reference
@@ -31,6 +32,7 @@ app.add_typer(assistants_app, name="assistants")
 limits_app = typer.Typer(help="Rate limits of keys and projects, per model, per minute and per day.",
                          no_args_is_help=True)  # fmt: skip
 app.add_typer(limits_app, name="limits")
+app.add_typer(batches_app, name="batches")
 console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML or TOML settings file.")]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import openai
 
-from tests.conftest import create_key, start_server, stop_server, wait_for_status
+from tests.conftest import create_key, homeport_cli, start_server, stop_server, wait_for_status
 from tests.spec import validate, wire
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
@@ -137,5 +138,26 @@ def test_cancel_and_a_crash_mid_batch(tmp_path) -> None:
         assert done.status == "completed"
         ids = [r["custom_id"] for r in _results(client, done.output_file_id) + _results(client, done.error_file_id)]
         assert sorted(ids) == sorted(f"k-{i}" for i in range(24))  # every line exactly once
+    finally:
+        stop_server(server)
+
+
+def test_the_batches_cli_creates_follows_and_downloads(tmp_path) -> None:
+    server = start_server(tmp_path / "server", {"models": FAKE, "vector_store_model": "fake-embed"})
+    try:
+        env = {"HOMEPORT_DATA_DIR": str(server.data_dir), "OPENAI_BASE_URL": server.base_url}
+        env["OPENAI_API_KEY"] = create_key(env, "--name", "cli", "--project", "cli-batch")
+        requests = tmp_path / "requests.jsonl"
+        requests.write_bytes(_jsonl([_chat(f"q-{i}") for i in range(5)]))
+        batch_id = homeport_cli(env, "batches", "create", str(requests), "--endpoint", "/v1/chat/completions",
+                                "--metadata", "job=nightly").strip()  # fmt: skip
+        assert batch_id.startswith("batch_")
+        assert batch_id in homeport_cli(env, "batches", "list")
+        finished = json.loads(homeport_cli(env, "batches", "status", batch_id, "--wait"))
+        assert finished["status"] == "completed" and finished["metadata"] == {"job": "nightly"}
+        written = homeport_cli(env, "batches", "download", batch_id, "--to", str(tmp_path / "out")).split()
+        output = [json.loads(line) for line in Path(written[0]).read_text().splitlines()]
+        assert sorted(r["custom_id"] for r in output) == [f"q-{i}" for i in range(5)]
+        assert homeport_cli(env, "batches", "cancel", batch_id).strip() == "completed"  # nothing left to stop
     finally:
         stop_server(server)
