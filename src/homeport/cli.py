@@ -374,13 +374,19 @@ def limits_set(
         raise typer.Exit(2)
 
     async def set_(store: Accounts):  # type: ignore[no-untyped-def]
+        found = None if project is not None else await store.keys.get_key(key or "")
         if project is not None:
             owner = ("project", await store.projects.ensure(project))
-        elif await store.keys.get_key(key or "") is None:
+        elif found is None:
             return None
         else:
             owner = ("key", key or "")
-        return await store.limits.set(Limit(*owner, model, rpm, tpm, rpd, tpd))
+        limit = await store.limits.set(Limit(*owner, model, rpm, tpm, rpd, tpd))
+        changes = {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("rpd", rpd), ("tpd", tpd)) if v is not None}
+        scope = owner[1] if project is not None else (found.project_id if found else None)
+        await _audit(store, "rate_limit.updated", f"rl-{model}", {"changes_requested": {"owner": owner[1], **changes}},
+                     scope)  # fmt: skip
+        return limit
 
     limit = _with_store(_settings(config), set_)
     if limit is None:

@@ -43,18 +43,20 @@ def test_the_audit_log_records_platform_changes_append_only(served) -> None:
     admin.delete(f"/organization/projects/{project['id']}/api_keys/{key['id']}")
     admin.post(f"/organization/projects/{project['id']}/archive")
     create_key(env, "--name", "from-cli", "--project", "audited-cli")
+    homeport_cli(env, "limits", "set", "--project", "audited-cli", "--rpm", "9")
 
     listed = admin.get("/organization/audit_logs", params={"effective_at[gte]": started}).json()
     validate("ListAuditLogsResponse", listed)
     for entry in listed["data"]:
         validate("AuditLog", entry)
     kinds = [e["type"] for e in listed["data"]]
-    assert kinds[:6] == ["api_key.created", "project.archived", "api_key.deleted", "rate_limit.updated",
-                         "api_key.created", "project.created"]  # fmt: skip  # newest first
-    cli, archived = listed["data"][0], listed["data"][1]
+    assert kinds[:7] == ["rate_limit.updated", "api_key.created", "project.archived", "api_key.deleted",
+                         "rate_limit.updated", "api_key.created", "project.created"]  # fmt: skip  # newest first
+    limited, cli, archived = listed["data"][:3]
+    assert limited["actor"]["type"] == "session" and limited["rate_limit.updated"]["changes_requested"]["rpm"] == 9
     assert cli["actor"]["type"] == "session" and cli["project"]["name"] == "audited-cli"
     assert archived["actor"]["api_key"]["type"] == "service_account" and archived["project"]["id"] == project["id"]
-    assert listed["data"][4]["api_key.created"] == {"id": key["id"], "data": {"scopes": ["chat"]}}
+    assert listed["data"][5]["api_key.created"] == {"id": key["id"], "data": {"scopes": ["chat"]}}
 
     only = admin.get("/organization/audit_logs", params={"event_types[]": ["project.created", "project.archived"],
                                                         "project_ids[]": project["id"]}).json()  # fmt: skip
