@@ -10,6 +10,7 @@ requests as at ten.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -73,6 +74,7 @@ class UsageRecorder:
         self._touch = touch  # told when keys were last used
         self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self._pruned_at = 0.0
 
     def start(self) -> None:
@@ -108,7 +110,7 @@ class UsageRecorder:
                 await session.execute(insert(UsageRow), [e.__dict__ for e in events])
                 if rows:
                     await session.execute(self._upsert(), rows)
-        except BaseException:  # rolled back: the events wait for the next round (a database restart)
+        except Exception:  # rolled back: the events wait for the next round (a database restart)
             for event in events:
                 self._queue.put_nowait(event)
             raise
@@ -132,8 +134,9 @@ class UsageRecorder:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every_s)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._every_s)
             try:
                 while not self._queue.empty():
                     await self.flush()
@@ -145,9 +148,11 @@ class UsageRecorder:
                 log.exception("writing usage records failed")
 
     async def close(self) -> None:
+        """Write what is queued. The writer is told to stop, never cancelled: a write cut off after
+        its commit would be put back on the queue and written twice."""
+        self._closing.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task
         while not self._queue.empty():
             await self.flush()
 
