@@ -28,7 +28,6 @@ from ...storage.tables import (
     AuditLogRow,
     BatchResultRow,
     BatchRow,
-    ChunkRow,
     ConversationItemRow,
     ConversationRow,
     FileBatchRow,
@@ -98,9 +97,7 @@ class ProjectArchive:
         tables = await self._rows(project_id)
         for row in tables["vector_stores"]:
             await self._stores.delete(project_id, row["id"])
-        async with self._db.sessions() as session, session.begin():
-            await session.execute(delete(ChunkRow).where(ChunkRow.vector_store_id.in_(
-                [r["id"] for r in tables["vector_stores"]])))  # fmt: skip
+        async with self._db.sessions() as session, session.begin():  # the stores went with their chunks
             for table, column, parent in _CHILDREN:
                 await session.execute(delete(table).where(column.in_(_ids(tables[parent.__tablename__]))))
             key_ids = _ids(tables["api_keys"])

@@ -16,8 +16,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from .limits import REDIS_UNREACHABLE
 
 __all__ = ["ResponseCache", "MemoryCache", "RedisCache", "cache_key"]
 
@@ -80,7 +79,7 @@ class RedisCache:
         """None when missing, or while Redis is unreachable (the request runs, uncached)."""
         try:
             found = await self._redis.get(self._prefix + key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_UNREACHABLE as exc:
             log.warning("response cache unreachable: %s", exc)
             return None
         return found if isinstance(found, bytes) or found is None else str(found).encode()
@@ -88,7 +87,7 @@ class RedisCache:
     async def set(self, key: str, value: bytes) -> None:
         try:
             await self._redis.set(self._prefix + key, value, ex=max(1, int(self._ttl_s)))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_UNREACHABLE as exc:
             log.warning("response cache unreachable: %s", exc)
 
     async def close(self) -> None:

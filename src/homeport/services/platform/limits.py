@@ -22,11 +22,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...errors import RateLimited, StorageUnavailable
 
-__all__ = ["Limit", "Scope", "Reservation", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "ratelimit_headers"]
+__all__ = ["Limit", "Scope", "Reservation", "RateLimiter", "MemoryRateLimiter", "RedisRateLimiter", "REDIS_UNREACHABLE",
+           "ratelimit_headers"]
 
 log = logging.getLogger(__name__)
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+"""What a call to Redis raises when Redis is down or unreachable."""
 
 WINDOW_S = 60
 DAY_S = 86400
@@ -251,7 +253,7 @@ class RedisRateLimiter:
         keys = [k for s in scopes for k in self._keys(s)]
         try:
             failing, what, *used = await self._script(keys=keys, args=args)
-        except _REDIS_DOWN as exc:
+        except REDIS_UNREACHABLE as exc:
             if self._when_down == "closed":
                 raise StorageUnavailable("Rate limits cannot be checked now; retry shortly.", retry_after=1) from exc
             log.warning("Redis unreachable; a request passed its rate limits unchecked: %s", exc)
@@ -269,7 +271,7 @@ class RedisRateLimiter:
                 for scope in reservation.scopes:
                     key = self._keys(scope)[1]
                     await self._redis.incrby(key, actual_tokens - reservation.tokens)
-            except _REDIS_DOWN as exc:  # the window's count stays at the estimate
+            except REDIS_UNREACHABLE as exc:  # the window's count stays at the estimate
                 log.warning("Redis unreachable; a request's tokens were not settled: %s", exc)
 
     async def close(self) -> None:
