@@ -32,8 +32,11 @@ class ModelConfig(BaseModel):
 
     id: str = Field(description="Stable id clients pass as `model`.")
     version: str = Field(description="Pinned version; `{id}-{version}` is also served.")
-    kind: Literal["chat", "embedding"] = Field(description="What the model does.")
-    backend: Literal["llamacpp", "bert", "fake", "upstream"] = Field(description="Engine that runs it.")
+    kind: Literal["chat", "embedding", "moderation"] = Field(description="What the model does.")
+    backend: Literal["llamacpp", "bert", "toxicity", "fake", "upstream"] = Field(description="Engine that runs it.")
+    embedding_model: str | None = Field(
+        None, description="kind `moderation`: the embedding model that scores the categories its classifier lacks."
+    )
     upstreams: list[UpstreamDeployment] = Field(
         default_factory=list, description="backend `upstream`: its deployments, balanced by outstanding requests."
     )
@@ -102,6 +105,19 @@ DEFAULT_MODELS = [
         context_length=512,
         owned_by="sentence-transformers",
         created=1630281600,
+    ),
+    ModelConfig(
+        id="homeport-moderation",
+        version="2026-12-04",
+        kind="moderation",
+        backend="toxicity",
+        package="toxic_classifier",
+        file="model",
+        embedding_model="all-minilm-l6-v2",
+        aliases=["omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest",
+                 "text-moderation-stable"],  # fmt: skip
+        owned_by="homeport",
+        created=1796342400,
     ),
 ]
 

@@ -14,8 +14,11 @@ from tests.conftest import create_key, homeport_cli, start_server, stop_server, 
 from tests.spec import validate, wire
 
 FAKE = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
-        {"id": "fake-embed", "version": "v1", "kind": "embedding", "backend": "fake"}]  # fmt: skip
-SLOW = [{**FAKE[0], "fake_token_delay_s": 0.1}, FAKE[1]]
+        {"id": "fake-embed", "version": "v1", "kind": "embedding", "backend": "fake"},
+        {"id": "moderation", "version": "v1", "kind": "moderation", "backend": "toxicity",
+         "package": "toxic_classifier", "file": "model", "embedding_model": "fake-embed",
+         "aliases": ["omni-moderation-latest"]}]  # fmt: skip
+SLOW = [{**FAKE[0], "fake_token_delay_s": 0.1}, *FAKE[1:]]
 DEADLINE_S = 120
 
 
@@ -71,6 +74,13 @@ def test_a_batch_runs_its_lines_and_writes_results(tmp_path) -> None:
         assert _results(client, embedded.output_file_id)[0]["response"]["body"]["data"][0]["embedding"]
         output_file = client.files.retrieve(embedded.output_file_id)
         assert output_file.purpose == "batch_output" and output_file.expires_at
+        moderate = [{"custom_id": f"m{i}", "method": "POST", "url": "/v1/moderations", "body": {"input": text}}
+                    for i, text in enumerate(["Have a nice day.", "You worthless idiot, shut up."])]  # fmt: skip
+        moderated = _until(client, _start(client, moderate, "/v1/moderations").id, ("completed", "failed"))
+        answers = {r["custom_id"]: r["response"]["body"] for r in _results(client, moderated.output_file_id)}
+        for body in answers.values():
+            validate("CreateModerationResponse", body)
+        assert [answers[k]["results"][0]["flagged"] for k in ("m0", "m1")] == [False, True]
         other = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "o", "--project", "elsewhere")
         stranger = openai.OpenAI(base_url=server.base_url, api_key=other, max_retries=0)
         try:

@@ -15,7 +15,11 @@ import openai
 from tests.conftest import Server, create_key, start_server, wait_for_status
 
 FAKE_MODELS = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"},
-               {"id": "fake-embed", "version": "v1", "kind": "embedding", "backend": "fake"}]  # fmt: skip
+               {"id": "fake-embed", "version": "v1", "kind": "embedding", "backend": "fake"},
+               # the real classifier (it loads in a second), reading the fake embeddings
+               {"id": "moderation", "version": "v1", "kind": "moderation", "backend": "toxicity",
+                "package": "toxic_classifier", "file": "model", "embedding_model": "fake-embed",
+                "aliases": ["omni-moderation-latest"]}]  # fmt: skip
 CONFIG = {"models": FAKE_MODELS, "vector_store_model": "fake-embed", "cache_enabled": False}
 
 # A valid body for each model call, so a refusal is the key's doing and not the body's.
@@ -23,6 +27,7 @@ MODEL_BODIES = {
     "/v1/chat/completions": {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
     "/v1/completions": {"model": "fake-chat", "prompt": "hi", "max_tokens": 2},
     "/v1/embeddings": {"model": "fake-embed", "input": "hi"},
+    "/v1/moderations": {"input": "hi"},
     "/v1/responses": {"model": "fake-chat", "input": "hi", "max_output_tokens": 16},
     "/v1/responses/compact": {"model": "fake-chat", "input": "hi"},
     "/v1/responses/input_tokens": {"model": "fake-chat", "input": "hi"},

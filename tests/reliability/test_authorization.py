@@ -31,6 +31,7 @@ GET /v1/organization/costs usage 200
 POST /v1/chat/completions model 200
 POST /v1/completions model 200
 POST /v1/embeddings model 200
+POST /v1/moderations model 200
 POST /v1/responses model 200
 POST /v1/responses/compact model 200
 POST /v1/responses/input_tokens model 200

@@ -22,7 +22,7 @@ from tests.reliability.authz import World, start_world
 from tests.spec import spec_document, validate, validate_against
 
 EXAMPLES = int(os.environ.get("HOMEPORT_FUZZ_EXAMPLES", "6"))
-SERVED_MODELS = {"/embeddings": "fake-embed"}  # every other operation that names a model: fake-chat
+SERVED_MODELS = {"/embeddings": "fake-embed", "/moderations": "omni-moderation-latest"}  # others: fake-chat
 
 
 # The spec's path parameters → the fixture's objects (real ids, so requests get past the lookup).

@@ -17,12 +17,14 @@ from ..protocol.chat import ChatCompletionRequest
 from ..protocol.common import Request
 from ..protocol.completions import CompletionRequest
 from ..protocol.embeddings import EmbeddingRequest
+from ..protocol.moderations import ModerationRequest
 from ..protocol.responses import ResponseCompact, ResponseCreate
 from ..services.inference.chat import ChatService
 from ..services.inference.completions import CompletionService
 from ..services.inference.embeddings import EmbeddingService
 from ..services.inference.stored import StoredCompletions
 from ..services.kit import Kit
+from ..services.moderations.service import ModerationService
 from ..services.responses.compaction import Compaction
 from ..services.responses.service import ResponseService
 
@@ -60,7 +62,7 @@ class ModelCall:
     path: str
     """The POST endpoint; an upstream model gets it under its `base_url` (which ends in /v1)."""
     request: type[Request]
-    usage: Literal["completions", "embeddings"]
+    usage: Literal["completions", "embeddings", "moderations"]
     """The usage report (/v1/organization/usage/{kind}) that counts these calls."""
     service: Callable[[Kit], ModelService]
     """Builds the family's local service."""
@@ -94,6 +96,9 @@ FAMILIES: tuple[Family, ...] = (
            ModelCall("/v1/completions", CompletionRequest, "completions", lambda k: CompletionService(k.registry)),)),
     Family("embeddings", ("/v1/embeddings",), (
            ModelCall("/v1/embeddings", EmbeddingRequest, "embeddings", lambda k: EmbeddingService(k.registry)),)),
+    Family("moderations", ("/v1/moderations",), (
+           ModelCall("/v1/moderations", ModerationRequest, "moderations", lambda k: ModerationService(k.registry),
+                     relay=False),)),
     Family("responses", ("/v1/responses", "/v1/conversations"), (
            ModelCall("/v1/responses", ResponseCreate, "completions", ResponseService, relay=False,
                      cacheable=_stateless),

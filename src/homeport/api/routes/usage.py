@@ -1,4 +1,4 @@
-"""GET /v1/organization/usage/{completions,embeddings} and /v1/organization/costs: OpenAI's shapes.
+"""GET /v1/organization/usage/{completions,embeddings,moderations} and /v1/organization/costs: OpenAI's shapes.
 
 An admin key sees every project. Other keys see their own project's usage (Homeport allows
 this; OpenAI asks for an admin key), and a key of no project sees the usage of keys of no project.
@@ -47,7 +47,9 @@ ReportQuery = Annotated[dict[str, Any], Depends(_report_query)]
 
 
 @router.get("/v1/organization/usage/{kind}")
-async def get_usage(kind: Literal["completions", "embeddings"], request: Request, query: ReportQuery) -> dict:
+async def get_usage(
+    kind: Literal["completions", "embeddings", "moderations"], request: Request, query: ReportQuery
+) -> dict:
     return await usage_report(request.app.state.db, kind, models=_list(request, "models"), **query)
 
 

@@ -163,8 +163,7 @@ class BatchService:
             elif line.custom_id in seen:
                 errors.append({"code": "duplicate_custom_id", "line": n, "param": "custom_id",
                                "message": f"Line {n} repeats custom_id {line.custom_id!r}."})  # fmt: skip
-            elif not self._known(line.body.get("model")):
-                model = line.body.get("model")
+            elif not self._known(model := line.body.get("model", self._default_model(line.url))):
                 errors.append({"code": "model_not_found", "line": n, "param": "body.model",
                                "message": f"Line {n}: the model {model!r} does not exist."})  # fmt: skip
             seen.add(line.custom_id)
@@ -174,6 +173,11 @@ class BatchService:
         if not lines and not errors:
             errors.append({"code": "empty_file", "line": None, "message": "The input file has no requests."})
         return lines, errors
+
+    def _default_model(self, url: str) -> str | None:
+        """The endpoint's default model, where it has one (moderations: omni-moderation-latest)."""
+        field = self._endpoints[url].request.model_fields.get("model") if url in self._endpoints else None
+        return field.default if field is not None and isinstance(field.default, str) else None
 
     def _known(self, model: Any) -> bool:
         try:

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...backends.base import ChatEngine, EmbeddingEngine
+from ...backends.toxicity import ToxicityEngine
 from ...errors import EngineOverloaded, HomeportError, InvalidRequest, ModelNotFound
 from ...protocol.models import Model, ModelList
 from ...settings import ModelConfig, Settings
 
 __all__ = ["ModelRegistry", "LoadProgress", "locate_weights"]
+
+Engine = ChatEngine | EmbeddingEngine | ToxicityEngine
 
 # (model id, state, seconds) with state in {"loading", "ready", "failed: ..."}
 LoadProgress = Callable[[str, str, float], None]
@@ -24,7 +27,7 @@ LoadProgress = Callable[[str, str, float], None]
 @dataclass
 class _Entry:
     config: ModelConfig
-    engine: ChatEngine | EmbeddingEngine | None = None
+    engine: Engine | None = None
 
 
 class ModelRegistry:
@@ -79,7 +82,7 @@ class ModelRegistry:
         cfg, engine = self._engine(name)
         if cfg.kind != "chat":
             raise InvalidRequest(
-                f"`{name}` is an embedding model and is not supported in the {endpoint} endpoint.", param="model"
+                f"`{name}` is {_A[cfg.kind]} model and is not supported in the {endpoint} endpoint.", param="model"
             )
         return cfg, engine  # type: ignore[return-value]
 
@@ -89,7 +92,15 @@ class ModelRegistry:
             raise InvalidRequest(f"`{name}` is not an embedding model.", param="model")
         return cfg, engine  # type: ignore[return-value]
 
-    def _engine(self, name: str) -> tuple[ModelConfig, ChatEngine | EmbeddingEngine]:
+    def moderation(self, name: str) -> tuple[ModelConfig, ToxicityEngine, EmbeddingEngine]:
+        """A moderation model: its classifier and the embedding model it also reads."""
+        cfg, engine = self._engine(name)
+        if cfg.kind != "moderation" or cfg.embedding_model is None:
+            raise InvalidRequest(f"`{name}` is not a moderation model.", param="model")
+        _, embedder = self._engine(cfg.embedding_model)
+        return cfg, engine, embedder  # type: ignore[return-value]
+
+    def _engine(self, name: str) -> tuple[ModelConfig, Engine]:
         entry = self._entries[self._names[name]] if name in self._names else None
         if entry is None:
             raise ModelNotFound(name)
@@ -138,7 +149,7 @@ class ModelRegistry:
     def loaded(self) -> list[str]:
         return [e.config.id for e in self._entries.values() if e.engine is not None]
 
-    def set_engine(self, model_id: str, engine: ChatEngine | EmbeddingEngine) -> None:
+    def set_engine(self, model_id: str, engine: Engine) -> None:
         """Install an engine directly (tests, embedding Homeport in another program)."""
         self._entries[model_id].engine = engine
 
@@ -166,12 +177,17 @@ def locate_weights(cfg: ModelConfig, data_dir: Path) -> Path:
     return Path(module.assemble(target))
 
 
-def _build_engine(cfg: ModelConfig, settings: Settings) -> ChatEngine | EmbeddingEngine:
+_A = {"chat": "a chat", "embedding": "an embedding", "moderation": "a moderation"}
+
+
+def _build_engine(cfg: ModelConfig, settings: Settings) -> Engine:
     if cfg.backend == "fake":
         from ...backends.fake import FakeChatEngine, FakeEmbeddingEngine
 
         return FakeChatEngine(delay_s=cfg.fake_token_delay_s) if cfg.kind == "chat" else FakeEmbeddingEngine()
     path = locate_weights(cfg, settings.data_dir)
+    if cfg.backend == "toxicity":
+        return ToxicityEngine(path)
     if cfg.backend == "bert":
         from ...backends.bert import BertEngine
 

@@ -33,12 +33,13 @@ _GROUPS = frozenset({"project_id", "api_key_id", "model"})
 _RESULT_OBJECT = {
     "completions": "organization.usage.completions.result",
     "embeddings": "organization.usage.embeddings.result",
+    "moderations": "organization.usage.moderations.result",
 }
 
 
 @dataclass(frozen=True)
 class UsageEvent:
-    kind: str  # completions | embeddings
+    kind: str  # completions | embeddings | moderations
     project_id: str | None
     key_id: str | None
     model: str
@@ -286,7 +287,7 @@ async def costs_report(
         raise InvalidRequest("limit must be between 1 and 180.", param="limit")
     wanted = [g for g in group_by if g != "line_item"] + (["model"] if "line_item" in group_by else [])
     results: dict[int, list[dict[str, Any]]] = {}
-    for kind in ("completions", "embeddings"):
+    for kind in _RESULT_OBJECT:
         q = _query(kind, start_time, end_time, bucket_width, limit, group_by, _COST_GROUPS, project_ids, None,
                    api_key_ids)  # fmt: skip
         q = _Query(q.kind, q.start, q.end, q.width, wanted, q.project_ids, q.models, q.api_key_ids)
@@ -302,7 +303,7 @@ async def costs_report(
                 for g in group_by:
                     result[g] = f"{groups['model']}, {part}" if g == "line_item" else groups[g]
                 results.setdefault(index, []).append(result)
-    # Sum the two kinds' results that fall in the same group.
+    # Sum the kinds' results that fall in the same group.
     merged: dict[int, list[dict[str, Any]]] = {}
     for index, rows in results.items():
         by_group: dict[tuple[Any, ...], dict[str, Any]] = {}
