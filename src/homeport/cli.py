@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -277,7 +278,20 @@ def projects_list(config: ConfigOption = None) -> None:
     for p in _with_store(_settings(config), lambda store: store.projects.list()):
         state = "archived" if p.archived_at else "active"
         logging = "  prompts logged" if p.log_prompts else ""
-        print(f"{p.id}  {state:8}  {p.name}{logging}")
+        moderation = f"  moderation {p.moderate} ({p.moderation_action})" if p.moderate else ""
+        print(f"{p.id}  {state:8}  {p.name}{logging}{moderation}")
+
+
+class Moderate(StrEnum):
+    input = "input"
+    output = "output"
+    both = "both"
+    off = "off"
+
+
+class ModerationAction(StrEnum):
+    block = "block"
+    flag = "flag"
 
 
 @projects_app.command("set")
@@ -293,17 +307,27 @@ def projects_set(
     retention_days: Annotated[
         int | None, typer.Option(help="Delete the project's stored data after N days (docs/compliance.md); 0: keep.")
     ] = None,
+    moderate: Annotated[
+        Moderate | None, typer.Option(help="Moderate the inputs, the outputs or both of chat, completions and "
+                                           "responses (docs/moderations.md); off: no guardrail.")
+    ] = None,
+    moderation_action: Annotated[
+        ModerationAction | None, typer.Option(help="A flagged request is blocked (400) or flagged (recorded, served).")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a project if needed and change its settings."""
 
     async def change(store: Accounts):  # type: ignore[no-untyped-def]
         project_id = await store.projects.ensure(name)
+        guard = moderate.value if moderate else None
+        action = moderation_action.value if moderation_action else None
         changed = await store.projects.update(project_id, archived=archive, log_prompts=log_prompts,
                                               response_retention_days=response_retention_days,
-                                              retention_days=retention_days)  # fmt: skip
+                                              retention_days=retention_days, moderate=guard,
+                                              moderation_action=action)  # fmt: skip
         asked = {"log_prompts": log_prompts, "response_retention_days": response_retention_days,
-                 "retention_days": retention_days}  # fmt: skip
+                 "retention_days": retention_days, "moderate": guard, "moderation_action": action}  # fmt: skip
         if changes := {k: v for k, v in asked.items() if v is not None}:
             await _audit(store, "project.updated", project_id, {"changes_requested": changes}, project_id)
         if archive:
@@ -313,7 +337,8 @@ def projects_set(
     p = _with_store(_settings(config), change)
     console.print(f"Project {p.name} ({p.id}): {'archived' if p.archived_at else 'active'}, "
                   f"prompts {'logged' if p.log_prompts else 'not logged'}, responses "
-                  f"{f'kept {p.response_retention_days} days' if p.response_retention_days else 'kept'}")  # fmt: skip
+                  f"{f'kept {p.response_retention_days} days' if p.response_retention_days else 'kept'}, "
+                  f"moderation {f'{p.moderate} ({p.moderation_action})' if p.moderate else 'off'}")  # fmt: skip
 
 
 @projects_app.command("delete")

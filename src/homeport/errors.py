@@ -3,7 +3,8 @@
 HomeportError                      500 server_error
 ├── InvalidRequest                 400 invalid_request_error
 │   ├── ContextLengthExceeded      400 code=context_length_exceeded
-│   └── UnsupportedParameter       400 code=unsupported_parameter
+│   ├── UnsupportedParameter       400 code=unsupported_parameter
+│   └── ContentPolicyViolation     400 code=content_policy_violation: a project's moderation guardrail
 ├── AuthenticationFailed           401 invalid_request_error, code=invalid_api_key
 ├── PermissionDenied               403
 ├── NotFound                       404
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidRequest",
     "ContextLengthExceeded",
     "UnsupportedParameter",
+    "ContentPolicyViolation",
     "AuthenticationFailed",
     "PermissionDenied",
     "NotFound",
@@ -73,6 +75,10 @@ class InvalidRequest(HomeportError):
 
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
+
+
+class ContentPolicyViolation(InvalidRequest):
+    code = "content_policy_violation"
 
 
 class UnsupportedParameter(InvalidRequest):

@@ -31,6 +31,9 @@ class Metrics:
         )  # fmt: skip
         self.tokens = Counter("homeport_tokens", "Tokens processed.", ["model", "kind"], registry=r)
         self.rate_limited = Counter("homeport_rate_limited", "Requests refused by a limit.", ["reason"], registry=r)
+        self.moderation_flags = Counter("homeport_moderation_flagged", "Requests a project's moderation guardrail "
+                                        "flagged, by side (input/output) and action.", ["side", "action"],
+                                        registry=r)  # fmt: skip
         self.queue_depth = Gauge(
             "homeport_engine_requests", "Requests running or waiting per local engine.", ["model"], registry=r
         )

@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     run_expires_s: int = Field(
         600, gt=0, description="A run still waiting for tool outputs this long after it was created expires."
     )
+    guardrail_model: str = Field(
+        "omni-moderation-latest", description="The moderation model of projects' guardrails (projects set --moderate)."
+    )
     batch_discount: float = Field(
         0.5, ge=0, le=1, description="Share taken off the price of batch lines (OpenAI: 50%); 0: full price."
     )

@@ -8,7 +8,9 @@ RSS, open file descriptors, asyncio tasks and checked-out database connections a
 10% of its warm value, descriptors and tasks do not grow, no answer is a 5xx, and p99 holds.
 
 `HOMEPORT_SOAK_S` sets the length: 60 s in `./run test`, 1,200 s (20 minutes) in
-`./run reliability`. The curve is drawn to reports/soak.png, its numbers to reports/soak.json.
+`./run reliability`. `HOMEPORT_SOAK_ON=postgresql` runs the server on PostgreSQL + Redis (a fresh
+database on the shared server) instead of the embedded SQLite. The curve is drawn to
+reports/soak[-postgresql].png, its numbers to reports/soak[-postgresql].json.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ WINDOW_S = 60.0 if DURATION_S >= 600 else DURATION_S / 4
 CLIENTS = 8
 SLOW = {"id": "slow-chat", "version": "v1", "kind": "chat", "backend": "fake", "fake_token_delay_s": 0.05}
 REPORTS = REPO / "reports"
+ON = os.environ.get("HOMEPORT_SOAK_ON", "sqlite")
+REPORT = "soak" if ON == "sqlite" else f"soak-{ON}"
 
 
 @pytest.fixture
-def server(tmp_path: Path):  # -> Server
+def server(tmp_path: Path, request: pytest.FixtureRequest):  # -> Server
     config = {"models": [*FAKE_MODELS, SLOW], "vector_store_model": "fake-embed", "cache_enabled": False,
               "access_log": False}  # fmt: skip
-    found = start_server(tmp_path, config)
+    env = request.getfixturevalue("replica_env") if ON == "postgresql" else None
+    found = start_server(tmp_path, config, env)
     yield found
     stop_server(found)
 
@@ -183,7 +188,7 @@ def test_soak(server: Server) -> None:
 
 def _draw(report: dict) -> None:
     REPORTS.mkdir(exist_ok=True)
-    (REPORTS / "soak.json").write_text(json.dumps(report, indent=1))
+    (REPORTS / f"{REPORT}.json").write_text(json.dumps(report, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,7 +207,7 @@ def _draw(report: dict) -> None:
     axes[2].plot([w / 60 for w, _ in windows], [v * 1000 for _, v in windows], marker="o")
     axes[2].set_ylabel("p99 latency (ms)")
     axes[2].set_xlabel("minutes")
-    fig.suptitle(f"Homeport soak: {report['requests']} requests in {report['duration_s'] / 60:.0f} min")
+    fig.suptitle(f"Homeport soak ({ON}): {report['requests']} requests in {report['duration_s'] / 60:.0f} min")
     fig.tight_layout()
-    fig.savefig(REPORTS / "soak.png", dpi=90)
+    fig.savefig(REPORTS / f"{REPORT}.png", dpi=90)
     plt.close(fig)

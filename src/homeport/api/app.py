@@ -26,6 +26,8 @@ from ..services.inference.chat import ChatService
 from ..services.inference.registry import LoadProgress, ModelRegistry
 from ..services.inference.relay import UpstreamService
 from ..services.kit import Kit
+from ..services.moderations.guardrails import Guardrails
+from ..services.moderations.service import ModerationService
 from ..services.platform.accounts import Accounts, prepare
 from ..services.platform.admission import Admitter
 from ..services.platform.alerts import BudgetAlerts
@@ -154,6 +156,9 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     }
     endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage)
                  for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
+    moderations = services["/v1/moderations"].local
+    assert isinstance(moderations, ModerationService)
+    app.state.guardrails = Guardrails(moderations, app.state.audit, metrics.moderation_flags, settings.guardrail_model)
     app.state.project_data = project_data = ProjectData(db, files, vector_stores, jobs)
     app.state.project_archive = ProjectArchive(db, files, vector_stores, sealer)
     app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, settings.batch_discount)

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from ..errors import HomeportError, ModelNotFound, PermissionDenied
 from ..protocol.common import Usage
 from ..services.inference.relay import UpstreamService
+from ..services.moderations.guardrails import Screen, streamed_text
 from ..services.platform.admission import Prices
 from ..services.platform.cache import cache_key
 from ..services.platform.keys import ApiKey
@@ -34,6 +35,9 @@ from .families import Family, ModelCall, ModelService, model_calls
 from .sse import event_stream
 
 __all__ = ["FamilyServices", "respond", "router"]
+
+GUARDED = ("chat", "completions", "responses")
+"""The families a project's moderation guardrail screens (services/moderations/guardrails.py)."""
 
 
 
@@ -81,6 +85,10 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
         if not state.registry.allowed(body.model, key.models):
             raise ModelNotFound(body.model)  # as OpenAI answers for a model the key can't use
         plan = await service.plan(body, key.project_id, key.id)
+        screen = _screen(request, key, family)
+        if screen is not None:
+            meter.screen = screen
+            await screen.check_request(body)  # before the cache and the limits: a blocked request costs nothing
         model_id = state.registry.config(body.model).id
         prices = state.admitter.prices(model_id)
         meter.resolved(model_id, prices)
@@ -97,6 +105,8 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
     try:
         if getattr(body, "stream", False):
             chunks = drain.stream(service.stream(plan))  # type: ignore[attr-defined]  # streaming families only
+            if screen is not None:
+                chunks = screen.check_stream(chunks)
             if key.project is not None and key.project.log_prompts:
                 chunks = _logged_stream(chunks, request, key, body)
             first = await anext(chunks)  # errors before the first chunk are still HTTP errors
@@ -109,6 +119,8 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
 
             return event_stream(first, chunks, headers=admission.headers, on_close=settle)
         result = await drain.watch(request, service.create(plan))
+        if screen is not None:
+            await screen.check_result(result)
     except ClientLeft:
         await admission.settle((0, 0))  # what was generated was never delivered
         meter.done(499, None)
@@ -127,6 +139,12 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
         await cache.set(cached, payload.encode())
         headers = headers | {"x-cache": "miss"}
     return Response(payload, media_type="application/json", headers=headers)
+
+
+def _screen(request: Request, key: ApiKey, family: Family) -> Screen | None:
+    if family.name not in GUARDED:
+        return None
+    return request.app.state.guardrails.screen(key.project, key.id, getattr(request.state, "request_id", None))
 
 
 def _cache_hit(payload: bytes, meter: _Meter, model_id: str) -> Response:
@@ -152,23 +170,10 @@ async def _logged_stream(chunks: AsyncIterator[Any], request: Request, key: ApiK
     item for the Responses API's events)."""
     texts: dict[int, list[str]] = {}
     async for chunk in chunks:
-        for index, text in _streamed_text(chunk):
+        for index, text in streamed_text(chunk):
             texts.setdefault(index, []).append(text)
         yield chunk
     await _log_prompt(request, key, body, {"stream": {str(i): "".join(parts) for i, parts in sorted(texts.items())}})
-
-
-def _streamed_text(chunk: Any) -> list[tuple[int, str]]:
-    event = getattr(chunk, "data", None)
-    if isinstance(event, dict) and event.get("type") == "response.output_text.delta":
-        return [(event["output_index"], event["delta"])]
-    found = []
-    for choice in getattr(chunk, "choices", None) or []:
-        delta = getattr(choice, "delta", None)
-        text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
-        if text:
-            found.append((choice.index, text))
-    return found
 
 
 def _counts(usage: Any) -> tuple[int, int]:
@@ -185,6 +190,7 @@ class _Meter:
         self._start = time.perf_counter()
         self._prices = Prices()
         self.refusal: str | None = None
+        self.screen: Screen | None = None
 
     def resolved(self, model_id: str, prices: Prices) -> None:
         """The request's model is known: record usage under its id (not an alias), at its prices."""
@@ -217,5 +223,6 @@ class _Meter:
                 latency_ms=round(1000 * (time.perf_counter() - self._start)),
                 input_micro_usd=cost_in,
                 output_micro_usd=cost_out,
+                flagged=int(self.screen is not None and self.screen.flagged),
             )
         )

@@ -62,6 +62,10 @@ class ProjectRow(Base):
     retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """The project's data (files, vector stores, stored completions, threads, batches, raw usage
     records; responses too unless set above) older than this is deleted; None: kept."""
+    moderate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The moderation guardrail: `input`, `output` or `both`; None: off."""
+    moderation_action: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """What a flagged request gets: `block` (the default) or `flag` (recorded, served)."""
 
 
 class RateLimitRow(Base):
@@ -84,7 +88,7 @@ class UsageRow(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(20))  # completions | embeddings
+    kind: Mapped[str] = mapped_column(String(20))  # completions | embeddings | moderations
     project_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     model: Mapped[str] = mapped_column(String(200))
@@ -96,6 +100,8 @@ class UsageRow(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     input_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     output_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    flagged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """1 when a project's moderation guardrail flagged the request (or its output)."""
 
 
 class UsageHourlyRow(Base):
@@ -115,6 +121,7 @@ class UsageHourlyRow(Base):
     cached_tokens: Mapped[int] = mapped_column(BigInteger)
     input_micro_usd: Mapped[int] = mapped_column(BigInteger)
     output_micro_usd: Mapped[int] = mapped_column(BigInteger)
+    flagged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class FileRow(Base):

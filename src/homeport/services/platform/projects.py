@@ -28,11 +28,15 @@ class Project:
     """Stored responses older than this many days are deleted, and conversations idle as long; None: kept."""
     retention_days: int | None = None
     """The project's other stored data older than this many days is deleted; None: kept."""
+    moderate: str | None = None
+    """The moderation guardrail (services/moderations/guardrails.py): `input`, `output`, `both`; None: off."""
+    moderation_action: str = "block"
+    """What the guardrail does with a flagged request: `block` it (400) or `flag` it (recorded, served)."""
 
 
 def project_of(row: ProjectRow) -> Project:
     return Project(row.id, row.name, row.created_at, row.archived_at, row.log_prompts, row.response_retention_days,
-                   row.retention_days)  # fmt: skip
+                   row.retention_days, row.moderate, row.moderation_action or "block")  # fmt: skip
 
 
 class ProjectStore:
@@ -83,9 +87,10 @@ class ProjectStore:
     async def update(
         self, project_id: str, *, name: str | None = None, archived: bool | None = None,
         log_prompts: bool | None = None, response_retention_days: int | None = None,
-        retention_days: int | None = None,
+        retention_days: int | None = None, moderate: str | None = None, moderation_action: str | None = None,
     ) -> Project | None:  # fmt: skip
-        """Change what is given; a retention of 0 days means keep (no retention)."""
+        """Change what is given; a retention of 0 days means keep (no retention); `moderate="off"`
+        turns the guardrail off."""
         values: dict[str, object] = {}
         if name is not None:
             values["name"] = name
@@ -97,6 +102,10 @@ class ProjectStore:
             values["response_retention_days"] = response_retention_days or None
         if retention_days is not None:
             values["retention_days"] = retention_days or None
+        if moderate is not None:
+            values["moderate"] = None if moderate == "off" else moderate
+        if moderation_action is not None:
+            values["moderation_action"] = moderation_action
         if values:
             try:
                 async with self.db.sessions() as session, session.begin():

@@ -52,9 +52,11 @@ class UsageEvent:
     input_micro_usd: int = 0
     output_micro_usd: int = 0
     ts: int = 0
+    flagged: int = 0
+    """1 when a project's moderation guardrail flagged the request or its output."""
 
 
-_SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "input_micro_usd", "output_micro_usd")
+_SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "input_micro_usd", "output_micro_usd", "flagged")
 
 
 class UsageRecorder:
@@ -252,15 +254,17 @@ async def usage_report(
     """OpenAI's usage page. `project_ids` may hold None: requests made with keys of no project."""
     q = _query(kind, start_time, end_time, bucket_width, limit, group_by, _GROUPS, project_ids, models, api_key_ids)
     columns = {"input_tokens": "prompt_tokens", "output_tokens": "completion_tokens",
-               "input_cached_tokens": "cached_tokens"}  # fmt: skip
+               "input_cached_tokens": "cached_tokens", "flagged": "flagged"}  # fmt: skip
     results: dict[int, list[dict[str, Any]]] = {}
     for row in await _sums(db, q, columns):
         index, groups = int(row[0]), [g or None for g in row[1 : 1 + len(group_by)]]
-        prompt, completion, cached, n = row[1 + len(group_by) :]
+        prompt, completion, cached, flagged, n = row[1 + len(group_by) :]
         result: dict[str, Any] = {"object": _RESULT_OBJECT[kind], "input_tokens": int(prompt or 0),
                                   "num_model_requests": int(n)}  # fmt: skip
         if kind == "completions":
-            result |= {"output_tokens": int(completion or 0), "input_cached_tokens": int(cached or 0)}
+            # num_flagged_requests: Homeport's, served requests a project's moderation guardrail flagged
+            result |= {"output_tokens": int(completion or 0), "input_cached_tokens": int(cached or 0),
+                       "num_flagged_requests": int(flagged or 0)}  # fmt: skip
         result |= dict(zip(group_by, groups, strict=True))
         results.setdefault(index, []).append(result)
     return _buckets(q, results)
