@@ -71,6 +71,7 @@ class _EngineCollector(Collector):
         "generated_tokens": "Tokens the engine sampled.",
         "decode_steps": "llama.cpp decode calls (one batch each).",
         "batch_tokens": "Tokens evaluated in those batches (prompt and generated).",
+        "preemptions": "Batch-line sequences that gave their slot to an interactive request.",
     }
     GAUGES = {"slots_busy": "Slots decoding a request now.", "queue_depth": "Requests waiting for a slot."}
 

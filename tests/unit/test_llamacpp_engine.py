@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from homeport.backends.base import Finish, GenerationRequest, Message, SamplingParams, Token
+from homeport.backends.base import Finish, GenerationRequest, Message, SamplingParams, Token, background_work
 from homeport.backends.constraints import OutputConstraint
 from homeport.backends.llamacpp.engine import LlamaCppEngine
 from homeport.errors import EngineOverloaded
@@ -251,3 +251,33 @@ def test_a_new_request_keeps_the_busy_slots_together() -> None:
     busy = [True, False, False, True, True, False, False, False]
     assert [_runs(busy, i) for i in (1, 2, 5, 7)] == [2, 2, 2, 3]
     assert _runs([False] * 4, 2) == 1 and _runs([True, True, False, False], 2) == 1
+
+
+async def _background(engine: LlamaCppEngine, request: GenerationRequest) -> list[Token | Finish]:
+    with background_work():
+        return [item async for item in engine.generate(request)]
+
+
+@pytest.mark.anyio
+async def test_batch_lines_yield_their_slot_to_an_interactive_request_and_resume(engine: LlamaCppEngine) -> None:
+    """Both slots held by batch lines: an interactive request is admitted at the next step (a batch
+    line is preempted), and the preempted line resumes where it was: greedy, its tokens are the
+    ones it gives undisturbed."""
+    ban_eos = {engine._llm.token_eos(): -100.0}  # every line runs its full length
+    alone = _ids(await _background(engine, _request(engine, 60, "Count to fifty.", temperature=0.0,
+                                                    logit_bias=ban_eos)))  # fmt: skip
+    before = engine.stats()["preemptions"]
+    lines = [asyncio.create_task(_background(engine, _request(engine, 60, text, temperature=0.0, logit_bias=ban_eos)))
+             for text in ("Count to fifty.", "Name the planets.")]  # fmt: skip
+    while engine.scheduler.slots_busy() < 2 or not all(s.generated for s in engine.scheduler._running):
+        await asyncio.sleep(0.01)
+    steps = engine.scheduler.steps
+    interactive = engine.generate(_request(engine, 3, "Hi"))
+    first = await anext(interactive)
+    await interactive.aclose()
+    assert isinstance(first, Token)
+    assert engine.scheduler.steps - steps <= 2  # admitted at the next step, its first token sampled in it
+    assert engine.stats()["preemptions"] == before + 1
+    counted, planets = await asyncio.gather(*lines)
+    assert len(_ids(counted)) == len(_ids(planets)) == 60
+    assert _ids(counted) == alone

@@ -7,7 +7,9 @@ replace the first one-sequence-at-a-time engine without touching routes or servi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -24,7 +26,27 @@ __all__ = [
     "ChatEngine",
     "EmbeddingEngine",
     "Message",
+    "background_work",
+    "is_background",
 ]
+
+_BACKGROUND: ContextVar[bool] = ContextVar("homeport_background_generation", default=False)
+
+
+@contextmanager
+def background_work() -> Iterator[None]:
+    """Generations started inside (a batch line) yield to interactive requests: an engine that
+    schedules gives them only the slots interactive requests leave free, and takes a slot back
+    when an interactive request would otherwise wait."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def is_background() -> bool:
+    return _BACKGROUND.get()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import ColumnElement, Select, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 __all__ = ["Database", "in_project", "ordered"]
@@ -25,6 +25,8 @@ class Database:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         # pre-ping: a pooled connection that died with a database restart is replaced, not used.
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine.sync_engine, "connect", _bounded_page_cache)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def migrate(self) -> None:
@@ -33,6 +35,18 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+_SQLITE_CACHE_KIB = 512
+
+
+def _bounded_page_cache(connection: Any, _: Any) -> None:
+    """Each pooled SQLite connection keeps its own page cache (2 MiB by default), which fills as
+    the database grows: with the pool's connections that was +16 MB of RSS over a 20-minute soak
+    that stayed flat on PostgreSQL. Pages not cached here are still in the OS's file cache."""
+    cursor = connection.cursor()
+    cursor.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
+    cursor.close()
 
 
 def upgrade(url: str) -> None:

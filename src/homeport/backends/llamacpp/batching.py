@@ -21,6 +21,13 @@ waits for it rather than reading it too. Only the rest of the prompt is evaluate
 count is reported as `usage.prompt_tokens_details.cached_tokens`. A cancelled request leaves its
 slot at the next step; the slot's cache stays for the next prompt.
 
+Background sequences (batch lines: backends.base.background_work) take only what interactive ones
+leave: an interactive request waiting at a step's start is admitted first, and if every slot is
+busy, the background sequence with the least work done is preempted — it goes back to the front
+of the queue with its sampler (grammar, penalties, random state) and the tokens it produced, and
+later re-reads prompt + produced tokens (mostly from its slot's cache, if nobody overwrote it) and
+goes on. So an interactive request waits at most one step for a batch.
+
 What each of these choices measured, and the tests that hold them: docs/architecture.md
 ("The embedded llama.cpp engine").
 """
@@ -62,6 +69,8 @@ class Sequence:
     feed: int | None = None  # the token sampled last step, evaluated this step
     produced: int = 0
     out_index: int = -1  # its logits' row in this step's batch, or -1
+    background: bool = False  # yields its slot to interactive sequences (a batch line)
+    generated: list[int] = field(default_factory=list)  # its sampled tokens: what a preempted one re-reads
 
 
 @dataclass(eq=False)
@@ -105,6 +114,7 @@ class BatchScheduler:
         self.steps = 0
         self.batch_tokens = 0
         self.generated_tokens = 0
+        self.preemptions = 0
         _DRIVER.add(self)
 
     # ---- the event loop's side ---------------------------------------------------------------
@@ -178,17 +188,20 @@ class BatchScheduler:
         for seq in [s for s in self._running if s.cancel.is_set()]:
             self._release(seq, None)
         while True:
-            with self._cv:  # only this thread takes from the left; submit() appends on the right
+            with self._cv:  # only this thread takes from the queue; submit() appends on the right
                 if not self._waiting:
                     return
-                seq = self._waiting[0]
-            free = [s for s in self._slots if not s.busy]
-            if not free:
-                return
+                seq = next((s for s in self._waiting if not s.background), self._waiting[0])
             if seq.cancel.is_set():
-                self._take()
+                self._take(seq)
+                if seq.sampler is not None:  # preempted earlier
+                    seq.sampler.close()
                 continue
-            prompt = seq.request.prompt
+            free = [s for s in self._slots if not s.busy]
+            if not free and (seq.background or not self._preempt()):
+                return
+            free = [s for s in self._slots if not s.busy]
+            prompt = seq.request.prompt + seq.generated  # a preempted sequence re-reads what it produced
             prefix = {s.seq_id: _common_prefix(s.tokens, prompt) for s in self._slots}
             busy = [s.busy for s in self._slots]
             slot = max(free, key=lambda s: (-_runs(busy, s.seq_id), prefix[s.seq_id], -s.freed_at))
@@ -196,9 +209,11 @@ class BatchScheduler:
             have = max(prefix[slot.seq_id], prefix[donor.seq_id])
             if self._reading(prompt) >= have + _COPY_MIN:
                 return  # a running sequence is reading this prefix: copy it once it has
-            self._take()
+            self._take(seq)
             try:
-                seq.sampler = build_sampler(self._lib, self._vocab, self._n_vocab, seq.request.sampling, seq.grammar)
+                if seq.sampler is None:
+                    seq.sampler = build_sampler(self._lib, self._vocab, self._n_vocab, seq.request.sampling,
+                                                seq.grammar)  # fmt: skip
             except HomeportError as exc:
                 self._emit(seq, exc)
                 continue
@@ -213,12 +228,29 @@ class BatchScheduler:
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
             del slot.tokens[keep:]
             slot.busy, seq.slot, seq.todo = True, slot, prompt[keep:]
-            seq.request.info.cached_tokens = keep
+            if not seq.generated:
+                seq.request.info.cached_tokens = keep
             self._running.append(seq)
 
-    def _take(self) -> None:
+    def _take(self, seq: Sequence) -> None:
         with self._cv:
-            self._waiting.popleft()
+            self._waiting.remove(seq)
+
+    def _preempt(self) -> bool:
+        """Free a slot held by a background sequence (the one with the least done) for an
+        interactive one; the preempted sequence waits first in line, its slot's cache kept."""
+        victims = [s for s in self._running if s.background]
+        if not victims:
+            return False
+        seq = min(victims, key=lambda s: len(s.slot.tokens) if s.slot else 0)  # the cheapest to re-read
+        assert seq.slot is not None
+        seq.slot.busy, seq.slot.freed_at = False, time.monotonic()
+        seq.slot, seq.todo, seq.feed, seq.out_index = None, [], None, -1
+        self._running.remove(seq)
+        with self._cv:
+            self._waiting.appendleft(seq)
+        self.preemptions += 1
+        return True
 
     def _reading(self, prompt: list[int]) -> int:
         """The longest prefix of `prompt` that a running sequence has in its cache once it has
@@ -286,6 +318,7 @@ class BatchScheduler:
             return
         self.generated_tokens += 1
         seq.produced += 1
+        seq.generated.append(token)
         self._emit(seq, Token(token, self._piece(token), None if logprob is None else float(logprob[token]), top))
         if seq.produced >= params.max_tokens:
             self._release(seq, Finish("length"))

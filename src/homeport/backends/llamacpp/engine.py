@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import EngineOverloaded
 from ...settings import EngineSettings
-from ..base import Finish, GenerationRequest, Message, Token
+from ..base import Finish, GenerationRequest, Message, Token, is_background
 from .batching import BatchScheduler, Sequence
 from .grammar import compile_constraint
 from .templates import ChatTemplate
@@ -71,7 +71,8 @@ class LlamaCppEngine:
         """For /metrics (metrics._EngineCollector) and the tests."""
         s = self.scheduler
         return {"busy_seconds": s.busy_seconds, "generated_tokens": s.generated_tokens, "decode_steps": s.steps,
-                "batch_tokens": s.batch_tokens, "slots_busy": s.slots_busy(), "queue_depth": s.waiting()}  # fmt: skip
+                "batch_tokens": s.batch_tokens, "slots_busy": s.slots_busy(), "queue_depth": s.waiting(),
+                "preemptions": s.preemptions}  # fmt: skip
 
     # ---- tokens -------------------------------------------------------------------------
 
@@ -106,7 +107,7 @@ class LlamaCppEngine:
         constraint = request.sampling.constraint
         grammar = compile_constraint(constraint) if constraint is not None else None
         queue: asyncio.Queue[Token | Finish | BaseException] = asyncio.Queue()
-        seq = Sequence(request, asyncio.get_running_loop(), queue, grammar=grammar)
+        seq = Sequence(request, asyncio.get_running_loop(), queue, grammar=grammar, background=is_background())
         self.scheduler.submit(seq)
         try:
             while True:

@@ -24,6 +24,7 @@ from saq.job import Job
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ...backends.base import background_work
 from ...errors import EngineOverloaded, HomeportError, InvalidRequest, NotFound, RateLimited, invalid_body
 from ...ids import new_id, sortable_id
 from ...protocol.batches import BatchCreate, BatchLine
@@ -231,7 +232,8 @@ class BatchService:
                 plan = await target.service.plan(body, row.project_id, row.key_id)
                 admission = await self._admitter.admit_key(row.key_id, body.model, plan.estimate)  # type: ignore[attr-defined]
                 try:
-                    result = await target.service.create(plan)
+                    with background_work():  # the engine gives interactive requests their slots first
+                        result = await target.service.create(plan)
                 except BaseException:
                     if admission is not None:
                         await admission.settle((0, 0))
