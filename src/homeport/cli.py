@@ -391,6 +391,9 @@ def limits_set(
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
     rpd: Annotated[int | None, typer.Option(help="Requests per day.")] = None,
     tpd: Annotated[int | None, typer.Option(help="Tokens per day.")] = None,
+    batch_tpd: Annotated[
+        int | None, typer.Option(help="Input tokens its batches may enqueue per day (batch_1_day_max_input_tokens).")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Set a project's or a key's limits on a model (those not given: no limit; none given: remove)."""
@@ -406,8 +409,9 @@ def limits_set(
             return None
         else:
             owner = ("key", key or "")
-        limit = await store.limits.set(Limit(*owner, model, rpm, tpm, rpd, tpd))
-        changes = {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("rpd", rpd), ("tpd", tpd)) if v is not None}
+        limit = await store.limits.set(Limit(*owner, model, rpm, tpm, rpd, tpd, batch_tpd))
+        changes = {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("rpd", rpd), ("tpd", tpd), ("batch_tpd", batch_tpd))
+                   if v is not None}  # fmt: skip
         scope = owner[1] if project is not None else (found.project_id if found else None)
         await _audit(store, "rate_limit.updated", f"rl-{model}", {"changes_requested": {"owner": owner[1], **changes}},
                      scope)  # fmt: skip

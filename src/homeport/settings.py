@@ -190,6 +190,12 @@ class Settings(BaseSettings):
     batch_discount: float = Field(
         0.5, ge=0, le=1, description="Share taken off the price of batch lines (OpenAI: 50%); 0: full price."
     )
+    batch_window_s: int = Field(
+        86400, gt=0, description="A batch's completion window: lines not run by then end as `batch_expired` (24 h)."
+    )
+    batch_upstream_concurrency: int = Field(
+        8, ge=1, description="Lines of one batch sent at once to a model served by upstream servers."
+    )
     usage_retention_days: float | None = Field(
         90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
     )

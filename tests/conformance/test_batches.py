@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import openai
 
 from tests.conftest import create_key, homeport_cli, start_server, stop_server, wait_for_status
@@ -171,3 +172,113 @@ def test_the_batches_cli_creates_follows_and_downloads(tmp_path) -> None:
         assert homeport_cli(env, "batches", "cancel", batch_id).strip() == "completed"  # nothing left to stop
     finally:
         stop_server(server)
+
+
+def test_batch_1_day_max_input_tokens_fails_a_batch_over_the_limit(tmp_path) -> None:
+    """The limit counts the input tokens of the project's batches of the last 24 hours."""
+    server = start_server(tmp_path, {"models": FAKE, "vector_store_model": "fake-embed"})
+    try:
+        env = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
+        client = openai.OpenAI(base_url=server.base_url, max_retries=0,
+                               api_key=create_key(env, "--name", "b", "--project", "capped"))  # fmt: skip
+        lines = [_chat(f"line-{i}") for i in range(4)]
+        per_batch = sum(client.chat.completions.create(**line["body"]).usage.prompt_tokens for line in lines)
+        admin = create_key(env, "--name", "root", "--admin")
+        projects = httpx.get(f"{server.base_url}/organization/projects", headers={"Authorization": f"Bearer {admin}"})
+        project_id = next(p["id"] for p in projects.json()["data"] if p["name"] == "capped")
+        limit = httpx.post(f"{server.base_url}/organization/projects/{project_id}/rate_limits/rl-fake-chat",
+                           headers={"Authorization": f"Bearer {admin}"},
+                           json={"batch_1_day_max_input_tokens": per_batch + per_batch // 2}).json()  # fmt: skip
+        validate("ProjectRateLimit", limit)
+        assert limit["batch_1_day_max_input_tokens"] == per_batch + per_batch // 2
+        first = _until(client, _start(client, lines).id, ("completed", "failed"))
+        assert first.status == "completed"
+        second = _until(client, _start(client, lines).id, ("completed", "failed"))
+        assert second.status == "failed" and second.errors.data[0].code == "token_limit_exceeded"
+        assert f"Limit: {per_batch + per_batch // 2}" in second.errors.data[0].message
+        embed = {"custom_id": "e", "method": "POST", "url": "/v1/embeddings", "body": {"model": "fake-embed",
+                 "input": "hello"}}  # fmt: skip
+        other_model = _until(client, _start(client, [embed], "/v1/embeddings").id, ("completed", "failed"))
+        assert other_model.status == "completed"  # the limit is fake-chat's
+    finally:
+        stop_server(server)
+
+
+def test_a_batch_past_its_window_expires_keeping_what_finished(tmp_path) -> None:
+    config = {"models": SLOW, "vector_store_model": "fake-embed", "batch_window_s": 4}
+    server = start_server(tmp_path, config)
+    try:
+        client = openai.OpenAI(base_url=server.base_url, max_retries=0,
+                               api_key=create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "b"))
+        lines = [_chat(f"slow-{i}") for i in range(64)]  # 0.8 s a line, 8 at once: ~6.4 s in all
+        done = _until(client, _start(client, lines).id, ("completed", "failed", "expired"))
+        validate("Batch", wire(done))
+        assert done.status == "expired" and done.expired_at and not done.completed_at
+        output, errors = _results(client, done.output_file_id), _results(client, done.error_file_id)
+        assert output and errors
+        assert {e["error"]["code"] for e in errors} == {"batch_expired"} and errors[0]["response"] is None
+        assert sorted(r["custom_id"] for r in output + errors) == sorted(f"slow-{i}" for i in range(64))
+        assert (done.request_counts.completed, done.request_counts.failed) == (len(output), len(errors))
+    finally:
+        stop_server(server)
+
+
+class _CountingUpstream:
+    """An OpenAI-compatible chat server that answers after 0.3 s and counts requests in flight."""
+
+    def __init__(self) -> None:
+        self.now = self.most = self.served = 0
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET":  # health checks: GET /v1/models
+            body = {"object": "list", "data": [{"id": "stub", "object": "model", "created": 0, "owned_by": "t"}]}
+        else:
+            while (await receive()).get("more_body"):
+                pass
+            self.now += 1
+            self.most = max(self.most, self.now)
+            await asyncio.sleep(0.3)
+            self.now -= 1
+            self.served += 1
+            body = {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
+                    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                 "message": {"role": "assistant", "content": "ok", "refusal": None}}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}  # fmt: skip
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+def test_batch_lines_reach_an_upstream_model_at_the_configured_concurrency(tmp_path) -> None:
+    import socket
+    import threading
+
+    import uvicorn
+
+    stub = _CountingUpstream()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    upstream = uvicorn.Server(uvicorn.Config(stub, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=upstream.run, daemon=True)
+    thread.start()
+    model = {"id": "remote-chat", "version": "v1", "kind": "chat", "backend": "upstream",
+             "upstreams": [{"base_url": f"http://127.0.0.1:{port}/v1", "model": "stub"}]}  # fmt: skip
+    server = start_server(tmp_path, {"models": [*FAKE, model], "vector_store_model": "fake-embed",
+                                     "batch_upstream_concurrency": 3})  # fmt: skip
+    try:
+        client = openai.OpenAI(base_url=server.base_url, max_retries=0,
+                               api_key=create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "b"))
+        lines = [_chat(f"up-{i}", model="remote-chat") for i in range(12)]
+        done = _until(client, _start(client, lines).id, ("completed", "failed"))
+        assert done.status == "completed" and done.request_counts.completed == 12
+        answers = _results(client, done.output_file_id)
+        assert {a["response"]["body"]["choices"][0]["message"]["content"] for a in answers} == {"ok"}
+        assert stub.served == 12 and 1 < stub.most <= 3  # in parallel, never over batch_upstream_concurrency
+    finally:
+        stop_server(server)
+        upstream.should_exit = True
+        thread.join(timeout=10)

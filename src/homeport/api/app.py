@@ -19,7 +19,7 @@ from ..services.assistants.objects import Documents
 from ..services.assistants.runner import Runner
 from ..services.assistants.runs import RunService
 from ..services.assistants.state import RunRecorder
-from ..services.batches.service import BatchService, Endpoint
+from ..services.batches.service import BatchService, BatchTerms, Endpoint
 from ..services.compliance.archive import ProjectArchive
 from ..services.compliance.data import ProjectData
 from ..services.inference.chat import ChatService
@@ -154,14 +154,15 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         )
         for family, call in model_calls()
     }
-    endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage)
+    endpoints = {call.path: Endpoint(call.request, services[call.path].local, call.usage, services[call.path].relay)
                  for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
     moderations = services["/v1/moderations"].local
     assert isinstance(moderations, ModerationService)
     app.state.guardrails = Guardrails(moderations, app.state.audit, metrics.moderation_flags, settings.guardrail_model)
     app.state.project_data = project_data = ProjectData(db, files, vector_stores, jobs)
     app.state.project_archive = ProjectArchive(db, files, vector_stores, sealer)
-    app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, settings.batch_discount)
+    terms = BatchTerms(settings.batch_discount, settings.batch_window_s, settings.batch_upstream_concurrency)
+    app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, terms)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["/v1/chat/completions"].local
     assert isinstance(chat, ChatService)

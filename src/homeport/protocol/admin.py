@@ -106,6 +106,7 @@ class ProjectRateLimit(BaseModel):
     max_tokens_per_1_minute: int
     max_requests_per_1_day: int
     max_tokens_per_1_day: int
+    batch_1_day_max_input_tokens: int
 
 
 class ProjectRateLimitUpdate(Request):

@@ -81,6 +81,7 @@ class RateLimitRow(Base):
     max_tokens_per_1_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_requests_per_1_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_tokens_per_1_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    batch_1_day_max_input_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class UsageRow(Base):

@@ -197,7 +197,7 @@ def _rate_limit(model: str, limit: Limit | None) -> wire.ProjectRateLimit:
     return wire.ProjectRateLimit(
         id=f"rl-{model}", model=model, max_requests_per_1_minute=value(limit.rpm),
         max_tokens_per_1_minute=value(limit.tpm), max_requests_per_1_day=value(limit.rpd),
-        max_tokens_per_1_day=value(limit.tpd),
+        max_tokens_per_1_day=value(limit.tpd), batch_1_day_max_input_tokens=value(limit.batch_tpd),
     )  # fmt: skip
 
 
@@ -221,7 +221,7 @@ async def modify_rate_limit(
     model = rate_limit_id.removeprefix("rl-")
     if not rate_limit_id.startswith("rl-") or (model != "*" and model not in request.app.state.registry.ids()):
         raise NotFound(f"No rate limit found with id '{rate_limit_id}'.", param="rate_limit_id")
-    for name in ("max_images_per_1_minute", "max_audio_megabytes_per_1_minute", "batch_1_day_max_input_tokens"):
+    for name in ("max_images_per_1_minute", "max_audio_megabytes_per_1_minute"):
         if getattr(body, name) is not None:
             raise InvalidRequest(f"Homeport does not limit '{name}'.", param=name, code="unsupported_parameter")
     store = _limits(request)
@@ -235,6 +235,7 @@ async def modify_rate_limit(
         "project", project_id, model, merged(body.max_requests_per_1_minute, current.rpm),
         merged(body.max_tokens_per_1_minute, current.tpm), merged(body.max_requests_per_1_day, current.rpd),
         merged(body.max_tokens_per_1_day, current.tpd),
+        merged(body.batch_1_day_max_input_tokens, current.batch_tpd),
     )  # fmt: skip
     await store.set(updated)
     changes = body.model_dump(exclude_none=True)

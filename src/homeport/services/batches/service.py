@@ -46,20 +46,40 @@ _RETRIES = 30  # waits on a full engine queue or a rate limit before a line fail
 
 @dataclass(frozen=True)
 class Endpoint:
-    """What a batch line's `url` is served by: the family's request type, service and usage kind."""
+    """What a batch line's `url` is served by: the family's request type, local service, upstream
+    relay (models served by other servers) and usage kind."""
 
     request: type[BaseModel]
     service: Any
     usage: str
+    relay: Any = None
+
+    def serving(self, model: str) -> Any:
+        return self.relay if self.relay is not None and self.relay.handles(model) else self.service
+
+    def upstream(self, model: Any) -> bool:
+        return self.relay is not None and isinstance(model, str) and self.relay.handles(model)
+
+
+@dataclass(frozen=True)
+class BatchTerms:
+    """What a deployment decides about batches (settings `batch_*`)."""
+
+    discount: float = 0.5
+    """Share taken off the price of batch lines (OpenAI: 50%)."""
+    window_s: int = 86400
+    """A batch's completion window: lines not run by then are expired (OpenAI: 24 h)."""
+    upstream_concurrency: int = 8
+    """Lines of one batch in flight at once to a model served by upstream servers."""
 
 
 class BatchService:
     def __init__(
         self, db: Database, files: FileStore, jobs: Jobs, admitter: Admitter, usage: UsageRecorder,
-        endpoints: dict[str, Endpoint], discount: float = 0.5,
+        endpoints: dict[str, Endpoint], terms: BatchTerms = BatchTerms(),
     ) -> None:  # fmt: skip
         self._db, self._files, self._jobs, self._admitter, self._usage = db, files, jobs, admitter, usage
-        self._endpoints, self._discount = endpoints, discount
+        self._endpoints, self._terms = endpoints, terms
         jobs.register("run_batch", self._job)
 
     # ---- API ----------------------------------------------------------------------------
@@ -76,7 +96,7 @@ class BatchService:
             "id": sortable_id("batch_"), "object": "batch", "endpoint": req.endpoint, "errors": None,
             "input_file_id": req.input_file_id, "completion_window": req.completion_window, "status": "validating",
             "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": None,
-            "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
+            "expires_at": now + self._terms.window_s, "finalizing_at": None, "completed_at": None, "failed_at": None,
             "expired_at": None, "cancelling_at": None, "cancelled_at": None,
             "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": req.metadata or {},
             "_output_expires_s": req.output_expires_after.seconds if req.output_expires_after else None,
@@ -132,6 +152,7 @@ class BatchService:
             return
         lines, errors = await self._read(row.project_id, batch)
         if batch["status"] == "validating":
+            errors = errors or await self._over_token_limit(row, batch, lines)
             if errors:
                 await self._move(batch, "failed", failed_at=int(time.time()), errors={"object": "list", "data": errors})
                 return
@@ -139,6 +160,8 @@ class BatchService:
             await self._move(batch, "in_progress", in_progress_at=int(time.time()), request_counts=counts)
         if batch["status"] == "in_progress":
             await self._run_lines(row, batch, lines)
+            if time.time() >= batch["expires_at"]:
+                await self._expire(row, lines)
         await self._finalize(row.project_id, batch)
 
     async def _read(self, project_id: str | None, batch: dict[str, Any]) -> tuple[list[BatchLine], list[dict]]:
@@ -186,15 +209,57 @@ class BatchService:
         except HomeportError:
             return False
 
+    async def _over_token_limit(self, row: BatchRow, batch: dict[str, Any], lines: list[BatchLine]) -> list[dict]:
+        """`batch_1_day_max_input_tokens` of the key and its project: the input tokens of this batch and
+        of the owner's other batches of the last 24 hours (not failed) must fit. Counted only where
+        such a limit is set (planning 50,000 lines takes a while)."""
+        key = await self._admitter.keys.load(row.key_id) if row.key_id is not None else None
+        limits = [limit for limit in (key.limits if key else ()) if limit.batch_tpd is not None]
+        if not limits:
+            return []
+        batch["_input_tokens"] = mine = await self._input_tokens(row, batch["endpoint"], lines)
+        query = select(BatchRow.key_id, BatchRow.body).where(
+            BatchRow.id != row.id, BatchRow.created_at >= int(time.time()) - 86400, BatchRow.status != "failed",
+            in_project(BatchRow.project_id, row.project_id))  # fmt: skip
+        async with self._db.sessions() as session:
+            earlier = [(k, json.loads(body).get("_input_tokens") or {}) for k, body in (await session.execute(query))]
+        for limit in limits:
+            counted = [t for k, t in earlier if limit.owner == "project" or k == limit.owner_id]
+            enqueued = sum(n for tokens in counted for m, n in tokens.items() if limit.applies_to(m))
+            wanted = sum(n for m, n in mine.items() if limit.applies_to(m))
+            assert limit.batch_tpd is not None
+            if wanted and enqueued + wanted > limit.batch_tpd:
+                about = "all models" if limit.model == "*" else limit.model
+                return [{"code": "token_limit_exceeded", "line": None, "message": (
+                    f"Enqueued token limit reached for {about} in this {limit.owner}. Limit: {limit.batch_tpd} "
+                    f"input tokens per day; enqueued in the last 24 hours: {enqueued}; this batch: {wanted}. "
+                    "Try again once some of them are a day old.")}]  # fmt: skip
+        return []
+
+    async def _input_tokens(self, row: BatchRow, endpoint: str, lines: list[BatchLine]) -> dict[str, int]:
+        """Input tokens per model id, as each line's plan counts them (bad lines count nothing)."""
+        target, tokens = self._endpoints[endpoint], dict[str, int]()
+        for line in lines:
+            try:
+                body = target.request.model_validate(line.body | ({"stream": False} if "stream" in
+                                                                   target.request.model_fields else {}))  # fmt: skip
+                plan = await target.serving(body.model).plan(body, row.project_id, row.key_id)  # type: ignore[attr-defined]
+                model = self._admitter.registry.config(body.model).id  # type: ignore[attr-defined]
+            except (HomeportError, ValidationError):
+                continue
+            tokens[model] = tokens.get(model, 0) + plan.estimate[0]
+        return tokens
+
     async def _run_lines(self, row: BatchRow, batch: dict[str, Any], lines: list[BatchLine]) -> None:
         async with self._db.sessions() as session:
             done = set(await session.scalars(select(BatchResultRow.line).where(BatchResultRow.batch_id == row.id)))
         todo = [(n, line) for n, line in enumerate(lines) if n not in done]
-        gate = asyncio.Semaphore(_AT_ONCE)
+        local, upstream = asyncio.Semaphore(_AT_ONCE), asyncio.Semaphore(self._terms.upstream_concurrency)
+        target = self._endpoints[batch["endpoint"]]
 
         async def one(n: int, line: BatchLine) -> None:
-            async with gate:
-                if await self._status(row.id) == "cancelling":
+            async with upstream if target.upstream(line.body.get("model")) else local:
+                if time.time() >= batch["expires_at"] or await self._status(row.id) == "cancelling":
                     return
                 ok, result = await self._call(row, batch["endpoint"], line)
             # Recorded after leaving the gate: the next line is already in the engine meanwhile.
@@ -229,11 +294,12 @@ class BatchService:
             try:
                 body = target.request.model_validate(line.body | ({"stream": False} if "stream" in
                                                                    target.request.model_fields else {}))  # fmt: skip
-                plan = await target.service.plan(body, row.project_id, row.key_id)
+                service = target.serving(body.model)  # type: ignore[attr-defined]
+                plan = await service.plan(body, row.project_id, row.key_id)
                 admission = await self._admitter.admit_key(row.key_id, body.model, plan.estimate)  # type: ignore[attr-defined]
                 try:
                     with background_work():  # the engine gives interactive requests their slots first
-                        result = await target.service.create(plan)
+                        result = await service.create(plan)
                 except BaseException:
                     if admission is not None:
                         await admission.settle((0, 0))
@@ -258,18 +324,36 @@ class BatchService:
     def _record(self, row: BatchRow, target: Endpoint, model: str, endpoint: str, used: tuple[int, int],
                 started: float) -> None:  # fmt: skip
         model_id = self._admitter.registry.config(model).id
-        cost_in, cost_out = (round(c * (1 - self._discount)) for c in self._admitter.prices(model_id).split(*used))
+        off = 1 - self._terms.discount
+        cost_in, cost_out = (round(c * off) for c in self._admitter.prices(model_id).split(*used))
         self._usage.record(UsageEvent(target.usage, row.project_id, row.key_id, model_id, endpoint, 200, used[0],
                                       used[1], 0, round(1000 * (time.perf_counter() - started)),
                                       input_micro_usd=cost_in, output_micro_usd=cost_out))  # fmt: skip
 
+    async def _expire(self, row: BatchRow, lines: list[BatchLine]) -> None:
+        """The window closed: each line that did not run gets OpenAI's `batch_expired` error line."""
+        async with self._db.sessions() as session:
+            done = set(await session.scalars(select(BatchResultRow.line).where(BatchResultRow.batch_id == row.id)))
+        error = {"code": "batch_expired",
+                 "message": "This request could not be executed before the completion window expired."}  # fmt: skip
+        expired = [BatchResultRow(batch_id=row.id, line=n, ok=False, body=json.dumps(
+                   {"id": new_id("batch_req_", 32), "custom_id": line.custom_id, "response": None, "error": error}))
+                   for n, line in enumerate(lines) if n not in done]  # fmt: skip
+        if expired:
+            try:
+                async with self._db.sessions() as session, session.begin():
+                    session.add_all(expired)
+            except IntegrityError:
+                pass  # another worker recorded them first
+
     async def _finalize(self, project_id: str | None, batch: dict[str, Any]) -> None:
-        """Write what finished (also for a cancelled batch) into the output and error files."""
+        """Write what finished (also for a cancelled or expired batch) into the output and error files."""
         cancelled = await self._status(batch["id"]) == "cancelling"
         await self._move(batch, batch["status"] if cancelled else "finalizing", finalizing_at=int(time.time()))
         query = select(BatchResultRow).where(BatchResultRow.batch_id == batch["id"]).order_by(BatchResultRow.line)
         async with self._db.sessions() as session:
             results = list(await session.scalars(query))
+        expired = not cancelled and any(not r.ok and '"batch_expired"' in r.body for r in results)
         files: dict[str, str | None] = {}
         for name, ok in (("output_file_id", True), ("error_file_id", False)):
             chosen = [r.body for r in results if r.ok == ok]
@@ -281,8 +365,8 @@ class BatchService:
                 files[name] = stored.id
         await self._count(batch)
         now = int(time.time())
-        end = {"cancelled_at": now} if cancelled else {"completed_at": now}
-        await self._move(batch, "cancelled" if cancelled else "completed", **files, **end)
+        status = "cancelled" if cancelled else "expired" if expired else "completed"
+        await self._move(batch, status, **files, **{f"{status}_at": now})
 
 
 def _public(batch: dict[str, Any]) -> dict[str, Any]:

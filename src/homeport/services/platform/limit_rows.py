@@ -15,7 +15,7 @@ __all__ = ["LimitStore", "limit_of"]
 def limit_of(row: RateLimitRow, owner: str) -> Limit:
     return Limit(
         owner, row.owner_id, row.model, row.max_requests_per_1_minute, row.max_tokens_per_1_minute,
-        row.max_requests_per_1_day, row.max_tokens_per_1_day,
+        row.max_requests_per_1_day, row.max_tokens_per_1_day, row.batch_1_day_max_input_tokens,
     )  # fmt: skip
 
 
@@ -30,6 +30,7 @@ class LimitStore:
         values = {
             "max_requests_per_1_minute": limit.rpm, "max_tokens_per_1_minute": limit.tpm,
             "max_requests_per_1_day": limit.rpd, "max_tokens_per_1_day": limit.tpd,
+            "batch_1_day_max_input_tokens": limit.batch_tpd,
         }  # fmt: skip
         async with self._db.sessions() as session, session.begin():
             if all(v is None for v in values.values()):

@@ -70,6 +70,8 @@ class Limit:
     tpm: int | None = None
     rpd: int | None = None
     tpd: int | None = None
+    batch_tpd: int | None = None
+    """Input tokens its batches may enqueue per day (services/batches); not a rate limit of calls."""
 
     def applies_to(self, model: str) -> bool:
         return self.model in ("*", model)
