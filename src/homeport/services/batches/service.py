@@ -40,6 +40,7 @@ __all__ = ["BatchService", "Endpoint", "MAX_LINES"]
 log = logging.getLogger(__name__)
 
 MAX_LINES = 50_000  # OpenAI's limit
+MAX_BYTES = 200 * 1024 * 1024  # OpenAI's limit on a batch's input file
 _AT_ONCE = 8  # lines in flight: the engine's slots
 _RETRIES = 30  # waits on a full engine queue or a rate limit before a line fails
 
@@ -91,6 +92,9 @@ class BatchService:
         stored = await self._files.get(project_id, req.input_file_id, param="input_file_id")
         if stored.purpose != "batch":
             raise InvalidRequest("The input file must be uploaded with purpose 'batch'.", param="input_file_id")
+        if stored.bytes > MAX_BYTES:
+            raise InvalidRequest(f"A batch's input file may hold at most {MAX_BYTES // 2**20} MB; this one has "
+                                 f"{stored.bytes / 2**20:.0f} MB.", param="input_file_id")  # fmt: skip
         now = int(time.time())
         batch = {
             "id": sortable_id("batch_"), "object": "batch", "endpoint": req.endpoint, "errors": None,
