@@ -161,7 +161,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.guardrails = Guardrails(moderations, app.state.audit, metrics.moderation_flags, settings.guardrail_model)
     app.state.project_data = project_data = ProjectData(db, files, vector_stores, jobs)
     app.state.project_archive = ProjectArchive(db, files, vector_stores, sealer)
-    terms = BatchTerms(settings.batch_discount, settings.batch_window_s, settings.batch_upstream_concurrency)
+    terms = BatchTerms(settings.batch_discount, settings.batch_window_s, settings.batch_upstream_concurrency,
+                       local_concurrency=settings.engine.slots + 4)
     app.state.batches = BatchService(db, files, jobs, admitter, usage, endpoints, terms)
     app.state.assistants = assistants = AssistantService(Documents(db), registry, vector_stores)
     chat = services["/v1/chat/completions"].local

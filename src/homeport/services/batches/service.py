@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_LINES = 50_000  # OpenAI's limit
 MAX_BYTES = 200 * 1024 * 1024  # OpenAI's limit on a batch's input file
-_AT_ONCE = 8  # lines in flight: the engine's slots
 _RETRIES = 30  # waits on a full engine queue or a rate limit before a line fails
 
 
@@ -72,6 +71,9 @@ class BatchTerms:
     """A batch's completion window: lines not run by then are expired (OpenAI: 24 h)."""
     upstream_concurrency: int = 8
     """Lines of one batch in flight at once to a model served by upstream servers."""
+    local_concurrency: int = 12
+    """Lines of one batch in flight at once on the embedded engines: their slots and a few more,
+    waiting, so a slot a line leaves is taken at the next step (they yield to interactive requests)."""
 
 
 class BatchService:
@@ -258,7 +260,8 @@ class BatchService:
         async with self._db.sessions() as session:
             done = set(await session.scalars(select(BatchResultRow.line).where(BatchResultRow.batch_id == row.id)))
         todo = [(n, line) for n, line in enumerate(lines) if n not in done]
-        local, upstream = asyncio.Semaphore(_AT_ONCE), asyncio.Semaphore(self._terms.upstream_concurrency)
+        local = asyncio.Semaphore(self._terms.local_concurrency)
+        upstream = asyncio.Semaphore(self._terms.upstream_concurrency)
         target = self._endpoints[batch["endpoint"]]
 
         async def one(n: int, line: BatchLine) -> None:
