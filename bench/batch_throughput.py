@@ -1,11 +1,12 @@
 """The Batch API against the same requests sent live: output tokens per second on the real model;
 then what a running batch does to interactive requests' time to first token.
 
-    .venv/bin/python bench/batch_throughput.py [--lines 1000] [--tokens 64] [--probes 40]
+    .venv/bin/python bench/batch_throughput.py [--lines 1000] [--tokens 64] [--probes 40] [--rounds 5]
 
 One Homeport on the default chat model. Live: the requests sent over HTTP by 8 concurrent clients
-(the engine's slots). Batch: the same requests as one JSONL file through /v1/batches, timed from
-create to completed. Reported: requests, output tokens (from each answer's usage), seconds, tok/s.
+(the engine's slots). Batch: the same requests as JSONL files through /v1/batches, timed from
+create to completed. The two alternate in rounds (lines/rounds requests each), summed.
+Reported: requests, output tokens (from each answer's usage), seconds, tok/s.
 TTFT: streamed interactive requests, one after another, on the idle server and while a batch of
 the same lines runs; p50/p99 of each, and how many batch lines gave up their slot (preemptions).
 """
@@ -124,14 +125,22 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--probes", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5, help="live and batch alternate, lines/rounds each time")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "batch_throughput.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), {"cache_enabled": False, "load_models": [MODEL]})
         try:
             live(server.base_url, 16, args.tokens)  # warm up
-            rows = {"live, 8 streams": live(server.base_url, args.lines, args.tokens),
-                    "batch": batch(server.base_url, args.lines, args.tokens)}  # fmt: skip
+            # Alternating rounds: whatever else the machine does weighs on both sides alike.
+            per = args.lines // args.rounds
+            done = {"live, 8 streams": (0, 0.0), "batch": (0, 0.0)}
+            for _ in range(args.rounds):
+                for name, run in (("live, 8 streams", live), ("batch", batch)):
+                    tokens, seconds = run(server.base_url, per, args.tokens)
+                    done[name] = (done[name][0] + tokens, done[name][1] + seconds)
+                    print(f"{name}: {tokens} tokens in {seconds:.1f} s", flush=True)
+            rows = done
             idle = probes(server.base_url, args.probes)
             busy, preempted = batch_with_probes(server.base_url, 200, args.tokens, args.probes)
         finally:
