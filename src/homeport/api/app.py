@@ -19,6 +19,8 @@ from ..services.assistants.objects import Documents
 from ..services.assistants.runner import Runner
 from ..services.assistants.runs import RunService
 from ..services.assistants.state import RunRecorder
+from ..services.audio.speech import SpeechService
+from ..services.audio.transcriptions import TranscriptionService
 from ..services.batches.service import BatchService, BatchTerms, Endpoint
 from ..services.compliance.archive import ProjectArchive
 from ..services.compliance.data import ProjectData
@@ -52,6 +54,7 @@ from .families import model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, health, models, ops
 from .routes import assistants as assistant_routes
+from .routes import audio as audio_routes
 from .routes import batches as batch_routes
 from .routes import chat as chat_routes
 from .routes import files as file_routes
@@ -158,6 +161,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
                  for _, call in model_calls() if call.path != "/v1/responses/compact"}  # fmt: skip
     moderations = services["/v1/moderations"].local
     assert isinstance(moderations, ModerationService)
+    app.state.transcriptions = TranscriptionService(registry)
+    app.state.speech = SpeechService(registry)
     app.state.guardrails = Guardrails(moderations, app.state.audit, metrics.moderation_flags, settings.guardrail_model)
     app.state.project_data = project_data = ProjectData(db, files, vector_stores, jobs)
     app.state.project_archive = ProjectArchive(db, files, vector_stores, sealer)
@@ -173,7 +178,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     install_error_handlers(app)
     app.include_router(model_call.router())
     routers = (health, models, ops, chat_routes, usage_routes, admin, file_routes, vs_routes, assistant_routes,
-               response_routes, batch_routes)  # fmt: skip
+               response_routes, batch_routes, audio_routes)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     # Added innermost first: the request id wraps everything, including 413 answers.

@@ -109,6 +109,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("vector_stores", ("/v1/vector_stores",)),
     Family("assistants", ("/v1/assistants", "/v1/threads")),
     Family("batches", ("/v1/batches",)),
+    Family("audio", ("/v1/audio",)),
 )  # fmt: skip
 
 SCOPES: tuple[str, ...] = tuple(f.name for f in FAMILIES)

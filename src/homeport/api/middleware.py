@@ -11,6 +11,7 @@ from ..errors import RequestTooLarge
 from ..ids import new_id
 from ..logs import ACCESS
 from ..metrics import Metrics
+from ..protocol.audio import MAX_AUDIO_BYTES
 from .errors import error_body
 
 __all__ = ["RequestIdMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
@@ -41,6 +42,8 @@ class BodyLimitMiddleware:
     """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
 
     _UPLOADS = ("/v1/files", "/v1/uploads")
+    _AUDIO = ("/v1/audio/transcriptions", "/v1/audio/translations")
+    _AUDIO_MAX = MAX_AUDIO_BYTES + (1 << 20)  # OpenAI's 25 MB per file, + room for the form's framing
 
     def __init__(self, app: ASGIApp, max_bytes: int, uploads_max_bytes: int | None = None) -> None:
         self.app = app
@@ -50,7 +53,9 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.uploads_max_bytes if scope["path"].startswith(self._UPLOADS) else self.max_bytes
+        path = scope["path"]
+        limit = (self.uploads_max_bytes if path.startswith(self._UPLOADS) else
+                 max(self._AUDIO_MAX, self.max_bytes) if path.startswith(self._AUDIO) else self.max_bytes)  # fmt: skip
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return await self._reject(send, limit)

@@ -48,7 +48,8 @@ ReportQuery = Annotated[dict[str, Any], Depends(_report_query)]
 
 @router.get("/v1/organization/usage/{kind}")
 async def get_usage(
-    kind: Literal["completions", "embeddings", "moderations"], request: Request, query: ReportQuery
+    kind: Literal["completions", "embeddings", "moderations", "audio_speeches", "audio_transcriptions"],
+    request: Request, query: ReportQuery,
 ) -> dict:
     return await usage_report(request.app.state.db, kind, models=_list(request, "models"), **query)
 

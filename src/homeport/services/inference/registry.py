@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...backends.base import ChatEngine, EmbeddingEngine
+from ...backends.piper import PiperVoice
 from ...backends.toxicity import ToxicityEngine
+from ...backends.whisper import WhisperEngine, assemble_parts
 from ...errors import EngineOverloaded, HomeportError, InvalidRequest, ModelNotFound
 from ...protocol.models import Model, ModelList
 from ...settings import ModelConfig, Settings
 
 __all__ = ["ModelRegistry", "LoadProgress", "locate_weights"]
 
-Engine = ChatEngine | EmbeddingEngine | ToxicityEngine
+Engine = ChatEngine | EmbeddingEngine | ToxicityEngine | WhisperEngine | PiperVoice
 
 # (model id, state, seconds) with state in {"loading", "ready", "failed: ..."}
 LoadProgress = Callable[[str, str, float], None]
@@ -90,6 +93,18 @@ class ModelRegistry:
         cfg, engine = self._engine(name)
         if cfg.kind != "embedding":
             raise InvalidRequest(f"`{name}` is not an embedding model.", param="model")
+        return cfg, engine  # type: ignore[return-value]
+
+    def transcription(self, name: str) -> tuple[ModelConfig, WhisperEngine]:
+        cfg, engine = self._engine(name)
+        if cfg.kind != "transcription":
+            raise InvalidRequest(f"`{name}` is not a speech recognition model.", param="model")
+        return cfg, engine  # type: ignore[return-value]
+
+    def speech(self, name: str) -> tuple[ModelConfig, PiperVoice]:
+        cfg, engine = self._engine(name)
+        if cfg.kind != "speech":
+            raise InvalidRequest(f"`{name}` is not a text-to-speech model.", param="model")
         return cfg, engine  # type: ignore[return-value]
 
     def moderation(self, name: str) -> tuple[ModelConfig, ToxicityEngine, EmbeddingEngine]:
@@ -177,7 +192,8 @@ def locate_weights(cfg: ModelConfig, data_dir: Path) -> Path:
     return Path(module.assemble(target))
 
 
-_A = {"chat": "a chat", "embedding": "an embedding", "moderation": "a moderation"}
+_A = {"chat": "a chat", "embedding": "an embedding", "moderation": "a moderation",
+      "transcription": "a speech recognition", "speech": "a text-to-speech"}  # fmt: skip
 
 
 def _build_engine(cfg: ModelConfig, settings: Settings) -> Engine:
@@ -185,7 +201,15 @@ def _build_engine(cfg: ModelConfig, settings: Settings) -> Engine:
         from ...backends.fake import FakeChatEngine, FakeEmbeddingEngine
 
         return FakeChatEngine(delay_s=cfg.fake_token_delay_s) if cfg.kind == "chat" else FakeEmbeddingEngine()
+    engine = settings.engine
+    if cfg.backend == "whisper":
+        path = (assemble_parts(cfg.parts, settings.data_dir / "models" / cfg.id, cfg.sha256 or "") if cfg.parts
+                else locate_weights(cfg, settings.data_dir))  # fmt: skip
+        return WhisperEngine(path, threads=engine.threads or (os.cpu_count() or 1), queue_size=engine.queue_size,
+                             retry_after=engine.retry_after_s, multilingual=cfg.multilingual)  # fmt: skip
     path = locate_weights(cfg, settings.data_dir)
+    if cfg.backend == "piper":
+        return PiperVoice(path, threads=engine.threads, queue_size=engine.queue_size, retry_after=engine.retry_after_s)
     if cfg.backend == "toxicity":
         return ToxicityEngine(path)
     if cfg.backend == "bert":

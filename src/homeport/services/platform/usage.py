@@ -34,12 +34,16 @@ _RESULT_OBJECT = {
     "completions": "organization.usage.completions.result",
     "embeddings": "organization.usage.embeddings.result",
     "moderations": "organization.usage.moderations.result",
+    "audio_speeches": "organization.usage.audio_speeches.result",
+    "audio_transcriptions": "organization.usage.audio_transcriptions.result",
 }
+_UNITS = {"audio_speeches": "characters", "audio_transcriptions": "seconds"}
+"""What an audio kind's records count in their prompt_tokens column, and its report calls it."""
 
 
 @dataclass(frozen=True)
 class UsageEvent:
-    kind: str  # completions | embeddings | moderations
+    kind: str  # completions | embeddings | moderations | audio_speeches | audio_transcriptions
     project_id: str | None
     key_id: str | None
     model: str
@@ -259,7 +263,7 @@ async def usage_report(
     for row in await _sums(db, q, columns):
         index, groups = int(row[0]), [g or None for g in row[1 : 1 + len(group_by)]]
         prompt, completion, cached, flagged, n = row[1 + len(group_by) :]
-        result: dict[str, Any] = {"object": _RESULT_OBJECT[kind], "input_tokens": int(prompt or 0),
+        result: dict[str, Any] = {"object": _RESULT_OBJECT[kind], _UNITS.get(kind, "input_tokens"): int(prompt or 0),
                                   "num_model_requests": int(n)}  # fmt: skip
         if kind == "completions":
             # num_flagged_requests: Homeport's, served requests a project's moderation guardrail flagged
