@@ -119,8 +119,13 @@ class TranscriptionService:
             transcript = await work  # raises what the engine raised
         finally:
             work.cancel()
+        # The done event's usage is in tokens (OpenAI's spec allows no other kind here): audio tokens
+        # are Whisper's encoder positions, 50 a second; output tokens are the text tokens decoded.
+        audio = round(plan.audio.size / SAMPLE_RATE * 50)
+        text = sum(len(s.tokens) for s in transcript.segments)
         yield {"type": "transcript.text.done", "text": transcript.text,
-               "usage": {"type": "duration", "seconds": plan.seconds}}  # fmt: skip
+               "usage": {"type": "tokens", "input_tokens": audio, "output_tokens": text, "total_tokens": audio + text,
+                         "input_token_details": {"audio_tokens": audio, "text_tokens": 0}}}  # fmt: skip
 
 
 def _language(language: str | None, multilingual: bool) -> str | None:
