@@ -177,6 +177,12 @@ class EngineSettings(BaseModel):
     queue_size: int = Field(32, description="Requests that may wait for a free slot before 503.")
     retry_after_s: int = Field(2, description="Retry-After sent with 503 when the queue is full.")
     slots: int = Field(8, description="Requests a local engine decodes together (continuous batching).")
+    audio_threads: int = Field(
+        1, description="CPU threads of each speech engine (Whisper, Piper): few, so chat decoding keeps its cores."
+    )
+    audio_nice: int = Field(
+        10, ge=0, le=19, description="Scheduling niceness of the speech engines' threads: chat decoding goes first."
+    )
     batch_size: int = Field(
         256, description="Prompt tokens read per decode step (long prompts take several; streams keep going)."
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineError, EngineOverloaded
+from .niceness import nicer_thread, threads_started
 
 __all__ = ["PiperVoice", "sentences"]
 
@@ -45,7 +46,7 @@ def sentences(text: str) -> list[str]:
 
 
 class PiperVoice:
-    def __init__(self, model: Path, *, threads: int, queue_size: int, retry_after: int) -> None:
+    def __init__(self, model: Path, *, threads: int, queue_size: int, retry_after: int, nice: int = 0) -> None:
         import onnxruntime
 
         espeak = shutil.which("espeak-ng")
@@ -61,8 +62,9 @@ class PiperVoice:
         self._length = inference.get("length_scale", 1.0)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or 0
-        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        with threads_started(nice):  # ONNX Runtime's pool, if it has one
+            self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper", initializer=nicer_thread(nice))
         self._queue_size, self._retry_after = queue_size, retry_after
         self._pending = 0
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineOverloaded, InvalidRequest
+from .niceness import nicer_thread, threads_started
 
 __all__ = ["Segment", "Transcript", "WhisperEngine", "assemble_parts"]
 
@@ -79,12 +80,13 @@ def decode_audio(data: bytes) -> np.ndarray:
 
 class WhisperEngine:
     def __init__(self, model_dir: Path, *, threads: int, queue_size: int, retry_after: int,
-                 multilingual: bool) -> None:  # fmt: skip
+                 multilingual: bool, nice: int = 0) -> None:  # fmt: skip
         from faster_whisper import WhisperModel
 
-        self._model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
+        with threads_started(nice):  # CTranslate2's workers
+            self._model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
         self.multilingual = multilingual
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper", initializer=nicer_thread(nice))
         self._queue_size, self._retry_after = queue_size, retry_after
         self._pending = 0
 

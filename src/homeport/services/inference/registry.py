@@ -205,11 +205,13 @@ def _build_engine(cfg: ModelConfig, settings: Settings) -> Engine:
     if cfg.backend == "whisper":
         path = (assemble_parts(cfg.parts, settings.data_dir / "models" / cfg.id, cfg.sha256 or "") if cfg.parts
                 else locate_weights(cfg, settings.data_dir))  # fmt: skip
-        return WhisperEngine(path, threads=engine.threads or (os.cpu_count() or 1), queue_size=engine.queue_size,
-                             retry_after=engine.retry_after_s, multilingual=cfg.multilingual)  # fmt: skip
+        return WhisperEngine(path, threads=engine.audio_threads or (os.cpu_count() or 1), queue_size=engine.queue_size,
+                             retry_after=engine.retry_after_s, multilingual=cfg.multilingual,
+                             nice=engine.audio_nice)  # fmt: skip
     path = locate_weights(cfg, settings.data_dir)
     if cfg.backend == "piper":
-        return PiperVoice(path, threads=engine.threads, queue_size=engine.queue_size, retry_after=engine.retry_after_s)
+        return PiperVoice(path, threads=engine.audio_threads, queue_size=engine.queue_size,
+                          retry_after=engine.retry_after_s, nice=engine.audio_nice)
     if cfg.backend == "toxicity":
         return ToxicityEngine(path)
     if cfg.backend == "bert":
