@@ -62,7 +62,7 @@ def serve(
     models = [m for m in settings.models if wanted is None or m.id in wanted]
     console.print(f"[bold]Homeport[/bold] at [cyan]{base_url}[/cyan]")
     for m in models:
-        console.print(f"  {m.kind:9} [green]{m.id}[/green]  (pinned: {m.versioned_id})")
+        console.print(f"  {m.kind:13} [green]{m.id}[/green]  (pinned: {m.versioned_id})")
     if first_key:
         console.print(f"  API key (shown once, keep it): [yellow]{first_key}[/yellow]")
     elif settings.api_key is not None:

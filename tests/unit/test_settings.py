@@ -12,7 +12,8 @@ from homeport.settings import Settings
 def test_defaults() -> None:
     s = Settings()
     assert (s.host, s.port) == ("127.0.0.1", 8080)
-    assert [m.id for m in s.models] == ["smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"]
+    assert [m.id for m in s.models] == ["smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2",
+                                        "homeport-moderation", "whisper-base", "whisper-tiny-en", "piper-joe"]
     assert s.resolved_database_url.startswith("sqlite+aiosqlite:///")
 
 

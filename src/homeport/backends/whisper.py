@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import io
 import shutil
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -102,15 +103,20 @@ class WhisperEngine:
             raise EngineOverloaded("The speech recognition engine is busy; please retry shortly.",
                                    retry_after=self._retry_after)  # fmt: skip
         self._pending += 1
+        stop = threading.Event()
         try:
             loop = asyncio.get_running_loop()
-            run = lambda: self._run(audio, task, language, prompt, temperature, words, on_segment)  # noqa: E731
+            run = lambda: self._run(audio, task, language, prompt, temperature, words, on_segment, stop)  # noqa: E731
             return await loop.run_in_executor(self._executor, run)
+        except asyncio.CancelledError:  # the client left: the worker stops at the next segment
+            stop.set()
+            raise
         finally:
             self._pending -= 1
 
     def _run(self, audio: np.ndarray, task: str, language: str | None, prompt: str | None, temperature: float,
-             words: bool, on_segment: Callable[[Segment], object] | None) -> Transcript:  # fmt: skip
+             words: bool, on_segment: Callable[[Segment], object] | None,
+             stop: threading.Event) -> Transcript:  # fmt: skip
         temperatures: Any = temperature if temperature > 0 else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
         pieces, info = self._model.transcribe(
             audio, task=task, language=language, initial_prompt=prompt or None, temperature=temperatures,
@@ -118,6 +124,8 @@ class WhisperEngine:
         )  # fmt: skip
         segments = []
         for s in pieces:  # a generator: each segment is decoded as it is asked for
+            if stop.is_set():
+                break
             segment = Segment(s.id - 1, round(s.start, 2), round(s.end, 2), s.text, list(s.tokens),
                               s.temperature or 0.0, s.avg_logprob, s.compression_ratio, s.no_speech_prob,
                               [Word(w.word, round(w.start, 2), round(w.end, 2)) for w in s.words or []])  # fmt: skip

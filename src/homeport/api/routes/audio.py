@@ -24,6 +24,7 @@ from ...services.platform.keys import ApiKey
 from ...services.platform.usage import UsageEvent
 from ..body import parse_body
 from ..deps import CurrentKey
+from ..drain import ClientLeft
 from ..sse import named_event_stream
 
 router = APIRouter()
@@ -92,7 +93,10 @@ async def _recognise(request: Request, key: ApiKey, task: str) -> Response:
 
         return named_event_stream(metered())
     try:
-        transcript = await service.run(plan)
+        transcript = await request.app.state.drain.watch(request, service.run(plan))  # cancelled if the client leaves
+    except ClientLeft:
+        await _done(request, key, model_id, "audio_transcriptions", admission, 0, 499, started)
+        return Response(status_code=499)
     except BaseException as exc:
         await _done(request, key, model_id, "audio_transcriptions", admission, 0, _status(exc), started)
         raise

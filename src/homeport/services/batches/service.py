@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINES = 50_000  # OpenAI's limit
 MAX_BYTES = 200 * 1024 * 1024  # OpenAI's limit on a batch's input file
+_POLL_S = 0.5
 _RETRIES = 30  # waits on a full engine queue or a rate limit before a line fails
 
 
@@ -263,10 +264,18 @@ class BatchService:
         local = asyncio.Semaphore(self._terms.local_concurrency)
         upstream = asyncio.Semaphore(self._terms.upstream_concurrency)
         target = self._endpoints[batch["endpoint"]]
+        # The status (a cancel) is read, and request_counts written, at most every _POLL_S: per line,
+        # those queries cost the engine more CPU than they are worth (the last count is exact).
+        seen = _Seen(batch["status"])
+
+        async def cancelled() -> bool:
+            if time.monotonic() - seen.read >= _POLL_S:
+                seen.status, seen.read = await self._status(row.id), time.monotonic()
+            return seen.status == "cancelling"
 
         async def one(n: int, line: BatchLine) -> None:
             async with upstream if target.upstream(line.body.get("model")) else local:
-                if time.time() >= batch["expires_at"] or await self._status(row.id) == "cancelling":
+                if time.time() >= batch["expires_at"] or await cancelled():
                     return
                 ok, result = await self._call(row, batch["endpoint"], line)
             # Recorded after leaving the gate: the next line is already in the engine meanwhile.
@@ -275,7 +284,9 @@ class BatchService:
                     session.add(BatchResultRow(batch_id=row.id, line=n, ok=ok, body=json.dumps(result)))
             except IntegrityError:
                 pass  # recorded already (a retried job overlapping its predecessor): once is enough
-            await self._count(batch)
+            if time.monotonic() - seen.counted >= _POLL_S:
+                seen.counted = time.monotonic()
+                await self._count(batch)
 
         await asyncio.gather(*(one(n, line) for n, line in todo))
 
@@ -374,6 +385,15 @@ class BatchService:
         now = int(time.time())
         status = "cancelled" if cancelled else "expired" if expired else "completed"
         await self._move(batch, status, **files, **{f"{status}_at": now})
+
+
+@dataclass
+class _Seen:
+    """A running batch's status as last read, and when it was read and its counts written."""
+
+    status: str | None
+    read: float = 0.0
+    counted: float = 0.0
 
 
 def _public(batch: dict[str, Any]) -> dict[str, Any]:
