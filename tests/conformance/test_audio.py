@@ -186,3 +186,73 @@ def test_audio_scope_and_usage(audio_server, client, spoken: bytes) -> None:
     (speech,), (heard,) = report("audio_speeches"), report("audio_transcriptions")
     assert speech["characters"] == len("Twelve characters") and speech["num_model_requests"] == 1
     assert heard["seconds"] >= 3 and heard["num_model_requests"] == 1
+
+
+def _flac_declaring(seconds: int) -> bytes:
+    """One second of FLAC whose STREAMINFO says it lasts `seconds` (its 36-bit total-samples field)."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="flac") as out:
+        stream = out.add_stream("flac", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 8000), dtype=np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    data = bytearray(buf.getvalue())
+    total, info = seconds * 8000, 8  # STREAMINFO's data follows "fLaC" and a 4-byte block header
+    data[info + 13] = (data[info + 13] & 0xF0) | (total >> 32 & 0x0F)
+    data[info + 14 : info + 18] = (total & 0xFFFFFFFF).to_bytes(4, "big")
+    return bytes(data)
+
+
+def test_long_audio_is_transcribed_across_windows_and_too_long_is_refused(client) -> None:
+    import subprocess
+
+    story = " ".join(f"Chapter {n}. The ship sailed past the island and the crew sang a song about home."
+                     for n in range(1, 9))  # fmt: skip
+    long_wav = subprocess.run(["espeak-ng", "--stdout", story], capture_output=True, check=True).stdout
+    out = client.audio.transcriptions.create(model="whisper-tiny-en", file=("long.wav", long_wav),
+                                             response_format="verbose_json")  # fmt: skip
+    assert out.duration > 35  # past Whisper's 30-second window
+    ends = [s.end for s in out.segments]
+    assert ends == sorted(ends) and ends[-1] > 30 and ends[-1] <= out.duration + 0.5
+    assert _wer(story, out.text) <= 0.35, out.text
+    with pytest.raises(openai.BadRequestError) as err:  # refused from its header, before anything is decoded
+        client.audio.transcriptions.create(model="whisper-1", file=("long.flac", _flac_declaring(3 * 3600)))
+    assert err.value.body["param"] == "file" and "minutes" in err.value.message
+
+
+def test_audio_queue_bound_and_rate_limits(tmp_path) -> None:
+    """One transcription at a time and no queue (`engine.queue_size: 0`): a second concurrent one is a
+    503 with Retry-After. A key's tokens-per-minute limit counts seconds of audio."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server(tmp_path, {"load_models": ["whisper-tiny-en"], "engine": {"queue_size": 0},
+                                     "vector_store_model": "all-minilm-l6-v2"})  # fmt: skip
+    try:
+        env = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
+        speech = subprocess.run(["espeak-ng", "--stdout", TEXT * 3], capture_output=True, check=True).stdout
+        client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=300)
+
+        def transcribe() -> int:
+            try:
+                client.audio.transcriptions.create(model="whisper-tiny-en", file=("a.wav", speech))
+                return 200
+            except openai.APIStatusError as exc:
+                assert exc.status_code != 503 or exc.response.headers.get("retry-after")
+                return exc.status_code
+
+        with ThreadPoolExecutor(3) as pool:
+            statuses = sorted(pool.map(lambda _: transcribe(), range(3)))
+        assert statuses[0] == 200 and 503 in statuses, statuses
+        limited = openai.OpenAI(base_url=server.base_url, max_retries=0, timeout=300,
+                                api_key=create_key(env, "--name", "slow", "--tpm", "10"))  # fmt: skip
+        short = subprocess.run(["espeak-ng", "--stdout", "Seven ships."], capture_output=True, check=True).stdout
+        limited.audio.transcriptions.create(model="whisper-tiny-en", file=("s.wav", short))  # ~1 s of 10
+        with pytest.raises(openai.RateLimitError):  # ~18 s of audio does not fit what is left this minute
+            limited.audio.transcriptions.create(model="whisper-tiny-en", file=("a.wav", speech))
+    finally:
+        stop_server(server)

@@ -63,12 +63,22 @@ class Transcript:
         return "".join(s.text for s in self.segments).strip()
 
 
-def decode_audio(data: bytes) -> np.ndarray:
-    """Any container `av` reads → float32 mono at 16 kHz. Unreadable or silent-empty → InvalidRequest."""
+def decode_audio(data: bytes, max_seconds: float) -> np.ndarray:
+    """Any container `av` reads → float32 mono at 16 kHz. Unreadable, empty or longer than
+    `max_seconds` → InvalidRequest. The length is read from the container first: 25 MB of
+    low-bitrate audio can hold many hours, which decoded would take gigabytes."""
+    import av
     from faster_whisper.audio import decode_audio as decode
 
     if not data:
         raise InvalidRequest("The audio file is empty.", param="file")
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            declared = container.duration  # microseconds, or None when the container does not say
+    except Exception:
+        declared = None  # decoding below gives the clear error
+    if declared is not None and declared / 1e6 > max_seconds:
+        raise _too_long(declared / 1e6, max_seconds)
     try:
         audio = decode(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
     except Exception as exc:  # av raises its own error types per container and codec
@@ -76,7 +86,14 @@ def decode_audio(data: bytes) -> np.ndarray:
                              "ogg, opus, flac or webm.", param="file") from None  # fmt: skip
     if audio.size == 0:
         raise InvalidRequest("The audio file holds no audio.", param="file")
+    if audio.size > max_seconds * SAMPLE_RATE:
+        raise _too_long(audio.size / SAMPLE_RATE, max_seconds)
     return audio
+
+
+def _too_long(seconds: float, limit: float) -> InvalidRequest:
+    return InvalidRequest(f"The audio is {seconds / 60:.0f} minutes long; at most {limit / 60:.0f} minutes are "
+                          "transcribed.", param="file")  # fmt: skip
 
 
 class WhisperEngine:
