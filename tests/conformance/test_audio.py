@@ -210,8 +210,14 @@ def _flac_declaring(seconds: int) -> bytes:
 def test_long_audio_is_transcribed_across_windows_and_too_long_is_refused(client) -> None:
     import subprocess
 
-    story = " ".join(f"Chapter {n}. The ship sailed past the island and the crew sang a song about home."
-                     for n in range(1, 9))  # fmt: skip
+    # Varied sentences: repeated ones compress so well that Whisper takes them for a hallucination.
+    story = ("The harbour was quiet when the first ship came in. Seven sailors carried boxes of apples up the hill. "
+             "A child counted them and laughed at the gulls. By noon the market was full of voices. The baker sold "
+             "bread to the captain. Rain began to fall in the afternoon. Everyone hurried home before the storm. "
+             "At night the lighthouse kept its steady watch. In the morning a fisherman mended his torn nets. "
+             "His daughter painted the old boat bright yellow. Tourists photographed the crooked chimneys. "
+             "The mayor promised a new road to the village. Nobody believed him, but they cheered anyway. "
+             "Later that summer the road was finished, and the buses began to arrive every Saturday.")  # fmt: skip
     long_wav = subprocess.run(["espeak-ng", "--stdout", story], capture_output=True, check=True).stdout
     out = client.audio.transcriptions.create(model="whisper-tiny-en", file=("long.wav", long_wav),
                                              response_format="verbose_json")  # fmt: skip
@@ -230,8 +236,13 @@ def test_audio_queue_bound_and_rate_limits(tmp_path) -> None:
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
-    server = start_server(tmp_path, {"load_models": ["whisper-tiny-en"], "engine": {"queue_size": 0},
-                                     "vector_store_model": "all-minilm-l6-v2"})  # fmt: skip
+    from homeport.settings import DEFAULT_MODELS
+
+    # Priced as OpenAI prices whisper-1: $0.006 a minute = $100 per 1M seconds (input_price's unit for audio).
+    models = [m.model_dump(mode="json") | ({"input_price": 100.0} if m.id == "whisper-tiny-en" else {})
+              for m in DEFAULT_MODELS]  # fmt: skip
+    server = start_server(tmp_path, {"models": models, "load_models": ["whisper-tiny-en"],
+                                     "engine": {"queue_size": 0}})  # fmt: skip
     try:
         env = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
         speech = subprocess.run(["espeak-ng", "--stdout", TEXT * 3], capture_output=True, check=True).stdout
@@ -251,8 +262,22 @@ def test_audio_queue_bound_and_rate_limits(tmp_path) -> None:
         limited = openai.OpenAI(base_url=server.base_url, max_retries=0, timeout=300,
                                 api_key=create_key(env, "--name", "slow", "--tpm", "10"))  # fmt: skip
         short = subprocess.run(["espeak-ng", "--stdout", "Seven ships."], capture_output=True, check=True).stdout
-        limited.audio.transcriptions.create(model="whisper-tiny-en", file=("s.wav", short))  # ~1 s of 10
+        short_seconds = limited.audio.transcriptions.create(model="whisper-tiny-en",
+                                                           file=("s.wav", short)).usage.seconds  # ~1 s of 10
         with pytest.raises(openai.RateLimitError):  # ~18 s of audio does not fit what is left this minute
             limited.audio.transcriptions.create(model="whisper-tiny-en", file=("a.wav", speech))
+        seconds = client.audio.transcriptions.create(model="whisper-tiny-en", file=("a.wav", speech)).usage.seconds
+
+        def spent() -> float:
+            r = httpx.get(f"{server.base_url}/organization/costs", headers={"Authorization": f"Bearer {API_KEY}"},
+                          params={"start_time": int(time.time()) - 86400})  # fmt: skip
+            return sum(x["amount"]["value"] for b in r.json()["data"] for x in b["results"])
+
+        # every transcription that ran is billed: those of the three that ran, the short one, this one
+        billed = (statuses.count(200) + 1) * seconds + short_seconds
+        deadline = time.monotonic() + 60  # usage is written in the background
+        while spent() < billed * 100 / 1e6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert spent() == pytest.approx(billed * 100 / 1e6)
     finally:
         stop_server(server)

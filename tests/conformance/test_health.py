@@ -9,7 +9,8 @@ def test_healthz_and_readyz(server) -> None:
     assert httpx.get(f"{server.root}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server.root}/readyz")
     assert ready.status_code == 200
-    assert set(ready.json()["models"]) == {"smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2"}
+    assert set(ready.json()["models"]) == {"smollm2-135m-instruct", "gemma-3-270m", "all-minilm-l6-v2",
+                                           "homeport-moderation", "whisper-base", "whisper-tiny-en", "piper-joe"}
     assert ready.headers["x-request-id"]
 
 

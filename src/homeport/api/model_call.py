@@ -34,7 +34,7 @@ from .drain import ClientLeft, Drain
 from .families import Family, ModelCall, ModelService, model_calls
 from .sse import event_stream
 
-__all__ = ["FamilyServices", "respond", "router"]
+__all__ = ["FamilyServices", "may_call", "respond", "router"]
 
 GUARDED = ("chat", "completions", "responses")
 """The families a project's moderation guardrail screens (services/moderations/guardrails.py)."""
@@ -80,10 +80,7 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
     service = state.model_services[call.path].serving(body.model)
     meter = _Meter(request, key, body.model, call)
     try:
-        if key.admin:
-            raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
-        if not state.registry.allowed(body.model, key.models):
-            raise ModelNotFound(body.model)  # as OpenAI answers for a model the key can't use
+        may_call(request, key, body.model)
         plan = await service.plan(body, key.project_id, key.id)
         screen = _screen(request, key, family)
         if screen is not None:
@@ -139,6 +136,14 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
         await cache.set(cached, payload.encode())
         headers = headers | {"x-cache": "miss"}
     return Response(payload, media_type="application/json", headers=headers)
+
+
+def may_call(request: Request, key: ApiKey, model: str) -> None:
+    """Whether this key may call this model: not an admin key, and the model in its allow-list."""
+    if key.admin:
+        raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
+    if not request.app.state.registry.allowed(model, key.models):
+        raise ModelNotFound(model)  # as OpenAI answers for a model the key can't use
 
 
 def _screen(request: Request, key: ApiKey, family: Family) -> Screen | None:

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from ...errors import HomeportError, InvalidRequest, ModelNotFound, PermissionDenied, RequestTooLarge, invalid_body
+from ...errors import HomeportError, InvalidRequest, RequestTooLarge, invalid_body
 from ...protocol.audio import MAX_AUDIO_BYTES, SpeechRequest, TranscriptionForm
 from ...services.platform.admission import Admission
 from ...services.platform.keys import ApiKey
@@ -25,6 +25,7 @@ from ...services.platform.usage import UsageEvent
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..drain import ClientLeft
+from ..model_call import may_call
 from ..sse import named_event_stream
 
 router = APIRouter()
@@ -133,13 +134,9 @@ async def _transcription_form(request: Request) -> tuple[TranscriptionForm, byte
 
 
 def _model_id(request: Request, key: ApiKey, model: str) -> str:
-    if key.admin:
-        raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
-    registry = request.app.state.registry
-    if not registry.allowed(model, key.models):
-        raise ModelNotFound(model)
+    may_call(request, key, model)
     request.state.model = model  # the metrics middleware's label
-    return str(registry.config(model).id)
+    return str(request.app.state.registry.config(model).id)
 
 
 async def _admit(request: Request, key: ApiKey, model_id: str, units: int) -> Admission:
