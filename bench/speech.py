@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import API_KEY, start_server, stop_server  # noqa: E402
+from tests.wer import wer  # noqa: E402
 
 CHAT = "smollm2-135m-instruct"
 AUDIO = ["whisper-base", "whisper-tiny-en", "piper-joe"]
@@ -38,20 +39,6 @@ TEXT = ("The harbour was quiet when the first ship came in. Seven sailors carrie
         "bread to the captain. Rain began to fall in the afternoon. Everyone hurried home before the storm. "
         "At night the lighthouse kept its steady watch.")  # fmt: skip
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def _words(text: str) -> list[str]:
-    return [w.strip(".,!?;:\"'").lower() for w in text.split() if w.strip(".,!?;:\"'")]
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = _words(reference), _words(hypothesis)
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, start=1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / len(ref)
 
 
 def _seconds(wav: bytes) -> float:

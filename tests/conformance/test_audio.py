@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import API_KEY, create_key, start_server, stop_server
 from tests.spec import validate
+from tests.wer import wer
 
 MODELS = ["whisper-base", "whisper-tiny-en", "piper-joe"]
 TEXT = "The lighthouse keeper counted seven ships before the storm. Then the harbour lights went out."
@@ -39,26 +40,12 @@ def spoken(client) -> bytes:
     return client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT, response_format="wav").content
 
 
-def _words(text: str) -> list[str]:
-    return [w.strip(".,!?;:\"'").lower() for w in text.split() if w.strip(".,!?;:\"'")]
-
-
-def _wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = _words(reference), _words(hypothesis)
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, start=1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / len(ref)
-
-
 def test_speech_round_trip_through_transcription(client, spoken: bytes) -> None:
     with wave.open(io.BytesIO(spoken)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 22050)
     out = client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", spoken))
     validate("CreateTranscriptionResponseJson", out.model_dump(exclude_none=True))
-    assert _wer(TEXT, out.text) <= 0.25, out.text  # stated bound: docs/speech.md
+    assert wer(TEXT, out.text) <= 0.25, out.text  # stated bound: docs/speech.md
     assert out.usage.seconds >= 3
 
 
@@ -69,7 +56,7 @@ def test_every_speech_format_decodes_back_to_speech(client, fmt: str) -> None:
     assert len(audio) > 1000
     if fmt != "pcm":  # raw pcm has no container to decode
         text = client.audio.transcriptions.create(model="whisper-tiny-en", file=(f"s.{fmt}", audio)).text
-        assert _wer("Seven ships before the storm.", text) <= 0.4, text  # tiny.en hears "chips" now and then
+        assert wer("Seven ships before the storm.", text) <= 0.4, text  # tiny.en hears "chips" now and then
 
 
 def test_transcription_formats(client, spoken: bytes) -> None:
@@ -224,7 +211,7 @@ def test_long_audio_is_transcribed_across_windows_and_too_long_is_refused(client
     assert out.duration > 35  # past Whisper's 30-second window
     ends = [s.end for s in out.segments]
     assert ends == sorted(ends) and ends[-1] > 30 and ends[-1] <= out.duration + 0.5
-    assert _wer(story, out.text) <= 0.35, out.text
+    assert wer(story, out.text) <= 0.35, out.text
     with pytest.raises(openai.BadRequestError) as err:  # refused from its header, before anything is decoded
         client.audio.transcriptions.create(model="whisper-1", file=("long.flac", _flac_declaring(3 * 3600)))
     assert err.value.body["param"] == "file" and "minutes" in err.value.message
