@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -278,17 +278,32 @@ class BatchService:
                 if time.time() >= batch["expires_at"] or await cancelled():
                     return
                 ok, result = await self._call(row, batch["endpoint"], line)
-            # Recorded after leaving the gate: the next line is already in the engine meanwhile.
-            try:
-                async with self._db.sessions() as session, session.begin():
-                    session.add(BatchResultRow(batch_id=row.id, line=n, ok=ok, body=json.dumps(result)))
-            except IntegrityError:
-                pass  # recorded already (a retried job overlapping its predecessor): once is enough
+            # Recorded after leaving the gate (the next line is already in the engine meanwhile), a
+            # commit every _POLL_S for all the lines done since: a crash re-runs at most those lines,
+            # and each still gets one result row.
+            seen.results.append(BatchResultRow(batch_id=row.id, line=n, ok=ok, body=json.dumps(result)))
             if time.monotonic() - seen.counted >= _POLL_S:
                 seen.counted = time.monotonic()
+                await self._commit_results(seen.take())
                 await self._count(batch)
 
         await asyncio.gather(*(one(n, line) for n, line in todo))
+        await self._commit_results(seen.take())
+
+    async def _commit_results(self, results: list[BatchResultRow]) -> None:
+        if not results:
+            return
+        try:
+            async with self._db.sessions() as session, session.begin():
+                session.add_all(results)
+        except IntegrityError:  # some recorded already (a retried job overlapping its predecessor): once is enough
+            for result in results:
+                try:
+                    async with self._db.sessions() as session, session.begin():
+                        session.add(BatchResultRow(batch_id=result.batch_id, line=result.line, ok=result.ok,
+                                                   body=result.body))  # fmt: skip
+                except IntegrityError:
+                    pass
 
     async def _status(self, batch_id: str) -> str | None:
         async with self._db.sessions() as session:
@@ -389,11 +404,18 @@ class BatchService:
 
 @dataclass
 class _Seen:
-    """A running batch's status as last read, and when it was read and its counts written."""
+    """A running batch's status as last read, when it was read and its counts written, and the results
+    not committed yet."""
 
     status: str | None
     read: float = 0.0
     counted: float = 0.0
+    results: list[BatchResultRow] = field(default_factory=list)
+    """Lines done since the last commit."""
+
+    def take(self) -> list[BatchResultRow]:
+        taken, self.results = self.results, []
+        return taken
 
 
 def _public(batch: dict[str, Any]) -> dict[str, Any]:
