@@ -49,16 +49,21 @@ def live(base: str, n: int, tokens: int) -> tuple[int, float]:
     return total, time.perf_counter() - start
 
 
-def batch(base: str, n: int, tokens: int) -> tuple[int, float]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
+def _start_batch(http: httpx.Client, n: int, tokens: int) -> tuple[str, float]:
+    """Upload `n` chat lines and create their batch; (batch id, when it was created)."""
     lines = "\n".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
                                   "body": _body(i, tokens)}) for i in range(n))  # fmt: skip
+    uploaded = http.post("/files", files={"file": ("b.jsonl", lines.encode())}, data={"purpose": "batch"})
+    start = time.perf_counter()
+    batch_id = http.post("/batches", json={"input_file_id": uploaded.json()["id"], "endpoint": "/v1/chat/completions",
+                                           "completion_window": "24h"}).json()["id"]  # fmt: skip
+    return batch_id, start
+
+
+def batch(base: str, n: int, tokens: int) -> tuple[int, float]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=base, headers=headers, timeout=600) as http:
-        uploaded = http.post("/files", files={"file": ("b.jsonl", lines.encode())}, data={"purpose": "batch"})
-        file_id = uploaded.json()["id"]
-        start = time.perf_counter()
-        batch_id = http.post("/batches", json={"input_file_id": file_id, "endpoint": "/v1/chat/completions",
-                                               "completion_window": "24h"}).json()["id"]  # fmt: skip
+        batch_id, start = _start_batch(http, n, tokens)
         while (state := http.get(f"/batches/{batch_id}").json())["status"] not in ("completed", "failed", "cancelled"):
             time.sleep(0.2)
         seconds = time.perf_counter() - start
@@ -98,13 +103,8 @@ def probes(base: str, n: int, while_batch: str | None = None) -> list[float]:
 def batch_with_probes(base: str, n: int, tokens: int, count: int) -> tuple[list[float], float]:
     """Start a batch, probe TTFT while it runs; (TTFTs, preemptions)."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    lines = "\n".join(json.dumps({"custom_id": f"p{i}", "method": "POST", "url": "/v1/chat/completions",
-                                  "body": _body(i, tokens)}) for i in range(n))  # fmt: skip
     with httpx.Client(base_url=base, headers=headers, timeout=600) as http:
-        uploaded = http.post("/files", files={"file": ("p.jsonl", lines.encode())}, data={"purpose": "batch"})
-        file_id = uploaded.json()["id"]
-        batch_id = http.post("/batches", json={"input_file_id": file_id, "endpoint": "/v1/chat/completions",
-                                               "completion_window": "24h"}).json()["id"]  # fmt: skip
+        batch_id, _ = _start_batch(http, n, tokens)
         while http.get(f"/batches/{batch_id}").json()["status"] == "validating":
             time.sleep(0.1)
         time.sleep(2)  # the engine's slots fill
