@@ -229,5 +229,6 @@ class _Meter:
                 input_micro_usd=cost_in,
                 output_micro_usd=cost_out,
                 flagged=int(self.screen is not None and self.screen.flagged),
+                request_id=getattr(self._request.state, "request_id", None),
             )
         )

@@ -103,6 +103,7 @@ class UsageRow(Base):
     output_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     flagged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """1 when a project's moderation guardrail flagged the request (or its output)."""
+    request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class UsageHourlyRow(Base):
@@ -123,6 +124,22 @@ class UsageHourlyRow(Base):
     input_micro_usd: Mapped[int] = mapped_column(BigInteger)
     output_micro_usd: Mapped[int] = mapped_column(BigInteger)
     flagged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class RequestStatsHourlyRow(Base):
+    """Every request (errors too) counted per hour, project ('' for none), model and latency bucket:
+    bucket b holds latencies in (2^((b-1)/4), 2^(b/4)] ms, so percentiles read from it are within 19%."""
+
+    __tablename__ = "request_stats_hourly"
+    __table_args__ = (PrimaryKeyConstraint("hour", "project_id", "model", "latency_bucket",
+                                           name="pk_request_stats_hourly"),)  # fmt: skip
+
+    hour: Mapped[int] = mapped_column(BigInteger)
+    project_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(200))
+    latency_bucket: Mapped[int] = mapped_column(Integer)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
 
 
 class FileRow(Base):

@@ -151,7 +151,8 @@ async def _done(request: Request, key: ApiKey, model_id: str, kind: str, admissi
     cost, _ = request.app.state.admitter.prices(model_id).split(units, 0)
     request.app.state.usage.record(UsageEvent(kind, key.project_id, key.id, model_id, request.url.path, status, units,
                                               0, 0, round(1000 * (time.perf_counter() - started)),
-                                              input_micro_usd=cost))  # fmt: skip
+                                              input_micro_usd=cost,
+                                              request_id=getattr(request.state, "request_id", None)))  # fmt: skip
 
 
 def _status(exc: BaseException) -> int:

@@ -4,7 +4,8 @@ and reported in OpenAI's organization-usage and costs shapes (time buckets, grou
 Each batch is written twice: the raw records (kept `retention_days`, for minute buckets and
 audits) and hourly rollups (summed per hour, kind, project, key and model, kept forever).
 Reports on hour-aligned ranges read the rollups, so they cost the same at a million
-requests as at ten.
+requests as at ten. A third table counts every request, errors too, per hour, project, model and
+latency bucket: the dashboard's error rate and latency percentiles.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,9 +24,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...errors import InvalidRequest
 from ...storage.db import Database
-from ...storage.tables import UsageHourlyRow, UsageRow
+from ...storage.tables import RequestStatsHourlyRow, UsageHourlyRow, UsageRow
 
-__all__ = ["UsageEvent", "UsageRecorder", "usage_report", "costs_report", "BUCKETS"]
+__all__ = ["UsageEvent", "UsageRecorder", "usage_report", "costs_report", "BUCKETS", "latency_bucket", "bucket_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,20 @@ class UsageEvent:
     ts: int = 0
     flagged: int = 0
     """1 when a project's moderation guardrail flagged the request or its output."""
+    request_id: str | None = None
 
 
 _SUMS = ("prompt_tokens", "completion_tokens", "cached_tokens", "input_micro_usd", "output_micro_usd", "flagged")
+
+
+def latency_bucket(ms: int) -> int:
+    """Quarter-octave buckets: bucket b holds latencies up to 2^(b/4) ms."""
+    return math.ceil(4 * math.log2(max(ms, 1)))
+
+
+def bucket_ms(bucket: int) -> float:
+    """A bucket's upper edge in milliseconds."""
+    return 2 ** (bucket / 4)
 
 
 class UsageRecorder:
@@ -97,10 +110,15 @@ class UsageRecorder:
         if not events:
             return
         rollups: dict[tuple[int, str, str, str, str], dict[str, int]] = {}
+        stats: dict[tuple[int, str, str, int], list[int]] = {}
         last_used: dict[str, int] = {}
         for e in events:
             if e.key_id is not None:
                 last_used[e.key_id] = max(last_used.get(e.key_id, 0), e.ts)
+            counts = stats.setdefault((e.ts - e.ts % 3600, e.project_id or "", e.model, latency_bucket(e.latency_ms)),
+                                      [0, 0])  # fmt: skip
+            counts[0] += 1
+            counts[1] += e.status >= 400
             if e.status >= 400:
                 continue
             group = (e.ts - e.ts % 3600, e.kind, e.project_id or "", e.key_id or "", e.model)
@@ -112,11 +130,14 @@ class UsageRecorder:
             {"hour": g[0], "kind": g[1], "project_id": g[2], "key_id": g[3], "model": g[4], **sums}
             for g, sums in sorted(rollups.items())
         ]  # sorted: concurrent writers lock rows in one order
+        counted = [{"hour": g[0], "project_id": g[1], "model": g[2], "latency_bucket": g[3], "requests": n,
+                    "errors": errors} for g, (n, errors) in sorted(stats.items())]  # fmt: skip
         try:
             async with self._db.sessions() as session, session.begin():
                 await session.execute(insert(UsageRow), [e.__dict__ for e in events])
                 if rows:
                     await session.execute(self._upsert(), rows)
+                await session.execute(self._count(), counted)
         except Exception:  # rolled back: the events wait for the next round (a database restart)
             for event in events:
                 self._queue.put_nowait(event)
@@ -130,6 +151,13 @@ class UsageRecorder:
         stmt = dialect.insert(UsageHourlyRow)
         added = {name: getattr(UsageHourlyRow, name) + getattr(stmt.excluded, name) for name in ("requests", *_SUMS)}
         return stmt.on_conflict_do_update(index_elements=["hour", "kind", "project_id", "key_id", "model"], set_=added)
+
+    def _count(self):  # type: ignore[no-untyped-def]
+        dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(RequestStatsHourlyRow)
+        added = {name: getattr(RequestStatsHourlyRow, name) + getattr(stmt.excluded, name)
+                 for name in ("requests", "errors")}  # fmt: skip
+        return stmt.on_conflict_do_update(index_elements=["hour", "project_id", "model", "latency_bucket"], set_=added)
 
     async def prune(self, now: float | None = None) -> int:
         """Delete raw records older than the retention period (rollups stay). Returns how many."""
