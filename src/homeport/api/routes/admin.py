@@ -44,7 +44,7 @@ def _limits(request: Request) -> LimitStore:
     return request.app.state.limit_rows
 
 
-async def _audit(request: Request, key: ApiKey, kind: str, resource_id: str, details: dict[str, Any] | None = None,
+async def audit(request: Request, key: ApiKey, kind: str, resource_id: str, details: dict[str, Any] | None = None,
                  project: Project | None = None) -> None:  # fmt: skip
     """Append the admin key's change to the audit log."""
     audit: AuditLog = request.app.state.audit
@@ -100,7 +100,7 @@ async def list_projects(
 async def create_project(request: Request, key: AdminKey) -> wire.Project:
     body = await parse_body(request, wire.ProjectCreate)
     project = await _projects(request).create(body.name)
-    await _audit(request, key, "project.created", project.id, {"data": {"name": body.name, "title": body.name}},
+    await audit(request, key, "project.created", project.id, {"data": {"name": body.name, "title": body.name}},
                  project)  # fmt: skip
     return _project(project)
 
@@ -118,7 +118,7 @@ async def modify_project(project_id: str, request: Request, key: AdminKey) -> wi
         raise InvalidRequest("An archived project cannot be modified.", param="project_id")
     updated = await _projects(request).update(project_id, name=body.name)
     assert updated is not None
-    await _audit(request, key, "project.updated", project_id, {"changes_requested": {"title": body.name}}, updated)
+    await audit(request, key, "project.updated", project_id, {"changes_requested": {"title": body.name}}, updated)
     return _project(updated)
 
 
@@ -128,7 +128,7 @@ async def archive_project(project_id: str, request: Request, key: AdminKey) -> w
     await _found_project(request, project_id)
     archived = await _projects(request).update(project_id, archived=True)
     assert archived is not None
-    await _audit(request, key, "project.archived", project_id, None, archived)
+    await audit(request, key, "project.archived", project_id, None, archived)
     return _project(archived)
 
 
@@ -152,15 +152,20 @@ async def retrieve_project_key(project_id: str, api_key_id: str, request: Reques
 @router.delete("/v1/organization/projects/{project_id}/api_keys/{api_key_id}")
 async def delete_project_key(project_id: str, api_key_id: str, request: Request, key: AdminKey) -> wire.KeyDeleted:
     """Deleting revokes: the key stops working on every replica within `key_cache_s`; its usage stays."""
-    await _found_key(request, project_id, api_key_id)
-    await _store(request).revoke(api_key_id)
-    await _audit(request, key, "api_key.deleted", api_key_id, None, await _found_project(request, project_id))
+    await revoke_project_key(request, key, project_id, api_key_id)
     return wire.KeyDeleted(object="organization.project.api_key.deleted", id=api_key_id)
 
 
 @router.post("/v1/homeport/projects/{project_id}/api_keys")
 async def create_project_key(project_id: str, request: Request, key: AdminKey) -> wire.ProjectApiKeyCreated:
     body = await parse_body(request, wire.ProjectApiKeyCreate)
+    created, secret = await issue_project_key(request, key, project_id, body)
+    return wire.ProjectApiKeyCreated(**_project_key(created).model_dump(), value=secret)
+
+
+async def issue_project_key(request: Request, key: ApiKey, project_id: str,
+                            body: wire.ProjectApiKeyCreate) -> tuple[ApiKey, str]:  # fmt: skip
+    """Create a project key (here and in the dashboard): the key and its secret, shown once."""
     project = await _found_project(request, project_id)
     if project.archived_at is not None:
         raise InvalidRequest("An archived project cannot get new keys.", param="project_id")
@@ -182,8 +187,15 @@ async def create_project_key(project_id: str, request: Request, key: AdminKey) -
         expires_at=None if body.expires_in_seconds is None else int(time.time()) + body.expires_in_seconds,
         models=body.models, read_only=body.read_only, endpoints=body.endpoints,
     )  # fmt: skip
-    await _audit(request, key, "api_key.created", created.id, {"data": {"scopes": key_scopes(created)}}, project)
-    return wire.ProjectApiKeyCreated(**_project_key(created).model_dump(), value=secret)
+    await audit(request, key, "api_key.created", created.id, {"data": {"scopes": key_scopes(created)}}, project)
+    return created, secret
+
+
+async def revoke_project_key(request: Request, key: ApiKey, project_id: str, key_id: str) -> None:
+    """Revoke (here and in the dashboard): the key stops working on every replica within `key_cache_s`."""
+    await _found_key(request, project_id, key_id)
+    await _store(request).revoke(key_id)
+    await audit(request, key, "api_key.deleted", key_id, None, await _found_project(request, project_id))
 
 
 # ---------------------------------------------------------------- project rate limits
@@ -217,6 +229,12 @@ async def modify_rate_limit(
     project_id: str, rate_limit_id: str, request: Request, key: AdminKey
 ) -> wire.ProjectRateLimit:
     body = await parse_body(request, wire.ProjectRateLimitUpdate)
+    return await update_rate_limit(request, key, project_id, rate_limit_id, body)
+
+
+async def update_rate_limit(request: Request, key: ApiKey, project_id: str, rate_limit_id: str,
+                            body: wire.ProjectRateLimitUpdate) -> wire.ProjectRateLimit:  # fmt: skip
+    """Change a project's limits on one model (here and in the dashboard); 0 removes a limit."""
     await _found_project(request, project_id)
     model = rate_limit_id.removeprefix("rl-")
     if not rate_limit_id.startswith("rl-") or (model != "*" and model not in request.app.state.registry.ids()):
@@ -239,7 +257,7 @@ async def modify_rate_limit(
     )  # fmt: skip
     await store.set(updated)
     changes = body.model_dump(exclude_none=True)
-    await _audit(request, key, "rate_limit.updated", rate_limit_id, {"changes_requested": changes},
+    await audit(request, key, "rate_limit.updated", rate_limit_id, {"changes_requested": changes},
                  await _found_project(request, project_id))  # fmt: skip
     return _rate_limit(model, updated)
 
@@ -267,7 +285,7 @@ async def create_admin_key(request: Request, key: AdminKey) -> wire.AdminApiKeyC
     body = await parse_body(request, wire.AdminApiKeyCreate)
     expires_at = None if body.expires_in_seconds is None else int(time.time()) + body.expires_in_seconds
     created, secret = await _store(request).create(body.name, admin=True, expires_at=expires_at)
-    await _audit(request, key, "api_key.created", created.id, {"data": {"scopes": ["admin"]}})
+    await audit(request, key, "api_key.created", created.id, {"data": {"scopes": ["admin"]}})
     return wire.AdminApiKeyCreated(**_admin_key(created).model_dump(), value=secret)
 
 
@@ -287,7 +305,7 @@ async def retrieve_admin_key(key_id: str, request: Request, key: AdminKey) -> wi
 async def delete_admin_key(key_id: str, request: Request, key: AdminKey) -> wire.KeyDeleted:
     await _found_admin_key(request, key_id)
     await _store(request).revoke(key_id)
-    await _audit(request, key, "api_key.deleted", key_id)
+    await audit(request, key, "api_key.deleted", key_id)
     return wire.KeyDeleted(object="organization.admin_api_key.deleted", id=key_id)
 
 
@@ -329,5 +347,5 @@ async def erase_user(request: Request, key: AdminKey) -> dict[str, Any]:
     end user (docs/compliance.md); the audit log records it under a hash of the name, not the name."""
     body = await parse_body(request, wire.ErasureCreate)
     deleted = await request.app.state.project_data.erase_user(body.user)
-    await _audit(request, key, "resource.deleted", user_reference(body.user), {"data": {"deleted": deleted}})
+    await audit(request, key, "resource.deleted", user_reference(body.user), {"data": {"deleted": deleted}})
     return {"object": "homeport.erasure", "user": body.user, "deleted": deleted}
