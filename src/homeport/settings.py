@@ -252,6 +252,12 @@ class Settings(BaseSettings):
     batch_upstream_concurrency: int = Field(
         8, ge=1, description="Lines of one batch sent at once to a model served by upstream servers."
     )
+    dashboard: bool = Field(True, description="Serve the web dashboard at /dashboard (sign in with an API key).")
+    dashboard_secret: SecretStr | None = Field(
+        None, description="Signs dashboard session cookies; set the same value on every replica "
+        "(default: a random secret kept in data_dir/dashboard.secret).",
+    )
+    dashboard_session_s: int = Field(8 * 3600, gt=0, description="How long a dashboard sign-in lasts.")
     usage_retention_days: float | None = Field(
         90, description="Raw usage records older than this are deleted (hourly rollups stay); None: keep all."
     )

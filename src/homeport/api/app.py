@@ -47,7 +47,7 @@ from ..storage.blobs import BlobStore, EncryptedBlobStore, LocalBlobStore
 from ..storage.db import Database
 from ..storage.jobs import Jobs, open_queue
 from ..storage.sealing import Sealer
-from . import model_call
+from . import dashboard, model_call
 from .drain import Drain
 from .errors import install_error_handlers
 from .families import model_calls
@@ -146,6 +146,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     )
     upstream_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
     pools = {m.id: UpstreamPool(m, upstream_client) for m in settings.models if m.backend == "upstream"}
+    app.state.upstream_pools = pools
     metrics.watch_upstreams(lambda: [row for pool in pools.values() for row in pool.states()])
     metrics.watch_process(lambda: int(getattr(db.engine.pool, "checkedout", lambda: 0)()))
     app.state.admitter = admitter = Admitter(registry, keys, accounts.budgets, app.state.limiter, alerts)
@@ -181,6 +182,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
                response_routes, batch_routes, audio_routes)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
+    if settings.dashboard:
+        dashboard.install(app, settings)
     # Added innermost first: the request id wraps everything, including 413 answers.
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, uploads_max_bytes=settings.max_file_bytes + (1 << 20)

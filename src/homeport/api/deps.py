@@ -14,16 +14,10 @@ __all__ = ["authenticate", "require_admin", "AdminKey", "CurrentKey"]
 
 
 async def authenticate(request: Request) -> ApiKey:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise AuthenticationFailed(
-            "You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). Create one with `homeport keys create`."
-        )
-    key = await request.app.state.keys.verify(secret.strip())
-    if key is None:
-        raise AuthenticationFailed(f"Incorrect API key provided: {redact(secret.strip())}.")
+    # The dashboard's playground calls routes in process as the signed-in key (api/dashboard/playground.py);
+    # only code in this process can put a key in the ASGI scope's state.
+    injected = request.scope.get("state", {}).get("dashboard_key")
+    key = injected if isinstance(injected, ApiKey) else await _bearer(request)
     if key.expired():
         raise AuthenticationFailed(f"The API key {key.redacted} has expired.")
     if key.project is not None and key.project.archived_at is not None:
@@ -36,6 +30,20 @@ async def authenticate(request: Request) -> ApiKey:
         raise PermissionDenied("Admin keys manage the platform; use a project's API key for its models and data.")
     if key.read_only and request.method not in ("GET", "HEAD"):
         raise PermissionDenied("This API key is read-only: it may list models and read usage, not make requests.")
+    return key
+
+
+async def _bearer(request: Request) -> ApiKey:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed(
+            "You didn't provide an API key. You need to provide your API key in an Authorization header "
+            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). Create one with `homeport keys create`."
+        )
+    key = await request.app.state.keys.verify(secret.strip())
+    if key is None:
+        raise AuthenticationFailed(f"Incorrect API key provided: {redact(secret.strip())}.")
     return key
 
 

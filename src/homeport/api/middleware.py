@@ -41,7 +41,7 @@ class RequestIdMiddleware:
 class BodyLimitMiddleware:
     """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
 
-    _UPLOADS = ("/v1/files", "/v1/uploads")
+    _UPLOADS = ("/v1/files", "/v1/uploads", "/dashboard/data/files")
     _AUDIO = ("/v1/audio/transcriptions", "/v1/audio/translations")
     _AUDIO_MAX = MAX_AUDIO_BYTES + (1 << 20)  # OpenAI's 25 MB per file, + room for the form's framing
 

@@ -71,6 +71,10 @@ class ModelRegistry:
         cfg = self.config(name, param=None)
         return Model(id=name, created=cfg.created, owned_by=cfg.owned_by)
 
+    def names(self, model_id: str) -> list[str]:
+        """Every name that resolves to this model: its id, pinned id and aliases."""
+        return [name for name, target in self._names.items() if target == model_id]
+
     def ids(self) -> list[str]:
         """The served models' ids (not aliases), in configuration order."""
         return list(self._entries)

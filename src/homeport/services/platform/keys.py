@@ -54,6 +54,9 @@ class ApiKey:
     project: Project | None = None
     endpoints: tuple[str, ...] | None = None
     """The endpoint families (api/families.py) this key may call; None: all."""
+    budget_used: int = 0
+    """Tokens taken from the budget so far (as last read from the database)."""
+    spent_micro_usd: int = 0
 
     @property
     def budgeted(self) -> bool:
@@ -103,6 +106,8 @@ def _key(row: ApiKeyRow, limits: tuple[Limit, ...] = (), project: Project | None
         limits=limits,
         project=project,
         endpoints=_split(row.endpoints),
+        budget_used=row.budget_used or 0,
+        spent_micro_usd=row.spent_micro_usd or 0,
     )
 
 

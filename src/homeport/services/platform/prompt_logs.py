@@ -39,6 +39,15 @@ class PromptLogs:
         async with self._db.sessions() as session, session.begin():
             session.add(row)
 
+    async def of_requests(self, request_ids: list[str], project_id: str | None) -> dict[str, dict[str, Any]]:
+        """The logs of these requests (those that have one), by request id; only `project_id`'s when given."""
+        query = select(PromptLogRow).where(PromptLogRow.request_id.in_(request_ids))
+        if project_id is not None:
+            query = query.where(PromptLogRow.project_id == project_id)
+        async with self._db.sessions() as session:
+            rows = list(await session.scalars(query))
+        return {r.request_id: json.loads(self._sealer.open(r.body)) for r in rows if r.request_id}
+
     async def list(self, project_id: str | None, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Oldest first, from `since` (Unix seconds)."""
         query = (select(PromptLogRow).where(PromptLogRow.project_id == project_id, PromptLogRow.ts >= since)
