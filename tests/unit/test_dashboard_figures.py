@@ -4,14 +4,19 @@ the hourly tables agree with the raw records they were written with; charts and 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from homeport.api.dashboard.charts import Series, stacked_bars
 from homeport.api.dashboard.session import Signer
 from homeport.services.dashboard import figures
 from homeport.services.dashboard.figures import Scope
 from homeport.services.platform.usage import UsageEvent, UsageRecorder, bucket_ms, latency_bucket
+from homeport.storage import db as db_module
 from homeport.storage.db import Database
 
 pytestmark = pytest.mark.anyio
@@ -101,3 +106,30 @@ def test_session_cookies_are_signed_and_expire() -> None:
     assert signer.csrf_ok(session.nonce, token) and not signer.csrf_ok(session.nonce, token[:-1] + "x")
     assert not signer.csrf_ok(session.nonce, None) and not signer.csrf_ok(None, token)
     assert time.time() < session.expires_at
+
+
+def test_migration_fills_the_daily_tables_from_what_is_stored(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", str(db_module._MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0021")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    columns = "ts, kind, project_id, key_id, model, endpoint, status, prompt_tokens, completion_tokens, " \
+              "cached_tokens, latency_ms"  # fmt: skip
+    with engine.begin() as conn:
+        for i, (status, latency) in enumerate(((200, 10), (200, 100), (500, 3), (200, 1000))):
+            values = f"{START + 3600 * i}, 'completions', 'p1', 'k1', 'm', '/v1/chat/completions', {status}, 5, 1, 0"
+            conn.execute(sa.text(f"INSERT INTO usage_records ({columns}) VALUES ({values}, {latency})"))
+        for hour in (0, 1, 25):  # two hours of the first day, one of the second
+            values = f"{START + 3600 * hour}, 'completions', 'p1', 'k1', 'm', 2, 10, 4, 0, 7, 3, 0"
+            conn.execute(sa.text(f"INSERT INTO usage_hourly VALUES ({values})"))
+    command.upgrade(config, "head")
+    with engine.begin() as conn:
+        daily = conn.execute(sa.text("SELECT day, requests, prompt_tokens, input_micro_usd FROM usage_daily "
+                                     "ORDER BY day")).all()  # fmt: skip
+        stats = conn.execute(sa.text("SELECT latency_bucket, requests, errors FROM request_stats_daily "
+                                     "ORDER BY latency_bucket")).all()  # fmt: skip
+    assert daily == [(START, 4, 20, 14), (START + DAY, 2, 10, 7)]
+    assert stats == [(latency_bucket(3), 1, 1), (latency_bucket(10), 1, 0), (latency_bucket(100), 1, 0),
+                     (latency_bucket(1000), 1, 0)]  # fmt: skip

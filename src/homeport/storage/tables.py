@@ -126,15 +126,36 @@ class UsageHourlyRow(Base):
     flagged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
-class RequestStatsHourlyRow(Base):
-    """Every request (errors too) counted per hour, project ('' for none), model and latency bucket:
-    bucket b holds latencies in (2^((b-1)/4), 2^(b/4)] ms, so percentiles read from it are within 19%."""
+class UsageDailyRow(Base):
+    """The hourly rollups summed per UTC day (the dashboard reads days)."""
 
-    __tablename__ = "request_stats_hourly"
-    __table_args__ = (PrimaryKeyConstraint("hour", "project_id", "model", "latency_bucket",
-                                           name="pk_request_stats_hourly"),)  # fmt: skip
+    __tablename__ = "usage_daily"
+    __table_args__ = (PrimaryKeyConstraint("day", "kind", "project_id", "key_id", "model", name="pk_usage_daily"),)
 
-    hour: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(20))
+    project_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(200))
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_micro_usd: Mapped[int] = mapped_column(BigInteger)
+    output_micro_usd: Mapped[int] = mapped_column(BigInteger)
+    flagged: Mapped[int] = mapped_column(BigInteger)
+
+
+class RequestStatsDailyRow(Base):
+    """Every request (errors too) counted per UTC day, project ('' for none), model and latency
+    bucket: bucket b holds latencies in (2^((b-1)/4), 2^(b/4)] ms, so percentiles read from it are
+    within 19%."""
+
+    __tablename__ = "request_stats_daily"
+    __table_args__ = (PrimaryKeyConstraint("day", "project_id", "model", "latency_bucket",
+                                           name="pk_request_stats_daily"),)  # fmt: skip
+
+    day: Mapped[int] = mapped_column(BigInteger)
     project_id: Mapped[str] = mapped_column(String(40))
     model: Mapped[str] = mapped_column(String(200))
     latency_bucket: Mapped[int] = mapped_column(Integer)

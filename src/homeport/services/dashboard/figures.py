@@ -1,4 +1,4 @@
-"""The dashboard's figures, read from the hourly tables only (usage rollups and request stats), so a
+"""The dashboard's figures, read from the daily tables only (usage rollups and request stats), so a
 page costs the same at a million requests as at ten. Raw records are read only for the latest
 requests of the logs page, by index."""
 
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ...storage.db import Database
-from ...storage.tables import RequestStatsHourlyRow, UsageHourlyRow, UsageRow
+from ...storage.tables import RequestStatsDailyRow, UsageDailyRow, UsageRow
 from ..platform.usage import bucket_ms
 
 __all__ = ["Scope", "Day", "LatencyRow", "KeyTotal", "daily", "latency", "top_keys", "recent", "csv_rows",
@@ -88,14 +88,14 @@ def _filtered(query: Any, table: Any, scope: Scope, *, keys: bool = True) -> Any
 
 async def daily(db: Database, scope: Scope, stack_by: str = "model") -> tuple[list[Day], list[str]]:
     """Requests, tokens and cost per day, each split by `stack_by` (model | project_id | key_id)."""
-    t = UsageHourlyRow
+    t = UsageDailyRow
     group = getattr(t, stack_by)
-    day = ((t.hour - scope.start) // DAY).label("day")  # grouped by label: PostgreSQL sees one expression
+    index = ((t.day - scope.start) // DAY).label("index")  # grouped by label: PostgreSQL sees one expression
     query = _filtered(
-        select(day, group, t.kind, func.sum(t.requests), func.sum(t.prompt_tokens),
+        select(index, group, t.kind, func.sum(t.requests), func.sum(t.prompt_tokens),
                func.sum(t.completion_tokens), func.sum(t.input_micro_usd + t.output_micro_usd))
-        .where(t.hour >= scope.start, t.hour < scope.end)
-        .group_by(day, group, t.kind),
+        .where(t.day >= scope.start, t.day < scope.end)
+        .group_by(index, group, t.kind),
         t, scope,
     )  # fmt: skip
     days = [Day(start) for start in scope.days]
@@ -133,10 +133,10 @@ def _percentile(histogram: list[tuple[int, int]], share: float) -> float | None:
 async def latency(db: Database, scope: Scope) -> list[LatencyRow]:
     """Requests, errors and latency p50/p99 per model, then for all models together ('all').
     Not split by key: the stats table has no key column (its rows stay few)."""
-    t = RequestStatsHourlyRow
+    t = RequestStatsDailyRow
     query = _filtered(
         select(t.model, t.latency_bucket, func.sum(t.requests), func.sum(t.errors))
-        .where(t.hour >= scope.start, t.hour < scope.end)
+        .where(t.day >= scope.start, t.day < scope.end)
         .group_by(t.model, t.latency_bucket)
         .order_by(t.model, t.latency_bucket),
         t, scope, keys=False,
@@ -166,11 +166,11 @@ def _row(model: str, buckets: list[tuple[int, int, int]]) -> LatencyRow:
 
 async def top_keys(db: Database, scope: Scope, limit: int = 5) -> list[KeyTotal]:
     """The keys with the most tokens in the range (requests break ties)."""
-    t = UsageHourlyRow
+    t = UsageDailyRow
     tokens = func.sum(t.prompt_tokens + t.completion_tokens)
     query = _filtered(
         select(t.key_id, func.sum(t.requests), tokens, func.sum(t.input_micro_usd + t.output_micro_usd))
-        .where(t.hour >= scope.start, t.hour < scope.end, t.key_id != "", t.kind.in_(TOKEN_KINDS))
+        .where(t.day >= scope.start, t.day < scope.end, t.key_id != "", t.kind.in_(TOKEN_KINDS))
         .group_by(t.key_id)
         .order_by(tokens.desc(), func.sum(t.requests).desc())
         .limit(limit),
@@ -197,16 +197,13 @@ CSV_COLUMNS = ("day", "kind", "project_id", "key_id", "model", "requests", "inpu
 
 
 async def csv_rows(db: Database, scope: Scope) -> list[tuple[Any, ...]]:
-    """The usage rollups summed per day, kind, project, key and model, for the CSV export."""
-    t = UsageHourlyRow
-    day = (t.hour - t.hour % DAY).label("day")
+    """The daily usage rollups (per day, kind, project, key and model), for the CSV export."""
+    t = UsageDailyRow
     query = _filtered(
-        select(day, t.kind, t.project_id, t.key_id, t.model, func.sum(t.requests), func.sum(t.prompt_tokens),
-               func.sum(t.completion_tokens), func.sum(t.cached_tokens),
-               func.sum(t.input_micro_usd + t.output_micro_usd))
-        .where(t.hour >= scope.start, t.hour < scope.end)
-        .group_by(day, t.kind, t.project_id, t.key_id, t.model)
-        .order_by(day, t.kind, t.project_id, t.key_id, t.model),
+        select(t.day, t.kind, t.project_id, t.key_id, t.model, t.requests, t.prompt_tokens, t.completion_tokens,
+               t.cached_tokens, t.input_micro_usd + t.output_micro_usd)
+        .where(t.day >= scope.start, t.day < scope.end)
+        .order_by(t.day, t.kind, t.project_id, t.key_id, t.model),
         t, scope,
     )  # fmt: skip
     async with db.sessions() as session:

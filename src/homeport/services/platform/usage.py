@@ -4,8 +4,8 @@ and reported in OpenAI's organization-usage and costs shapes (time buckets, grou
 Each batch is written twice: the raw records (kept `retention_days`, for minute buckets and
 audits) and hourly rollups (summed per hour, kind, project, key and model, kept forever).
 Reports on hour-aligned ranges read the rollups, so they cost the same at a million
-requests as at ten. A third table counts every request, errors too, per hour, project, model and
-latency bucket: the dashboard's error rate and latency percentiles.
+requests as at ten. For the dashboard, the same sums per day, and every request, errors too,
+counted per day, project, model and latency bucket (its error rate and latency percentiles).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...errors import InvalidRequest
 from ...storage.db import Database
-from ...storage.tables import RequestStatsHourlyRow, UsageHourlyRow, UsageRow
+from ...storage.tables import RequestStatsDailyRow, UsageDailyRow, UsageHourlyRow, UsageRow
 
 __all__ = ["UsageEvent", "UsageRecorder", "usage_report", "costs_report", "BUCKETS", "latency_bucket", "bucket_ms"]
 
 log = logging.getLogger(__name__)
 
 BUCKETS = {"1m": 60, "1h": 3600, "1d": 86400}
+_DAY = 86400
 _GROUPS = frozenset({"project_id", "api_key_id", "model"})
 _RESULT_OBJECT = {
     "completions": "organization.usage.completions.result",
@@ -110,15 +111,15 @@ class UsageRecorder:
         if not events:
             return
         rollups: dict[tuple[int, str, str, str, str], dict[str, int]] = {}
-        stats: dict[tuple[int, str, str, int], list[int]] = {}
+        stats: dict[tuple[int, str, str, int], dict[str, int]] = {}
         last_used: dict[str, int] = {}
         for e in events:
             if e.key_id is not None:
                 last_used[e.key_id] = max(last_used.get(e.key_id, 0), e.ts)
-            counts = stats.setdefault((e.ts - e.ts % 3600, e.project_id or "", e.model, latency_bucket(e.latency_ms)),
-                                      [0, 0])  # fmt: skip
-            counts[0] += 1
-            counts[1] += e.status >= 400
+            counts = stats.setdefault((e.ts - e.ts % _DAY, e.project_id or "", e.model, latency_bucket(e.latency_ms)),
+                                      {"requests": 0, "errors": 0})  # fmt: skip
+            counts["requests"] += 1
+            counts["errors"] += e.status >= 400
             if e.status >= 400:
                 continue
             group = (e.ts - e.ts % 3600, e.kind, e.project_id or "", e.key_id or "", e.model)
@@ -126,18 +127,22 @@ class UsageRecorder:
             sums["requests"] += 1
             for name in _SUMS:
                 sums[name] += getattr(e, name)
-        rows = [
-            {"hour": g[0], "kind": g[1], "project_id": g[2], "key_id": g[3], "model": g[4], **sums}
-            for g, sums in sorted(rollups.items())
-        ]  # sorted: concurrent writers lock rows in one order
-        counted = [{"hour": g[0], "project_id": g[1], "model": g[2], "latency_bucket": g[3], "requests": n,
-                    "errors": errors} for g, (n, errors) in sorted(stats.items())]  # fmt: skip
+        days: dict[tuple[int, str, str, str, str], dict[str, int]] = {}
+        for (hour, *rest), sums in rollups.items():
+            day = days.setdefault((hour - hour % _DAY, *rest), dict.fromkeys(sums, 0))  # type: ignore[arg-type]
+            for name, value in sums.items():
+                day[name] += value
         try:
             async with self._db.sessions() as session, session.begin():
                 await session.execute(insert(UsageRow), [e.__dict__ for e in events])
-                if rows:
-                    await session.execute(self._upsert(), rows)
-                await session.execute(self._count(), counted)
+                # Sorted: concurrent writers lock rows in one order.
+                tables: tuple[tuple[Any, dict[Any, dict[str, int]]], ...] = (
+                    (UsageHourlyRow, rollups), (UsageDailyRow, days), (RequestStatsDailyRow, stats))  # fmt: skip
+                for table, groups in tables:
+                    if groups:
+                        index = [c.name for c in table.__table__.primary_key]
+                        rows = [{**dict(zip(index, g, strict=True)), **sums} for g, sums in sorted(groups.items())]
+                        await session.execute(self._add(table, index, [*next(iter(groups.values()))]), rows)
         except Exception:  # rolled back: the events wait for the next round (a database restart)
             for event in events:
                 self._queue.put_nowait(event)
@@ -145,19 +150,12 @@ class UsageRecorder:
         if self._touch is not None and last_used:
             await self._touch(last_used)
 
-    def _upsert(self):  # type: ignore[no-untyped-def]
-        """Add to hours' rollup rows, creating them if needed: atomic on either database."""
+    def _add(self, table: Any, index: list[str], sums: list[str]):  # type: ignore[no-untyped-def]
+        """Add to rollup rows, creating them if needed: atomic on either database."""
         dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(UsageHourlyRow)
-        added = {name: getattr(UsageHourlyRow, name) + getattr(stmt.excluded, name) for name in ("requests", *_SUMS)}
-        return stmt.on_conflict_do_update(index_elements=["hour", "kind", "project_id", "key_id", "model"], set_=added)
-
-    def _count(self):  # type: ignore[no-untyped-def]
-        dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(RequestStatsHourlyRow)
-        added = {name: getattr(RequestStatsHourlyRow, name) + getattr(stmt.excluded, name)
-                 for name in ("requests", "errors")}  # fmt: skip
-        return stmt.on_conflict_do_update(index_elements=["hour", "project_id", "model", "latency_bucket"], set_=added)
+        stmt = dialect.insert(table)
+        added = {name: getattr(table, name) + getattr(stmt.excluded, name) for name in sums}
+        return stmt.on_conflict_do_update(index_elements=index, set_=added)
 
     async def prune(self, now: float | None = None) -> int:
         """Delete raw records older than the retention period (rollups stay). Returns how many."""
