@@ -35,11 +35,13 @@ from ...storage.tables import (
     ProjectRow,
     PromptLogRow,
     RateLimitRow,
+    RequestStatsDailyRow,
     ResponseEventRow,
     ResponseRow,
     StoredCompletionRow,
     UploadPartRow,
     UploadRow,
+    UsageDailyRow,
     UsageHourlyRow,
     UsageRow,
     VectorStoreFileRow,
@@ -53,7 +55,7 @@ __all__ = ["ProjectArchive"]
 # Tables holding a project's rows by `project_id`, and tables whose rows hang off one of those.
 _OWNED: tuple[Any, ...] = (ApiKeyRow, FileRow, UploadRow, VectorStoreRow, AssistantObjectRow, ResponseRow,
                            ConversationRow, StoredCompletionRow, BatchRow, UsageRow, UsageHourlyRow,
-                           PromptLogRow)  # fmt: skip
+                           UsageDailyRow, RequestStatsDailyRow, PromptLogRow)  # fmt: skip
 _CHILDREN: tuple[tuple[Any, Any, Any], ...] = (  # (table, its column naming the parent, the parent table)
     (UploadPartRow, UploadPartRow.upload_id, UploadRow),
     (VectorStoreFileRow, VectorStoreFileRow.vector_store_id, VectorStoreRow),
