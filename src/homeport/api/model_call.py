@@ -34,7 +34,7 @@ from .drain import ClientLeft, Drain
 from .families import Family, ModelCall, ModelService, model_calls
 from .sse import event_stream
 
-__all__ = ["FamilyServices", "may_call", "respond", "router"]
+__all__ = ["FamilyServices", "answering", "may_call", "respond", "router"]
 
 GUARDED = ("chat", "completions", "responses")
 """The families a project's moderation guardrail screens (services/moderations/guardrails.py)."""
@@ -77,10 +77,11 @@ def _endpoint(family: Family, call: ModelCall):  # type: ignore[no-untyped-def]
 async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall, body: Any) -> Response:
     state = request.app.state
     drain: Drain = state.drain
-    service = state.model_services[call.path].serving(body.model)
     meter = _Meter(request, key, body.model, call)
     try:
         may_call(request, key, body.model)
+        body = body.model_copy(update={"model": answering(request, key, body.model)})  # answers name the model
+        service = state.model_services[call.path].serving(body.model)
         plan = await service.plan(body, key.project_id, key.id)
         screen = _screen(request, key, family)
         if screen is not None:
@@ -138,12 +139,24 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
     return Response(payload, media_type="application/json", headers=headers)
 
 
+def answering(request: Request, key: ApiKey, name: str) -> str:
+    """The id of the model that answers to `name` for this key: its project's aliases first."""
+    return request.app.state.registry.resolve(name, key.project.model_aliases if key.project else None)
+
+
 def may_call(request: Request, key: ApiKey, model: str) -> None:
-    """Whether this key may call this model: not an admin key, and the model in its allow-list."""
+    """Whether this key may call this model: not an admin key, and the model (by any of its names, or
+    its project's alias for it) in its allow-list."""
     if key.admin:
         raise PermissionDenied("Admin keys manage the platform; use a project's API key to call models.")
-    if not request.app.state.registry.allowed(model, key.models):
-        raise ModelNotFound(model)  # as OpenAI answers for a model the key can't use
+    registry = request.app.state.registry
+    if key.models is not None and not registry.allowed(model, key.models):
+        try:
+            allowed = registry.allowed(answering(request, key, model), key.models)
+        except ModelNotFound:
+            allowed = False
+        if not allowed:
+            raise ModelNotFound(model)  # as OpenAI answers for a model the key can't use
 
 
 def _screen(request: Request, key: ApiKey, family: Family) -> Screen | None:

@@ -66,6 +66,8 @@ class ProjectRow(Base):
     """The moderation guardrail: `input`, `output` or `both`; None: off."""
     moderation_action: Mapped[str | None] = mapped_column(String(8), nullable=True)
     """What a flagged request gets: `block` (the default) or `flag` (recorded, served)."""
+    model_aliases: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON {name: served model}: the project's own model names."""
 
 
 class RateLimitRow(Base):

@@ -38,8 +38,10 @@ async def models_page(request: Request, viewer: SignedIn) -> Response:
         cfg = registry.config(model_id)
         upstreams = [{"name": name, "outstanding": n, "up": up} for _, name, n, up in pools[model_id].states()] \
             if model_id in pools else []  # fmt: skip
+        openai = sorted(n for n, target in registry.openai_names.items() if target == model_id)
         rows.append({"id": model_id, "kind": cfg.kind, "backend": cfg.backend, "pinned": cfg.versioned_id,
-                     "aliases": [n for n in registry.names(model_id) if n not in (model_id, cfg.versioned_id)],
+                     "aliases": [n for n in registry.names(model_id) if n not in (model_id, cfg.versioned_id, *openai)],
+                     "openai": openai,
                      "loaded": model_id in loaded or cfg.backend == "upstream", "engine": _engine(stats.get(model_id)),
                      "upstreams": upstreams})  # fmt: skip
     return page(request, viewer, "models.html", models=rows, load_error=request.app.state.load_error)

@@ -25,7 +25,7 @@ from ...services.platform.usage import UsageEvent
 from ..body import parse_body
 from ..deps import CurrentKey
 from ..drain import ClientLeft
-from ..model_call import may_call
+from ..model_call import answering, may_call
 from ..sse import named_event_stream
 
 router = APIRouter()
@@ -48,7 +48,7 @@ async def create_speech(request: Request, key: CurrentKey) -> Response:
     body = await parse_body(request, SpeechRequest)
     service = request.app.state.speech
     started, model_id = time.perf_counter(), _model_id(request, key, body.model)
-    plan = service.plan(body)
+    plan = service.plan(body.model_copy(update={"model": model_id}))
     admission = await _admit(request, key, model_id, plan.characters)
     chunks = service.events(plan) if body.stream_format == "sse" else service.audio(plan)
     try:
@@ -77,7 +77,7 @@ async def _recognise(request: Request, key: ApiKey, task: str) -> Response:
     form, data = await _transcription_form(request)
     service = request.app.state.transcriptions
     started, model_id = time.perf_counter(), _model_id(request, key, form.model)
-    plan = await service.plan(form, data, task)
+    plan = await service.plan(form.model_copy(update={"model": model_id}), data, task)
     admission = await _admit(request, key, model_id, plan.seconds)
     if form.stream:
         events = service.stream(plan)
@@ -136,7 +136,7 @@ async def _transcription_form(request: Request) -> tuple[TranscriptionForm, byte
 def _model_id(request: Request, key: ApiKey, model: str) -> str:
     may_call(request, key, model)
     request.state.model = model  # the metrics middleware's label
-    return str(request.app.state.registry.config(model).id)
+    return answering(request, key, model)
 
 
 async def _admit(request: Request, key: ApiKey, model_id: str, units: int) -> Admission:

@@ -12,9 +12,9 @@ router = APIRouter()
 
 @router.get("/v1/models")
 async def list_models(request: Request, key: CurrentKey) -> ModelList:
-    return request.app.state.registry.models(key.models)
+    return request.app.state.registry.models(key.models, key.project.model_aliases if key.project else None)
 
 
 @router.get("/v1/models/{model:path}")
 async def retrieve_model(model: str, request: Request, key: CurrentKey) -> Model:
-    return request.app.state.registry.retrieve(model, key.models)
+    return request.app.state.registry.retrieve(model, key.models, key.project.model_aliases if key.project else None)

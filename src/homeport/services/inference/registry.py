@@ -18,6 +18,7 @@ from ...backends.whisper import WhisperEngine, assemble_parts
 from ...errors import EngineOverloaded, HomeportError, InvalidRequest, ModelNotFound
 from ...protocol.models import Model, ModelList
 from ...settings import ModelConfig, Settings
+from .openai_names import OPENAI_NAMES
 
 __all__ = ["ModelRegistry", "LoadProgress", "locate_weights"]
 
@@ -45,7 +46,21 @@ class ModelRegistry:
             if target not in self._names:
                 raise ValueError(f"alias {alias!r} points at unknown model {target!r}")
             self._names[alias] = self._names[target]
+        self.openai_names: dict[str, str] = {}
+        """OpenAI's model names this registry answers to, and the model each resolves to."""
+        if settings.openai_aliases:
+            for kind, names in OPENAI_NAMES.items():
+                if (default := self._first_of(kind)) is None:
+                    continue
+                for name in names:
+                    if name not in self._names:
+                        self._names[name] = self.openai_names[name] = default
         self.ready = asyncio.Event()
+
+    def _first_of(self, kind: str) -> str | None:
+        """The default model of a kind: the first configured one that is loaded at start."""
+        loads = self._settings.load_models
+        return next((m.id for m in self._settings.models if m.kind == kind and (loads is None or m.id in loads)), None)
 
     # ---- lookups ------------------------------------------------------------------------
 
@@ -56,20 +71,32 @@ class ModelRegistry:
         target = self._names.get(name)
         return any(a == name or (target is not None and self._names.get(a) == target) for a in allow)
 
-    def models(self, allow: tuple[str, ...] | None = None) -> ModelList:
+    def models(self, allow: tuple[str, ...] | None = None, overrides: dict[str, str] | None = None) -> ModelList:
+        """Every name a key may use: the served names, then its project's own (`overrides`)."""
+        names = {**self._names, **{name: target for name, target in (overrides or {}).items() if target in
+                                   self._entries}}  # fmt: skip
         data = []
-        for name, model_id in self._names.items():
-            if not self.allowed(name, allow):
+        for name, model_id in names.items():
+            if not self.allowed(model_id if name in (overrides or {}) else name, allow):
                 continue
             cfg = self._entries[model_id].config
             data.append(Model(id=name, created=cfg.created, owned_by=cfg.owned_by))
         return ModelList(data=data)
 
-    def retrieve(self, name: str, allow: tuple[str, ...] | None = None) -> Model:
-        if not self.allowed(name, allow):
+    def retrieve(self, name: str, allow: tuple[str, ...] | None = None,
+                 overrides: dict[str, str] | None = None) -> Model:  # fmt: skip
+        target = (overrides or {}).get(name, name)
+        if not self.allowed(target, allow):
             raise ModelNotFound(name, param=None)
-        cfg = self.config(name, param=None)
+        cfg = self.config(target, param=None)
         return Model(id=name, created=cfg.created, owned_by=cfg.owned_by)
+
+    def resolve(self, name: str, overrides: dict[str, str] | None = None) -> str:
+        """The id of the model that answers to `name`: a project's own alias first, then the served
+        names (ids, pinned ids, aliases, OpenAI's names). Unknown: 404 model_not_found."""
+        if overrides and name in overrides:
+            name = overrides[name]
+        return self.config(name).id
 
     def names(self, model_id: str) -> list[str]:
         """Every name that resolves to this model: its id, pinned id and aliases."""

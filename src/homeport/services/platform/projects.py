@@ -1,9 +1,11 @@
-"""Projects: a key can belong to one; its limits, archive state and prompt-logging opt-in."""
+"""Projects: a key can belong to one; its limits, archive state, prompt-logging opt-in, data
+retention, moderation guardrail and its own model names."""
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,11 +34,14 @@ class Project:
     """The moderation guardrail (services/moderations/guardrails.py): `input`, `output`, `both`; None: off."""
     moderation_action: str = "block"
     """What the guardrail does with a flagged request: `block` it (400) or `flag` it (recorded, served)."""
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    """The project's own model names ({name: served model}), resolved before the server's."""
 
 
 def project_of(row: ProjectRow) -> Project:
     return Project(row.id, row.name, row.created_at, row.archived_at, row.log_prompts, row.response_retention_days,
-                   row.retention_days, row.moderate, row.moderation_action or "block")  # fmt: skip
+                   row.retention_days, row.moderate, row.moderation_action or "block",
+                   json.loads(row.model_aliases) if row.model_aliases else {})  # fmt: skip
 
 
 class ProjectStore:
@@ -88,6 +93,7 @@ class ProjectStore:
         self, project_id: str, *, name: str | None = None, archived: bool | None = None,
         log_prompts: bool | None = None, response_retention_days: int | None = None,
         retention_days: int | None = None, moderate: str | None = None, moderation_action: str | None = None,
+        model_aliases: dict[str, str] | None = None,
     ) -> Project | None:  # fmt: skip
         """Change what is given; a retention of 0 days means keep (no retention); `moderate="off"`
         turns the guardrail off."""
@@ -106,6 +112,8 @@ class ProjectStore:
             values["moderate"] = None if moderate == "off" else moderate
         if moderation_action is not None:
             values["moderation_action"] = moderation_action
+        if model_aliases is not None:
+            values["model_aliases"] = json.dumps(model_aliases, sort_keys=True) if model_aliases else None
         if values:
             try:
                 async with self.db.sessions() as session, session.begin():
