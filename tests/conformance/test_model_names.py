@@ -50,8 +50,8 @@ def test_openai_code_runs_unchanged_and_answers_name_the_model(served) -> None:
 def test_a_project_maps_names_its_own_way(served) -> None:
     server, env = served
     config = ["--config", str(server.data_dir.parent / "config.yaml")]  # names are checked against its models
-    homeport_cli(env, "projects", "set", "mapped", "--alias", "gpt-4o=fake-chat-2", "--alias", "house-model=fake-chat-2",
-                 *config)
+    homeport_cli(env, "projects", "set", "mapped", "--alias", "gpt-4o=fake-chat-2",
+                 "--alias", "house-model=fake-chat-2", *config)
     mapped = openai.OpenAI(base_url=server.base_url, api_key=create_key(env, "--name", "m", "--project", "mapped"),
                            max_retries=0)  # fmt: skip
     other = openai.OpenAI(base_url=server.base_url, api_key=create_key(env, "--name", "o", "--project", "other"),
