@@ -182,8 +182,10 @@ def test_an_admin_creates_and_revokes_a_key(site: Site, signed_in: Callable[[str
     page.wait_for_url("**/dashboard/keys")
     secret = page.input_value("#secret")
     assert secret.startswith("sk-hp-") and "only this once" in page.text_content("main")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.click("button.copy")
-    assert page.text_content("button.copy") == "Copied"
+    playwright_api.expect(page.locator("button.copy")).to_have_text("Copied")  # waits: the copy is async
+    assert page.evaluate("() => navigator.clipboard.readText()") == secret
     _shot(page, "key-created")
     made = openai.OpenAI(base_url=site.server.base_url, api_key=secret, max_retries=0)
     assert made.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "Hi"}], max_tokens=2).id
