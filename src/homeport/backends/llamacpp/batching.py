@@ -46,6 +46,7 @@ import numpy as np
 
 from ...errors import EngineError, HomeportError
 from ..base import Finish, GenerationRequest, Token
+from .budget import ClosingBudget
 from .grammar import Grammar
 from .sampling import Sampler, build_sampler
 
@@ -71,6 +72,7 @@ class Sequence:
     out_index: int = -1  # its logits' row in this step's batch, or -1
     background: bool = False  # yields its slot to interactive sequences (a batch line)
     generated: list[int] = field(default_factory=list)  # its sampled tokens: what a preempted one re-reads
+    budget: ClosingBudget | None = None  # keeps a constrained output closable within max_tokens
 
 
 @dataclass(eq=False)
@@ -316,14 +318,26 @@ class BatchScheduler:
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             self._release(seq, Finish("stop"))
             return
-        self.generated_tokens += 1
-        seq.produced += 1
-        seq.generated.append(token)
-        self._emit(seq, Token(token, self._piece(token), None if logprob is None else float(logprob[token]), top))
+        piece = self._piece(token)
+        if seq.budget is not None and not seq.budget.admits(piece, seq.produced + 1):
+            # With this token the output could not be closed in the tokens left: close it instead.
+            for forced in seq.budget.tokens():
+                self._count(seq, forced)
+                self._emit(seq, Token(forced, self._piece(forced), None if logprob is None else 0.0,
+                                      None if top is None else []))  # fmt: skip
+            self._release(seq, Finish("length"))
+            return
+        self._count(seq, token)
+        self._emit(seq, Token(token, piece, None if logprob is None else float(logprob[token]), top))
         if seq.produced >= params.max_tokens:
             self._release(seq, Finish("length"))
         else:
             seq.feed = token
+
+    def _count(self, seq: Sequence, token: int) -> None:
+        self.generated_tokens += 1
+        seq.produced += 1
+        seq.generated.append(token)
 
     def _release(self, seq: Sequence, last: Finish | BaseException | None, drop_cache: bool = False) -> None:
         if last is not None:

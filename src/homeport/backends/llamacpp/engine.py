@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import EngineOverloaded
+from ...errors import EngineOverloaded, InvalidRequest
 from ...settings import EngineSettings
 from ..base import Finish, GenerationRequest, Message, Token, is_background
+from ..closing import Closer
 from .batching import BatchScheduler, Sequence
+from .budget import ClosingBudget
 from .grammar import compile_constraint
 from .templates import ChatTemplate
 
@@ -106,8 +108,16 @@ class LlamaCppEngine:
             )
         constraint = request.sampling.constraint
         grammar = compile_constraint(constraint) if constraint is not None else None
+        budget = None
+        if constraint is not None:
+            budget = ClosingBudget(Closer(constraint), self._closing_tokens, request.sampling.max_tokens)
+            cost = budget.cost()
+            if cost is not None and cost > request.sampling.max_tokens:
+                raise InvalidRequest(f"max_tokens ({request.sampling.max_tokens}) is too small for this output format: "
+                                     f"its shortest valid output takes {cost} tokens.", param="max_tokens")  # fmt: skip
         queue: asyncio.Queue[Token | Finish | BaseException] = asyncio.Queue()
-        seq = Sequence(request, asyncio.get_running_loop(), queue, grammar=grammar, background=is_background())
+        seq = Sequence(request, asyncio.get_running_loop(), queue, grammar=grammar, background=is_background(),
+                       budget=budget)  # fmt: skip
         self.scheduler.submit(seq)
         try:
             while True:
@@ -119,6 +129,17 @@ class LlamaCppEngine:
                     return
         finally:
             seq.cancel.set()  # the scheduler frees the slot at its next step
+
+    def _closing_tokens(self, text: str) -> list[int] | None:
+        """Tokens that spell exactly `text` (a closing; see budget.py), or None. Tried after a `{` too:
+        some tokenizers add a space before a text's first word."""
+        data = text.encode()
+        for prefix in (b"", b"{"):
+            head = self._llm.tokenize(prefix, add_bos=False, special=False) if prefix else []
+            ids = self._llm.tokenize(prefix + data, add_bos=False, special=False)
+            if ids[: len(head)] == head and b"".join(self._piece(t) for t in ids[len(head) :]) == data:
+                return ids[len(head) :]
+        return None
 
     def _piece(self, token: int) -> bytes:
         return self._llm._model.detokenize([token])

@@ -82,7 +82,7 @@ def schema_grammar(schema: dict[str, Any]) -> str:
     """A grammar whose language is the JSON documents valid under `schema` (checked first)."""
     converter = _converter()
     converter.visit(converter.resolve_refs(_namespaced(schema, "s"), "schema"), "")
-    return converter.format_grammar()
+    return _formatted(converter)
 
 
 def tool_calls_grammar(
@@ -109,7 +109,19 @@ def tool_calls_grammar(
         answer = converter.visit(converter.resolve_refs(_namespaced(answer_schema, "a"), "answer"), "answer")
         body = f"(calls | {answer})"
     converter._add_rule("root", f"[ \\t\\n]{{0,4}} {body}")
-    return converter.format_grammar()
+    return _formatted(converter)
+
+
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def _formatted(converter) -> str:  # type: ignore[no-untyped-def]
+    """The grammar text. llama-cpp-python's converter lets a string hold raw control characters
+    (a newline inside a string, which no JSON parser accepts); JSON forbids them, and so do we."""
+    text = converter.format_grammar()
+    assert _LOOSE_CHAR in text or "char ::=" not in text, "llama-cpp-python's string rule changed"
+    return text.replace(_LOOSE_CHAR, _JSON_CHAR)
 
 
 def _converter():  # -> llama_cpp.llama_grammar.SchemaConverter

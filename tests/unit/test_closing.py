@@ -1,0 +1,136 @@
+"""The closer: every prefix of a valid output, completed with its closing, parses and validates."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import jsonschema
+import pytest
+
+from homeport.backends.closing import Closer
+from homeport.backends.constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, OutputConstraint, ToolSignature
+
+REVIEW = {"type": "object", "properties": {
+    "title": {"type": "string", "minLength": 3},
+    "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    "rating": {"type": "integer"},
+    "mood": {"type": "string", "enum": ["happy", "sad", "angry"]},
+    "score": {"type": "number"},
+    "ok": {"type": "boolean"},
+    "when": {"type": "string", "format": "date"},
+    "note": {"type": ["string", "null"]},
+    "extra": {"type": "string"},
+}, "required": ["title", "tags", "rating", "mood", "score", "ok", "when", "note"], "additionalProperties": False}  # fmt: skip
+
+NESTED = {"$defs": {"item": {"type": "object", "properties": {"name": {"type": "string"}, "qty": {"type": "integer"}},
+                             "required": ["name", "qty"], "additionalProperties": False}},
+          "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 2},
+                                           "pair": {"type": "array", "prefixItems": [{"type": "string"},
+                                                                                       {"type": "integer"}]},
+                                           "kind": {"anyOf": [{"type": "object", "properties": {"a": {"const": 1}},
+                                                               "required": ["a"], "additionalProperties": False},
+                                                              {"type": "object", "properties": {"b": {"type": "string"}},
+                                                               "required": ["b"], "additionalProperties": False}]}},
+          "required": ["items", "kind"], "additionalProperties": False}  # fmt: skip
+
+DOCUMENTS = {
+    "review": (REVIEW, [
+        {"title": "Grand \"hotel\"", "tags": ["sea", "view", "caf\u00e9"], "rating": -12, "mood": "happy", "score": 4.5e-3,
+         "ok": False, "when": "2024-11-30", "note": None, "extra": "line\nbreak \\ \u00e9t\u00e9 \\u0041"},
+        {"title": "abc", "tags": ["x"], "rating": 0, "mood": "angry", "score": -0.25, "ok": True, "when": "1999-01-09",
+         "note": "fine"},
+    ]),
+    "nested": (NESTED, [
+        {"items": [{"name": "apple", "qty": 3}, {"name": "pear", "qty": 10}], "pair": ["x", 2], "kind": {"b": "yes"}},
+        {"items": [{"name": "", "qty": 0}, {"name": "n", "qty": 1}, {"name": "o", "qty": 2}], "kind": {"a": 1}},
+    ]),
+    "json_object": ({"type": "object"}, [{"anything": [1, {"deep": None}], "s": "x"}, {}]),
+}
+
+
+def _renderings(doc: object) -> list[str]:
+    """The same document as a model might write it: compact, spaced, indented."""
+    return [json.dumps(doc, separators=(",", ":"), ensure_ascii=False), json.dumps(doc, ensure_ascii=False),
+            json.dumps(doc, indent=2)]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_every_prefix_closes_to_a_valid_document(name: str) -> None:
+    schema, docs = DOCUMENTS[name]
+    constraint = OutputConstraint(answer=schema)
+    empty = Closer(constraint).closing()
+    assert empty is not None
+    jsonschema.validate(json.loads(empty), schema)
+    for doc in docs:
+        jsonschema.validate(doc, schema)
+        for text in _renderings(doc):
+            data = text.encode()
+            closer = Closer(constraint)
+            rng = random.Random(len(data))
+            at = 0
+            while at < len(data):  # fed in token-sized pieces, as an engine feeds them
+                step = rng.randint(1, 4)
+                closer.feed(data[at : at + step])
+                at += step
+                closing = closer.closing()
+                assert closing is not None, (text, at)
+                done = data[:at].decode("utf-8", "ignore") + closing
+                try:
+                    jsonschema.validate(json.loads(done), schema)
+                except (ValueError, jsonschema.ValidationError) as exc:
+                    raise AssertionError(f"{data[:at]!r} + {closing!r}: {exc}") from None
+            assert closer.closing() in ("", None) or json.loads(text + closer.closing())
+
+
+def test_closing_is_the_shortest_value_at_the_start_and_nothing_at_the_end() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "array", "items": {}}},
+              "required": ["a", "b"], "additionalProperties": False}  # fmt: skip
+    closer = Closer(OutputConstraint(answer=schema))
+    assert closer.closing() == '{"a":"","b":[]}'
+    closer.feed(b'{"a": "hello wor')
+    assert closer.closing() == '","b":[]}'
+    closer.feed(b'ld", "b": [1, 2')
+    assert closer.closing() == "]}"
+    closer.feed(b"]}")
+    assert closer.closing() == ""
+
+
+def test_a_key_being_written_is_completed_to_a_property() -> None:
+    schema = {"type": "object", "properties": {"alpha": {"type": "integer"}, "beta": {"type": "boolean"}},
+              "required": ["alpha"], "additionalProperties": False}  # fmt: skip
+    closer = Closer(OutputConstraint(answer=schema))
+    closer.feed(b'{"al')
+    assert closer.closing() == 'pha":0}'
+    closer.feed(b'pha": 7, "b')
+    assert closer.closing() == 'eta":true}'
+
+
+def test_tool_calls_close_with_their_tag() -> None:
+    tools = (ToolSignature("get_weather", {"type": "object", "properties": {"city": {"type": "string"}},
+                                           "required": ["city"], "additionalProperties": False}),
+             ToolSignature("add", {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                                   "required": ["a", "b"], "additionalProperties": False}))  # fmt: skip
+    closer = Closer(OutputConstraint(tools=tools, calls="required"))
+    assert closer.closing() == TOOL_CALL_OPEN + '{"name":"add","arguments":{"a":0,"b":0}}' + TOOL_CALL_CLOSE
+    closer.feed(TOOL_CALL_OPEN.encode() + b'\n{"name": "get_weather", "arguments": {"city": "Par')
+    assert closer.closing() == '"}}' + TOOL_CALL_CLOSE
+    closer.feed(b'is"}}\n</tool')
+    assert closer.closing() == "_call>"
+    closer.feed(b"_call>")
+    assert closer.closing() == ""
+    partial = Closer(OutputConstraint(tools=tools, calls="required"))
+    partial.feed(b"<tool_")
+    assert (partial.closing() or "").startswith("call>{")
+    auto = Closer(OutputConstraint(tools=tools, calls="auto"))
+    auto.feed(b"It is sunny")
+    assert auto.closing() == ""  # free text is a complete answer
+
+
+def test_a_pattern_string_has_no_known_closing() -> None:
+    closer = Closer(OutputConstraint(answer={"type": "object", "properties": {"code": {"type": "string",
+                                                                                     "pattern": "^[A-Z]{3}$"}},
+                                             "required": ["code"]}))  # fmt: skip
+    assert closer.closing() is None
+    closer.feed(b'{"code": "AB')
+    assert closer.closing() is None
