@@ -16,10 +16,11 @@ PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "tags": {
                                            "age": {"type": "integer"}},
           "required": ["name", "tags", "age"], "additionalProperties": False}  # fmt: skip
 ASK = [{"role": "user", "content": "Describe a person with many tags, in detail."}]
-TOOL = {"type": "function", "function": {"name": "save_note", "strict": True, "parameters": {
-    "type": "object", "properties": {"title": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}},
-                                     "priority": {"type": "string", "enum": ["low", "high"]}},
-    "required": ["title", "lines", "priority"], "additionalProperties": False}}}  # fmt: skip
+NOTE = {"type": "object", "properties": {"title": {"type": "string"},
+                                         "lines": {"type": "array", "items": {"type": "string"}},
+                                         "priority": {"type": "string", "enum": ["low", "high"]}},
+        "required": ["title", "lines", "priority"], "additionalProperties": False}  # fmt: skip
+TOOL = {"type": "function", "function": {"name": "save_note", "strict": True, "parameters": NOTE}}
 SEEDS = range(10)
 
 

@@ -21,25 +21,26 @@ REVIEW = {"type": "object", "properties": {
     "when": {"type": "string", "format": "date"},
     "note": {"type": ["string", "null"]},
     "extra": {"type": "string"},
-}, "required": ["title", "tags", "rating", "mood", "score", "ok", "when", "note"], "additionalProperties": False}  # fmt: skip
+}, "additionalProperties": False,
+    "required": ["title", "tags", "rating", "mood", "score", "ok", "when", "note"]}  # fmt: skip
 
-NESTED = {"$defs": {"item": {"type": "object", "properties": {"name": {"type": "string"}, "qty": {"type": "integer"}},
-                             "required": ["name", "qty"], "additionalProperties": False}},
-          "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 2},
-                                           "pair": {"type": "array", "prefixItems": [{"type": "string"},
-                                                                                       {"type": "integer"}]},
-                                           "kind": {"anyOf": [{"type": "object", "properties": {"a": {"const": 1}},
-                                                               "required": ["a"], "additionalProperties": False},
-                                                              {"type": "object", "properties": {"b": {"type": "string"}},
-                                                               "required": ["b"], "additionalProperties": False}]}},
-          "required": ["items", "kind"], "additionalProperties": False}  # fmt: skip
+ITEM = {"type": "object", "properties": {"name": {"type": "string"}, "qty": {"type": "integer"}},
+        "required": ["name", "qty"], "additionalProperties": False}  # fmt: skip
+KIND_A = {"type": "object", "properties": {"a": {"const": 1}}, "required": ["a"], "additionalProperties": False}
+KIND_B = {"type": "object", "properties": {"b": {"type": "string"}}, "required": ["b"], "additionalProperties": False}
+NESTED = {"$defs": {"item": ITEM}, "type": "object", "properties": {
+    "items": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 2},
+    "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]},
+    "kind": {"anyOf": [KIND_A, KIND_B]},
+}, "required": ["items", "kind"], "additionalProperties": False}  # fmt: skip
 
 DOCUMENTS = {
     "review": (REVIEW, [
-        {"title": "Grand \"hotel\"", "tags": ["sea", "view", "caf\u00e9"], "rating": -12, "mood": "happy", "score": 4.5e-3,
-         "ok": False, "when": "2024-11-30", "note": None, "extra": "line\nbreak \\ \u00e9t\u00e9 \\u0041"},
-        {"title": "abc", "tags": ["x"], "rating": 0, "mood": "angry", "score": -0.25, "ok": True, "when": "1999-01-09",
-         "note": "fine"},
+        {"title": "Grand \"hotel\"", "tags": ["sea", "view", "caf\u00e9"], "rating": -12, "mood": "happy",
+         "score": 4.5e-3, "ok": False, "when": "2024-11-30", "note": None,
+         "extra": "line\nbreak \\ \u00e9t\u00e9 \\u0041"},
+        {"title": "abc", "tags": ["x"], "rating": 0, "mood": "angry", "score": -0.25, "ok": True,
+         "when": "1999-01-09", "note": "fine"},
     ]),
     "nested": (NESTED, [
         {"items": [{"name": "apple", "qty": 3}, {"name": "pear", "qty": 10}], "pair": ["x", 2], "kind": {"b": "yes"}},
