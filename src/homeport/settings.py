@@ -180,6 +180,10 @@ class EngineSettings(BaseModel):
     audio_nice: int = Field(
         10, ge=0, le=19, description="Scheduling niceness of the speech engines' threads: chat decoding goes first."
     )
+    embedding_runtime: Literal["onnx", "numpy"] = Field(
+        "onnx", description="How BERT embedding models run: an ONNX Runtime graph built from their weights, or "
+        "the NumPy encoder (bench/embedding_engines.py compares them).",
+    )
     batch_size: int = Field(
         256, description="Prompt tokens read per decode step (long prompts take several; streams keep going)."
     )

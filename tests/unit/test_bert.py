@@ -1,4 +1,5 @@
-"""The NumPy MiniLM encoder against vectors produced by sentence-transformers (PyTorch)."""
+"""The MiniLM encoder, on its ONNX Runtime graph and on NumPy, against vectors produced by
+sentence-transformers (PyTorch)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from homeport.settings import DEFAULT_MODELS
 REFERENCE = json.loads((Path(__file__).parents[1] / "fixtures" / "minilm_reference.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def encoder() -> BertEncoder:
+@pytest.fixture(scope="module", params=["onnx", "numpy"])
+def encoder(request: pytest.FixtureRequest) -> BertEncoder:
     cfg = next(m for m in DEFAULT_MODELS if m.id == "all-minilm-l6-v2")
-    return BertEncoder(locate_weights(cfg, Path("/nonexistent")))
+    return BertEncoder(locate_weights(cfg, Path("/nonexistent")), runtime=request.param)
 
 
 def test_token_counts_match_the_reference_tokenizer(encoder: BertEncoder) -> None:
@@ -37,3 +38,12 @@ def test_batching_does_not_change_vectors(encoder: BertEncoder) -> None:
     alone = encoder.embed_tokens(encoder.tokenize(texts[:1]))
     assert np.allclose(together[0], alone[0], atol=1e-6)
     assert np.allclose(together[len(REFERENCE["texts"])], alone[0], atol=1e-6)
+
+
+def test_long_inputs_and_padding_match_the_numpy_encoder(encoder: BertEncoder) -> None:
+    """Inputs up to the 512-position window, batched with short ones (padding, masking)."""
+    cfg = next(m for m in DEFAULT_MODELS if m.id == "all-minilm-l6-v2")
+    numpy = BertEncoder(locate_weights(cfg, Path("/nonexistent")), runtime="numpy")
+    texts = ["short one", " ".join(f"word{i}" for i in range(400)), "a middle sized sentence " * 20]
+    tokens = [ids[: encoder.max_tokens] for ids in encoder.tokenize(texts)]
+    assert np.abs(encoder.embed_tokens(tokens) - numpy.embed_tokens(tokens)).max() < 1e-5

@@ -1,10 +1,10 @@
-"""A BERT sentence-embedding encoder in NumPy (safetensors weights + HF `tokenizers`).
+"""A BERT sentence-embedding encoder (safetensors weights + HF `tokenizers`): its layers run as an
+ONNX Runtime graph built from the weights (backends/bert_onnx.py, the default), or in NumPy.
 
-Why NumPy and not sentence-transformers: the reference stack needs PyTorch (gigabytes on a
-fresh machine). A 6-layer MiniLM is a handful of matrix products; in NumPy it runs at about half
-PyTorch's speed on 2 cores (bench/embedding_engines.py; the exact erf GELU is about 45% of its time)
-and matches sentence-transformers' vectors to 3e-7 (tests/unit/test_bert.py compares against
-vectors it produced).
+Why not sentence-transformers: the reference stack needs PyTorch (gigabytes on a fresh machine).
+Both runtimes match sentence-transformers' vectors to 3e-7 (tests/unit/test_bert.py compares
+against vectors it produced); the ONNX graph is 1.3x PyTorch's speed on 2 cores, NumPy 0.5-0.9x
+(bench/embedding_engines.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
+
+from .bert_onnx import OnnxBert, build_graph
 
 __all__ = ["BertEncoder", "BertEngine"]
 
@@ -76,7 +78,9 @@ def _prepare_weights(raw: dict[str, np.ndarray], layers: int) -> dict[str, np.nd
 class BertEncoder:
     """Mean-pooled, L2-normalised sentence embeddings from a BERT checkpoint directory."""
 
-    def __init__(self, model_dir: Path, max_tokens: int = 512) -> None:
+    def __init__(
+        self, model_dir: Path, max_tokens: int = 512, runtime: str = "onnx", threads: int | None = None
+    ) -> None:
         from safetensors.numpy import load_file
 
         raw = json.loads((model_dir / "config.json").read_text())
@@ -91,6 +95,10 @@ class BertEncoder:
         self.max_tokens = min(max_tokens, self.config.max_positions - 2)  # room for [CLS] [SEP]
         self.dimensions = self.config.hidden
         self._w = _prepare_weights(load_file(str(model_dir / "model.safetensors")), self.config.layers)
+        self._onnx: OnnxBert | None = None
+        if runtime == "onnx":  # the same weights as an ONNX Runtime graph (backends/bert_onnx.py)
+            c = self.config
+            self._onnx = OnnxBert(build_graph(self._w, c.hidden, c.heads, c.layers, c.eps), threads)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
@@ -123,6 +131,10 @@ class BertEncoder:
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = s
             mask[i, : len(s)] = 1.0
+        if self._onnx is not None:
+            x = self._onnx.hidden(ids, mask)
+            pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+            return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
         x = (
             w["embeddings.word_embeddings.weight"][ids]
             + w["embeddings.position_embeddings.weight"][:t][None]
@@ -168,8 +180,10 @@ class BertEncoder:
 class BertEngine:
     """The EmbeddingEngine over a BertEncoder: one worker thread (BLAS already uses every core)."""
 
-    def __init__(self, model_dir: Path, max_tokens: int = 512) -> None:
-        self._encoder = BertEncoder(model_dir, max_tokens)
+    def __init__(
+        self, model_dir: Path, max_tokens: int = 512, runtime: str = "onnx", threads: int | None = None
+    ) -> None:
+        self._encoder = BertEncoder(model_dir, max_tokens, runtime, threads)
         self.dimensions = self._encoder.dimensions
         self.max_tokens = self._encoder.max_tokens
         self.vocab_size = self._encoder.config.vocab_size

@@ -248,7 +248,8 @@ def _build_engine(cfg: ModelConfig, settings: Settings) -> Engine:
     if cfg.backend == "bert":
         from ...backends.bert import BertEngine
 
-        return BertEngine(path, max_tokens=cfg.context_length or 512)
+        return BertEngine(path, max_tokens=cfg.context_length or 512, runtime=engine.embedding_runtime,
+                          threads=engine.threads or None)  # fmt: skip
     from ...backends.llamacpp.engine import LlamaCppEngine
 
     return LlamaCppEngine(
