@@ -264,3 +264,58 @@ def test_responses_for_an_upstream_model_keep_their_state_here(fleet) -> None:
     second = events[-1].response
     assert second.usage.input_tokens > first.usage.input_tokens  # the first turn came from Homeport's store
     assert client.responses.retrieve(second.id).output_text == second.output_text
+
+
+def test_image_parts_reach_an_upstream_and_stay_a_400_locally(tmp_path) -> None:
+    """A vision-capable upstream (a stub speaking chat completions) receives the image part whole;
+    a local model answers it with a 400 naming the part."""
+    import http.server
+    import threading
+
+    received: list[dict] = []
+
+    class Vision(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            received.append(body)
+            parts = body["messages"][0]["content"]
+            answer = {"id": "chatcmpl-stub", "object": "chat.completion", "created": 1, "model": body["model"],
+                      "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                          "role": "assistant", "content": f"I see {len(parts) - 1} image(s)"}}],
+                      "usage": {"prompt_tokens": 85, "completion_tokens": 4, "total_tokens": 89}}  # fmt: skip
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802  (health checks: GET /models)
+            data = json.dumps({"object": "list", "data": [{"id": "vision", "object": "model"}]}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Vision)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    models = [{"id": "remote-vision", "version": "v1", "kind": "chat", "backend": "upstream",
+               "upstreams": [{"base_url": f"http://127.0.0.1:{stub.server_address[1]}/v1", "model": "vision"}]},
+              *FAKE]  # fmt: skip
+    gateway = start_server(tmp_path, {"models": models})
+    try:
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0)
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}
+        content = [{"type": "text", "text": "What is in this picture?"}, image]
+        out = client.chat.completions.create(model="remote-vision", messages=[{"role": "user", "content": content}])
+        assert out.choices[0].message.content == "I see 1 image(s)" and out.usage.prompt_tokens == 85
+        assert received[-1]["messages"][0]["content"][1] == image  # every field as sent
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": content}])
+        assert err.value.body["param"] == "messages.[0].content.[1].type"
+    finally:
+        stop_server(gateway)
+        stub.shutdown()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from .common import Request, Seed, Stop, StreamOptions, Usage, Wire
 
@@ -41,7 +41,10 @@ class TextPart(Request):
 
 
 class OtherPart(BaseModel):
-    """Image, audio, file and refusal parts: parsed so the error can name them, not served."""
+    """Image, audio, file and refusal parts. Local models answer them with a 400 naming the part;
+    an upstream deployment receives them as sent (its fields kept whole)."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: Literal["image_url", "input_audio", "file", "refusal"]
 

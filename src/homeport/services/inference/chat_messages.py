@@ -72,7 +72,8 @@ def _text(content: str | list[ContentPart] | None, i: int) -> str:
             continue
         if part.type != "text":
             raise InvalidRequest(
-                f"Content parts of type '{part.type}' are not supported by this model; send text.",
+                f"Content parts of type '{part.type}' are not supported by this model (a local model reads text "
+                "only; a model served by an upstream deployment that accepts them receives them); send text.",
                 param=f"messages.[{i}].content.[{j}].type",
             )
         parts.append(part.text)  # type: ignore[union-attr]
