@@ -28,6 +28,8 @@ MODEL_BODIES = {
     "/v1/completions": {"model": "fake-chat", "prompt": "hi", "max_tokens": 2},
     "/v1/embeddings": {"model": "fake-embed", "input": "hi"},
     "/v1/moderations": {"input": "hi"},
+    "/v1/messages": {"model": "fake-chat", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/messages/count_tokens": {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]},
     "/v1/responses": {"model": "fake-chat", "input": "hi", "max_output_tokens": 16},
     "/v1/responses/compact": {"model": "fake-chat", "input": "hi"},
     "/v1/responses/input_tokens": {"model": "fake-chat", "input": "hi"},

@@ -58,6 +58,7 @@ from .routes import audio as audio_routes
 from .routes import batches as batch_routes
 from .routes import chat as chat_routes
 from .routes import files as file_routes
+from .routes import messages as message_routes
 from .routes import responses as response_routes
 from .routes import usage as usage_routes
 from .routes import vector_stores as vs_routes
@@ -179,7 +180,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     install_error_handlers(app)
     app.include_router(model_call.router())
     routers = (health, models, ops, chat_routes, usage_routes, admin, file_routes, vs_routes, assistant_routes,
-               response_routes, batch_routes, audio_routes)  # fmt: skip
+               response_routes, batch_routes, audio_routes, message_routes)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     if settings.dashboard:

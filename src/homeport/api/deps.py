@@ -35,6 +35,8 @@ async def authenticate(request: Request) -> ApiKey:
 
 async def _bearer(request: Request) -> ApiKey:
     header = request.headers.get("authorization", "")
+    if not header and request.headers.get("x-api-key"):  # Anthropic's SDK sends its key so
+        header = f"Bearer {request.headers['x-api-key']}"
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationFailed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import HomeportError, InvalidRequest, StorageFull, StorageUnavailable
 from ..protocol.errors import ErrorDetail, ErrorResponse
 
-__all__ = ["install_error_handlers", "error_body", "error_response"]
+__all__ = ["install_error_handlers", "error_body", "error_response", "anthropic_body"]
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,34 @@ def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database or disk is full" in str(exc)
 
 
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
+
+
+def anthropic_body(status: int, message: str) -> dict:
+    """Anthropic's error shape, for its Messages API (`/v1/messages`)."""
+    return {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message}}
+
+
+def _shaped(handler):  # type: ignore[no-untyped-def]
+    """The handler's answer, in Anthropic's shape on Anthropic's paths (same status and headers)."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response = await handler(request, exc)
+        if not request.url.path.startswith("/v1/messages"):
+            return response
+        message = json.loads(bytes(response.body))["error"]["message"]
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        return JSONResponse(anthropic_body(response.status_code, message), response.status_code, headers=headers)
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(HomeportError, _homeport_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(DBAPIError, _storage_error)
-    app.add_exception_handler(OSError, _storage_error)  # ConnectionError, ENOSPC
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(HomeportError, _shaped(_homeport_error))
+    app.add_exception_handler(StarletteHTTPException, _shaped(_http_error))
+    app.add_exception_handler(RequestValidationError, _shaped(_validation_error))
+    app.add_exception_handler(DBAPIError, _shaped(_storage_error))
+    app.add_exception_handler(OSError, _shaped(_storage_error))  # ConnectionError, ENOSPC
+    app.add_exception_handler(Exception, _shaped(_unexpected))

@@ -17,6 +17,7 @@ from ..protocol.chat import ChatCompletionRequest
 from ..protocol.common import Request
 from ..protocol.completions import CompletionRequest
 from ..protocol.embeddings import EmbeddingRequest
+from ..protocol.messages import MessagesRequest
 from ..protocol.moderations import ModerationRequest
 from ..protocol.responses import ResponseCompact, ResponseCreate
 from ..services.inference.chat import ChatService
@@ -24,6 +25,7 @@ from ..services.inference.completions import CompletionService
 from ..services.inference.embeddings import EmbeddingService
 from ..services.inference.stored import StoredCompletions
 from ..services.kit import Kit
+from ..services.messages.service import MessagesService
 from ..services.moderations.service import ModerationService
 from ..services.responses.compaction import Compaction
 from ..services.responses.service import ResponseService
@@ -71,6 +73,8 @@ class ModelCall:
     cacheable: Callable[[Any], bool] = lambda body: True
     """Whether this request, if deterministic, may be answered from the response cache (it has no
     side effects the cache would skip)."""
+    sse: Literal["openai", "anthropic"] = "openai"
+    """How its streams are written (api/sse.py)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ FAMILIES: tuple[Family, ...] = (
                      cacheable=_stateless),
            ModelCall("/v1/responses/compact", ResponseCompact, "completions", Compaction, relay=False,
                      cacheable=lambda body: False))),
+    Family("messages", ("/v1/messages",), (  # Anthropic's Messages API, on the chat service
+           ModelCall("/v1/messages", MessagesRequest, "completions", lambda k: MessagesService(ChatService(k.registry)),
+                     relay=False, sse="anthropic"),)),
     Family("usage", ("/v1/organization/usage/", "/v1/organization/costs")),
     Family("files", ("/v1/files", "/v1/uploads")),
     Family("vector_stores", ("/v1/vector_stores",)),

@@ -115,7 +115,7 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
                 await admission.settle(_counts(usage) if usage else None)
                 meter.done(200 if usage else 503 if drain.stopped else 499, usage)  # 499: the client left
 
-            return event_stream(first, chunks, headers=admission.headers, on_close=settle)
+            return event_stream(first, chunks, headers=admission.headers, on_close=settle, style=call.sse)
         result = await drain.watch(request, service.create(plan))
         if screen is not None:
             await screen.check_result(result)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from starlette.responses import StreamingResponse
 
 from ..errors import HomeportError
-from .errors import error_body
+from .errors import anthropic_body, error_body
 
 __all__ = ["event_stream", "named_event_stream"]
 
@@ -30,22 +30,31 @@ def event_stream(
     *,
     headers: dict[str, str] | None = None,
     on_close: Callable[[], Awaitable[None]] | None = None,
+    style: str = "openai",
 ) -> StreamingResponse:
     """A streaming response whose first event was already produced (so errors before it were
-    HTTP errors). `on_close` runs when the stream ends, however it ends."""
+    HTTP errors). `on_close` runs when the stream ends, however it ends. `style` "anthropic":
+    events named by their `sse_event`, errors in Anthropic's shape, no `[DONE]`."""
+    anthropic = style == "anthropic"
 
     async def frames() -> AsyncIterator[bytes]:
         try:
-            yield _frame(first.model_dump_json())
+            yield _frame(first.model_dump_json(), getattr(first, "sse_event", None))
             async for event in rest:
-                yield _frame(event.model_dump_json())
+                yield _frame(event.model_dump_json(), getattr(event, "sse_event", None))
         except Exception as exc:
-            yield _frame(json.dumps(_error(exc)))
+            body = _error(exc)
+            if anthropic:
+                status = exc.status if isinstance(exc, HomeportError) else 500
+                yield _frame(json.dumps(anthropic_body(status, body["error"]["message"])), "error")
+            else:
+                yield _frame(json.dumps(body))
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
             if on_close is not None:
                 await on_close()
-        yield _frame("[DONE]")
+        if not anthropic:
+            yield _frame("[DONE]")
 
     return _response(frames(), headers)
 
