@@ -253,6 +253,12 @@ class Settings(BaseSettings):
     batch_upstream_concurrency: int = Field(
         8, ge=1, description="Lines of one batch sent at once to a model served by upstream servers."
     )
+    tracing: bool = Field(False, description="Export OpenTelemetry traces: a span per request, children per stage.")
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces (default: the standard "
+        "OTEL_EXPORTER_OTLP_* environment variables).",
+    )
+    tracing_service_name: str = Field("homeport", description="The traces' service.name.")
     dashboard: bool = Field(True, description="Serve the web dashboard at /dashboard (sign in with an API key).")
     dashboard_secret: SecretStr | None = Field(
         None, description="Signs dashboard session cookies; set the same value on every replica "

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from .. import tracing
 from ..backends.upstream import UpstreamPool
 from ..metrics import Metrics
 from ..services.assistants.assistants import AssistantService
@@ -191,6 +192,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     )  # + room for multipart framing
     app.add_middleware(MetricsMiddleware, metrics=metrics, access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)
+    if tracing.setup(settings):
+        app.add_middleware(tracing.TracingMiddleware)  # outermost: the request's span covers everything
     return app
 
 

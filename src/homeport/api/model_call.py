@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from .. import tracing
 from ..errors import HomeportError, ModelNotFound, PermissionDenied
 from ..protocol.common import Usage
 from ..services.inference.relay import UpstreamService
@@ -93,9 +94,14 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
         cache = state.cache
         asked = request.headers.get("x-homeport-cache")
         cached = cache and call.cacheable(body) and cache_key(key.project_id, family.name, body, asked)
-        if cached and (hit := await cache.get(cached)) is not None:
-            return _cache_hit(hit, meter, model_id)
-        admission = await state.admitter.admit(key, model_id, plan.estimate, prices)
+        if cached:
+            with tracing.span("cache.lookup", **{"homeport.cache.hit": False}) as looked:
+                hit = await cache.get(cached)
+                looked.set_attribute("homeport.cache.hit", hit is not None)
+            if hit is not None:
+                return _cache_hit(hit, meter, model_id)
+        with tracing.span("admission", **{"homeport.model": model_id, "homeport.key_id": key.id}):
+            admission = await state.admitter.admit(key, model_id, plan.estimate, prices)
     except HomeportError as exc:
         meter.refusal = exc.code
         meter.done(exc.status, None)
@@ -179,8 +185,9 @@ async def _log_prompt(request: Request, key: ApiKey, body: Any, output: Any) -> 
     """Only for projects that opted in (`homeport projects set NAME --log-prompts`); stored, not
     printed, so retention, erasure and encryption at rest reach it."""
     logs: PromptLogs = request.app.state.prompt_logs
-    await logs.record(key.project_id, key.id, getattr(request.state, "request_id", None),
-                      body.model_dump(mode="json", exclude_none=True, by_alias=True), output)  # fmt: skip
+    with tracing.span("db.prompt_log"):
+        await logs.record(key.project_id, key.id, getattr(request.state, "request_id", None),
+                          body.model_dump(mode="json", exclude_none=True, by_alias=True), output)  # fmt: skip
 
 
 async def _logged_stream(chunks: AsyncIterator[Any], request: Request, key: ApiKey, body: Any) -> AsyncIterator[Any]:
@@ -224,6 +231,7 @@ class _Meter:
         if status == 429:
             self._metrics.rate_limited.labels(self.refusal or "rate_limit").inc()
         label = self._request.state.model
+        self._request.state.prompt_tokens, self._request.state.completion_tokens = prompt, completion  # for traces
         self._metrics.tokens.labels(label, "prompt").inc(prompt)
         self._metrics.tokens.labels(label, "completion").inc(completion)
         cost_in, cost_out = self._prices.split(prompt, completion)

@@ -71,6 +71,12 @@ class GenerationInfo:
 
     cached_tokens: int = 0
     """Prompt tokens whose KV cache was reused rather than evaluated (prefix caching)."""
+    queued_ns: int = 0
+    """When the engine took the request (time.time_ns); 0 if it does not say (tracing's spans)."""
+    started_ns: int = 0
+    """When a slot took it: the prompt's reading (prefill) begins."""
+    first_token_ns: int = 0
+    """When its first token was sampled: prefill done, decoding begins."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -59,8 +60,11 @@ class FakeChatEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
         params = request.sampling
+        request.info.queued_ns = request.info.started_ns = time.time_ns()  # no queue: taken at once
         reply = self._constrained(params) or self.reply(request.prompt, params.seed)
-        for byte in reply[: params.max_tokens]:
+        for i, byte in enumerate(reply[: params.max_tokens]):
+            if i == 0:
+                request.info.first_token_ns = time.time_ns()
             if self._delay_s:
                 await asyncio.sleep(self._delay_s)
             piece = bytes([byte])

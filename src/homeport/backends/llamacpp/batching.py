@@ -122,6 +122,7 @@ class BatchScheduler:
     # ---- the event loop's side ---------------------------------------------------------------
 
     def submit(self, seq: Sequence) -> None:
+        seq.request.info.queued_ns = time.time_ns()
         with self._cv:
             self._waiting.append(seq)
             self._cv.notify()
@@ -232,6 +233,7 @@ class BatchScheduler:
             slot.busy, seq.slot, seq.todo = True, slot, prompt[keep:]
             if not seq.generated:
                 seq.request.info.cached_tokens = keep
+                seq.request.info.started_ns = time.time_ns()
             self._running.append(seq)
 
     def _take(self, seq: Sequence) -> None:
@@ -327,6 +329,8 @@ class BatchScheduler:
                                       None if top is None else []))  # fmt: skip
             self._release(seq, Finish("length"))
             return
+        if not seq.produced:
+            seq.request.info.first_token_ns = time.time_ns()
         self._count(seq, token)
         self._emit(seq, Token(token, piece, None if logprob is None else float(logprob[token]), top))
         if seq.produced >= params.max_tokens:

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ... import tracing
 from ...backends.base import ChatEngine, Finish, GenerationRequest, SamplingParams, Token
 from ...errors import ContextLengthExceeded, InvalidRequest
 from ...settings import ModelConfig
@@ -59,6 +60,7 @@ async def generate_text(
     try:
         async for item in generation:
             if isinstance(item, Finish):
+                tracing.engine_spans(request.info, count)
                 text += decoder.decode(b"", final=True)
                 if sent < len(text):
                     yield Piece(text[sent:], pending)
@@ -73,6 +75,7 @@ async def generate_text(
                 if hit > sent:
                     yield Piece(text[sent:hit], pending)
                     pending = []
+                tracing.engine_spans(request.info, count)
                 yield Done("stop", count, pending, request.info.cached_tokens)
                 return
             safe = len(text) - _held_back(text, stops)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ... import tracing
 from ...backends.upstream import Exhausted, UpstreamPool
 from ...errors import ModelNotFound
 from ...protocol.common import Usage
@@ -78,7 +79,8 @@ class UpstreamService:
     async def _first_answering(self, plan: RelayPlan, call: Callable[[UpstreamPool], Awaitable[Any]]) -> Any:
         for i, model in enumerate(plan.models):
             try:
-                return await call(self._pools[model])
+                with tracing.span("upstream.call", **{"homeport.model": model, "homeport.endpoint": self._path}):
+                    return await call(self._pools[model])
             except Exhausted:
                 if i == len(plan.models) - 1:
                     raise

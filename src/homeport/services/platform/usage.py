@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ... import tracing
 from ...errors import InvalidRequest
 from ...storage.db import Database
 from ...storage.tables import RequestStatsDailyRow, UsageDailyRow, UsageHourlyRow, UsageRow
@@ -133,22 +134,28 @@ class UsageRecorder:
             for name, value in sums.items():
                 day[name] += value
         try:
-            async with self._db.sessions() as session, session.begin():
-                await session.execute(insert(UsageRow), [e.__dict__ for e in events])
-                # Sorted: concurrent writers lock rows in one order.
-                tables: tuple[tuple[Any, dict[Any, dict[str, int]]], ...] = (
-                    (UsageHourlyRow, rollups), (UsageDailyRow, days), (RequestStatsDailyRow, stats))  # fmt: skip
-                for table, groups in tables:
-                    if groups:
-                        index = [c.name for c in table.__table__.primary_key]
-                        rows = [{**dict(zip(index, g, strict=True)), **sums} for g, sums in sorted(groups.items())]
-                        await session.execute(self._add(table, index, [*next(iter(groups.values()))]), rows)
+            with tracing.span("db.usage_write", **{"homeport.records": len(events)}):
+                await self._write(events, rollups, days, stats)
         except Exception:  # rolled back: the events wait for the next round (a database restart)
             for event in events:
                 self._queue.put_nowait(event)
             raise
         if self._touch is not None and last_used:
             await self._touch(last_used)
+
+    async def _write(self, events: list[UsageEvent], *groups: dict[Any, dict[str, int]]) -> None:
+        """One transaction: the raw records and every rollup's additions."""
+        rollups, days, stats = groups
+        async with self._db.sessions() as session, session.begin():
+            await session.execute(insert(UsageRow), [e.__dict__ for e in events])
+            # Sorted: concurrent writers lock rows in one order.
+            tables: tuple[tuple[Any, dict[Any, dict[str, int]]], ...] = (
+                (UsageHourlyRow, rollups), (UsageDailyRow, days), (RequestStatsDailyRow, stats))  # fmt: skip
+            for table, rows_by_group in tables:
+                if rows_by_group:
+                    index = [c.name for c in table.__table__.primary_key]
+                    rows = [{**dict(zip(index, g, strict=True)), **sums} for g, sums in sorted(rows_by_group.items())]
+                    await session.execute(self._add(table, index, [*next(iter(rows_by_group.values()))]), rows)
 
     def _add(self, table: Any, index: list[str], sums: list[str]):  # type: ignore[no-untyped-def]
         """Add to rollup rows, creating them if needed: atomic on either database."""
