@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from enum import StrEnum
@@ -497,6 +498,51 @@ def models_list(config: ConfigOption = None) -> None:
     out.print(table)
     if not settings.openai_aliases:
         out.print("OpenAI's model names are off (openai_aliases: false).")
+
+
+def _admin_call(method: str, path: str, base_url: str | None, api_key: str | None) -> dict:
+    """A call to a running server's admin API (models are loaded in the server's process)."""
+    import httpx
+
+    key = api_key or os.environ.get("HOMEPORT_ADMIN_KEY") or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        console.print("Give an admin key: --api-key, or HOMEPORT_ADMIN_KEY / OPENAI_API_KEY.")
+        raise typer.Exit(2)
+    root = (base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8080/v1").rstrip("/")
+    answer = httpx.request(method, f"{root}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=600)
+    if answer.status_code >= 400:
+        console.print(f"{answer.status_code}: {answer.json().get('error', {}).get('message', answer.text)}")
+        raise typer.Exit(1)
+    return dict(answer.json())
+
+
+ServerUrl = Annotated[str | None, typer.Option(help="The server's API root (default: OPENAI_BASE_URL, or local).")]
+AdminKeyOption = Annotated[str | None, typer.Option(help="An admin key (default: HOMEPORT_ADMIN_KEY).")]
+
+
+@models_app.command("load")
+def models_load(model_id: str, base_url: ServerUrl = None, api_key: AdminKeyOption = None) -> None:
+    """Load a configured model in the running server (refused if it would not fit models_memory_mb)."""
+    state = _admin_call("POST", f"/homeport/models/{model_id}/load", base_url, api_key)
+    print(f"{state['id']}: {'loaded' if state['loaded'] else 'not loaded'} ({state['size_mb']} MB)")
+
+
+@models_app.command("unload")
+def models_unload(model_id: str, base_url: ServerUrl = None, api_key: AdminKeyOption = None) -> None:
+    """Unload a model from the running server, freeing its memory."""
+    state = _admin_call("POST", f"/homeport/models/{model_id}/unload", base_url, api_key)
+    print(f"{state['id']}: {'loaded' if state['loaded'] else 'unloaded'}")
+
+
+@models_app.command("status")
+def models_status(base_url: ServerUrl = None, api_key: AdminKeyOption = None) -> None:
+    """What the running server has loaded, the weights' sizes, how long each model has been idle."""
+    found = _admin_call("GET", "/homeport/models", base_url, api_key)
+    for m in found["data"]:
+        idle = "never used" if m["idle_s"] is None else f"idle {m['idle_s']} s"
+        state = "loaded" if m["loaded"] else "unloaded"
+        print(f"{m['id']:<24} {m['kind']:<14} {state:<9} {m['size_mb']:>8} MB  {idle}")
+    print(f"memory budget: {found['memory_budget_mb'] or 'none'} MB; keep-alive: {found['keep_alive_s'] or 'off'} s")
 
 
 @assistants_app.command("export-thread")

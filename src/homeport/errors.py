@@ -10,6 +10,7 @@ HomeportError                      500 server_error
 ├── NotFound                       404
 │   └── ModelNotFound              404 code=model_not_found
 ├── Conflict                       409
+│   └── InsufficientMemory         409 code=insufficient_memory: a model would not fit the memory budget
 ├── RequestTooLarge                413
 ├── RateLimited                    429 (Retry-After)
 ├── EngineOverloaded               503 (Retry-After)
@@ -36,6 +37,7 @@ __all__ = [
     "NotFound",
     "ModelNotFound",
     "Conflict",
+    "InsufficientMemory",
     "RequestTooLarge",
     "RateLimited",
     "InsufficientQuota",
@@ -116,6 +118,10 @@ class Conflict(HomeportError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class InsufficientMemory(Conflict):
+    code = "insufficient_memory"
 
 
 class RequestTooLarge(HomeportError):

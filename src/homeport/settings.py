@@ -276,6 +276,14 @@ class Settings(BaseSettings):
         True, description="OpenAI's model names (gpt-4o-mini, text-embedding-3-small, whisper-1, ...) resolve to "
         "the first served model of their kind (services/inference/openai_names.py).",
     )
+    models_memory_mb: int | None = Field(
+        None, description="Memory the loaded local models may take together (by their weights' size); a load that "
+        "would pass it is refused (409 insufficient_memory). None: no budget.",
+    )
+    model_keep_alive_s: float | None = Field(
+        None, description="Unload a local model no request has used for this long; the next request loads it "
+        "again (503 + Retry-After meanwhile, which the SDKs retry). None: keep every model loaded.",
+    )
     load_models: list[str] | None = Field(
         None, description="Model ids to load at start (default: all configured models)."
     )

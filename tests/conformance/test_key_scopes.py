@@ -19,8 +19,10 @@ def _client(server, *args: str) -> openai.OpenAI:
 def test_model_allow_list(server) -> None:
     client = _client(server, "--name", "chat-only", "--models", "smollm2-135m-instruct")
     ids = {m.id for m in client.models.list().data}
-    # Every name of the allowed model (its pinned id, the gpt-4o-mini alias) and nothing else.
-    assert ids == {"smollm2-135m-instruct", "smollm2-135m-instruct-q4_1-2025-02-07", "gpt-4o-mini"}
+    # Every name of the allowed model (its pinned id, OpenAI's chat names) and nothing else.
+    from homeport.services.inference.openai_names import OPENAI_NAMES
+
+    assert ids == {"smollm2-135m-instruct", "smollm2-135m-instruct-q4_1-2025-02-07", *OPENAI_NAMES["chat"]}
     assert client.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=2).choices
     with pytest.raises(openai.NotFoundError) as err:
         client.embeddings.create(model="all-minilm-l6-v2", input="x")

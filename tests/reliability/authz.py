@@ -19,7 +19,8 @@ FAKE_MODELS = [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "
                # the real classifier (it loads in a second), reading the fake embeddings
                {"id": "moderation", "version": "v1", "kind": "moderation", "backend": "toxicity",
                 "package": "toxic_classifier", "file": "model", "embedding_model": "fake-embed",
-                "aliases": ["omni-moderation-latest"]}]  # fmt: skip
+                "aliases": ["omni-moderation-latest"]},
+               {"id": "fake-spare", "version": "v1", "kind": "chat", "backend": "fake"}]  # fmt: skip
 CONFIG = {"models": FAKE_MODELS, "vector_store_model": "fake-embed", "cache_enabled": False}
 
 # A valid body for each model call, so a refusal is the key's doing and not the body's.
@@ -105,6 +106,7 @@ def start_world(tmp: Path) -> World:
         "key_id": spare_admin["id"],
         "model": "fake-chat",
         "kind": "completions",
+        "model_id": "fake-spare",  # loaded and unloaded by the admin rows; no other row calls it
     }
     params = _objects(server, keys["owner"]) | admin_params
     spare_params = _objects(server, keys["owner"]) | admin_params

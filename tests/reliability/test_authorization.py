@@ -124,6 +124,9 @@ GET /v1/conversations/{conversation_id}/items/{item_id} data 200
 DELETE /v1/conversations/{conversation_id}/items/{item_id} data 200
 POST /v1/batches data 400
 GET /v1/batches data 200
+GET /v1/homeport/models admin 200
+POST /v1/homeport/models/{model_id}/load admin 200
+POST /v1/homeport/models/{model_id}/unload admin 200
 GET /v1/batches/{batch_id} data 200
 POST /v1/batches/{batch_id}/cancel data 200
 """

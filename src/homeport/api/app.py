@@ -53,7 +53,7 @@ from .drain import Drain
 from .errors import install_error_handlers
 from .families import model_calls
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
-from .routes import admin, health, models, ops
+from .routes import admin, health, model_admin, models, ops
 from .routes import assistants as assistant_routes
 from .routes import audio as audio_routes
 from .routes import batches as batch_routes
@@ -87,6 +87,8 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         await project_data.start()
         loading = asyncio.create_task(_load(app, registry, progress))
         watchers = [asyncio.create_task(pool.watch()) for pool in pools.values()]
+        if settings.model_keep_alive_s is not None:
+            watchers.append(asyncio.create_task(_unload_idle(registry, settings.model_keep_alive_s)))
         try:
             yield
         finally:
@@ -181,7 +183,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     install_error_handlers(app)
     app.include_router(model_call.router())
     routers = (health, models, ops, chat_routes, usage_routes, admin, file_routes, vs_routes, assistant_routes,
-               response_routes, batch_routes, audio_routes, message_routes)  # fmt: skip
+               response_routes, batch_routes, audio_routes, message_routes, model_admin)  # fmt: skip
     for module in routers:
         app.include_router(module.router)
     if settings.dashboard:
@@ -195,6 +197,17 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     if tracing.setup(settings):
         app.add_middleware(tracing.TracingMiddleware)  # outermost: the request's span covers everything
     return app
+
+
+async def _unload_idle(registry: ModelRegistry, keep_alive_s: float) -> None:
+    """Unload the models no request has used within `keep_alive_s` (checked a few times per period)."""
+    while True:
+        await asyncio.sleep(min(30.0, max(keep_alive_s / 4, 0.5)))
+        try:
+            for model_id in await registry.unload_idle(keep_alive_s):
+                log.info("model %s unloaded: idle for %.0f s", model_id, keep_alive_s)
+        except Exception:  # the next round tries again
+            log.exception("unloading idle models failed")
 
 
 async def _load(app: FastAPI, registry: ModelRegistry, progress: LoadProgress) -> None:

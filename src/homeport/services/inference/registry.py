@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from ...backends.base import ChatEngine, EmbeddingEngine
 from ...backends.piper import PiperVoice
 from ...backends.toxicity import ToxicityEngine
 from ...backends.whisper import WhisperEngine, assemble_parts
-from ...errors import EngineOverloaded, HomeportError, InvalidRequest, ModelNotFound
+from ...errors import EngineOverloaded, HomeportError, InsufficientMemory, InvalidRequest, ModelNotFound
 from ...protocol.models import Model, ModelList
 from ...settings import ModelConfig, Settings
 from .openai_names import OPENAI_NAMES
@@ -23,6 +24,8 @@ from .openai_names import OPENAI_NAMES
 __all__ = ["ModelRegistry", "LoadProgress", "locate_weights"]
 
 Engine = ChatEngine | EmbeddingEngine | ToxicityEngine | WhisperEngine | PiperVoice
+
+log = logging.getLogger(__name__)
 
 # (model id, state, seconds) with state in {"loading", "ready", "failed: ..."}
 LoadProgress = Callable[[str, str, float], None]
@@ -32,6 +35,9 @@ LoadProgress = Callable[[str, str, float], None]
 class _Entry:
     config: ModelConfig
     engine: Engine | None = None
+    last_used: float = 0.0  # time.monotonic() of its last lookup
+    size_mb: float = 0.0  # its weights on disk, once loaded (the memory budget's measure)
+    loading: asyncio.Task[None] | None = None
 
 
 class ModelRegistry:
@@ -150,9 +156,19 @@ class ModelRegistry:
         entry = self._entries[self._names[name]] if name in self._names else None
         if entry is None:
             raise ModelNotFound(name)
+        entry.last_used = time.monotonic()
         if entry.engine is None:
             if not self.ready.is_set():
                 raise EngineOverloaded(f"The model `{name}` is still loading; retry shortly.", retry_after=2)
+            if entry.size_mb and entry.config.backend != "upstream":  # loaded once, unloaded since: load it again
+                if entry.loading is not None and entry.loading.done():
+                    failed, entry.loading = entry.loading.exception(), None
+                    if isinstance(failed, HomeportError):  # e.g. it no longer fits the memory budget
+                        raise failed
+                if entry.loading is None:
+                    entry.loading = asyncio.get_running_loop().create_task(self.load_model(entry.config.id))
+                raise EngineOverloaded(f"The model `{name}` was unloaded while idle and is loading again; retry "
+                                       "shortly.", retry_after=2)  # fmt: skip
             raise ModelNotFound(name)  # configured but not loaded (see `load_models`)
         return entry.config, entry.engine
 
@@ -168,7 +184,7 @@ class ModelRegistry:
                 progress(entry.config.id, "loading", 0.0)
                 start = time.perf_counter()
                 try:
-                    entry.engine = await asyncio.to_thread(_build_engine, entry.config, self._settings)
+                    await self.load_model(entry.config.id)
                 except Exception as exc:
                     progress(entry.config.id, f"failed: {exc}", time.perf_counter() - start)
                     raise
@@ -176,13 +192,58 @@ class ModelRegistry:
         finally:
             self.ready.set()
 
+    async def load_model(self, model_id: str) -> None:
+        """Load a configured model now (off the event loop), if the memory budget has room for it."""
+        entry = self._entries.get(model_id)
+        if entry is None:
+            raise ModelNotFound(model_id)
+        if entry.engine is not None or entry.config.backend == "upstream":
+            return
+        size = await asyncio.to_thread(_size_mb, entry.config, self._settings.data_dir)
+        budget = self._settings.models_memory_mb
+        used = sum(e.size_mb for e in self._entries.values() if e.engine is not None)
+        if budget is not None and used + size > budget:
+            raise InsufficientMemory(
+                f"The model `{model_id}` needs {size:.0f} MB; the models' memory budget is {budget} MB, "
+                f"{used:.0f} MB of it in use. Unload a model first, or raise models_memory_mb.", param="model"
+            )
+        entry.engine = await asyncio.to_thread(_build_engine, entry.config, self._settings)
+        entry.size_mb, entry.last_used = size, time.monotonic()
+
+    async def unload_model(self, model_id: str) -> bool:
+        """Free a loaded model's engine (requests running on it fail); False if it was not loaded."""
+        entry = self._entries.get(model_id)
+        if entry is None:
+            raise ModelNotFound(model_id)
+        engine, entry.engine = entry.engine, None
+        if engine is None:
+            return False
+        await engine.close()
+        return True
+
+    async def unload_idle(self, keep_alive_s: float) -> list[str]:
+        """Unload the models no request has asked for in `keep_alive_s` (Ollama's keep_alive)."""
+        now, gone = time.monotonic(), []
+        for entry in self._entries.values():
+            if entry.engine is not None and now - entry.last_used > keep_alive_s and not _busy(entry.engine):
+                await self.unload_model(entry.config.id)
+                gone.append(entry.config.id)
+        return gone
+
+    def states(self) -> list[dict[str, object]]:
+        """Each configured model: loaded or not, its size once loaded, seconds since its last use."""
+        now = time.monotonic()
+        return [{"id": e.config.id, "kind": e.config.kind, "backend": e.config.backend,
+                 "loaded": e.engine is not None or e.config.backend == "upstream", "size_mb": round(e.size_mb, 1),
+                 "idle_s": round(now - e.last_used, 1) if e.last_used else None}
+                for e in self._entries.values()]  # fmt: skip
+
     def queue_depths(self) -> dict[str, Callable[[], int]]:
-        """Per loaded engine that queues: a function giving its running + waiting requests."""
-        return {
-            e.config.id: e.engine.queue_depth  # type: ignore[union-attr]
-            for e in self._entries.values()
-            if hasattr(e.engine, "queue_depth")
-        }
+        """Per engine that queues: a function giving its running + waiting requests (0 while unloaded)."""
+        def depth(entry: _Entry) -> Callable[[], int]:
+            return lambda: entry.engine.queue_depth() if entry.engine is not None else 0  # type: ignore[union-attr]
+
+        return {e.config.id: depth(e) for e in self._entries.values() if hasattr(e.engine, "queue_depth")}
 
     def engine_stats(self) -> dict[str, dict[str, float]]:
         """Per loaded engine that reports them: its counters and gauges (see metrics.py)."""
@@ -204,6 +265,23 @@ class ModelRegistry:
             if entry.engine is not None:
                 await entry.engine.close()
                 entry.engine = None
+
+
+def _busy(engine: Engine) -> bool:
+    depth = getattr(engine, "queue_depth", None)
+    return bool(depth is not None and depth())
+
+
+def _size_mb(cfg: ModelConfig, data_dir: Path) -> float:
+    """The weights' size on disk, in MB: what the memory budget counts (an engine takes about that)."""
+    if cfg.backend == "fake":
+        return 1.0
+    try:
+        path = locate_weights(cfg, data_dir)
+    except HomeportError:
+        return 0.0
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(f.stat().st_size for f in files) / 1e6
 
 
 def locate_weights(cfg: ModelConfig, data_dir: Path) -> Path:
