@@ -108,13 +108,9 @@ class UsageRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
-class UsageHourlyRow(Base):
-    """Successful requests summed per hour, kind, project, key and model ('' for none)."""
+class _UsageSums:
+    """The columns the usage rollups share: the group, and its sums."""
 
-    __tablename__ = "usage_hourly"
-    __table_args__ = (PrimaryKeyConstraint("hour", "kind", "project_id", "key_id", "model", name="pk_usage_hourly"),)
-
-    hour: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(20))
     project_id: Mapped[str] = mapped_column(String(40))
     key_id: Mapped[str] = mapped_column(String(40))
@@ -128,24 +124,22 @@ class UsageHourlyRow(Base):
     flagged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
-class UsageDailyRow(Base):
+class UsageHourlyRow(_UsageSums, Base):
+    """Successful requests summed per hour, kind, project, key and model ('' for none)."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (PrimaryKeyConstraint("hour", "kind", "project_id", "key_id", "model", name="pk_usage_hourly"),)
+
+    hour: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageDailyRow(_UsageSums, Base):
     """The hourly rollups summed per UTC day (the dashboard reads days)."""
 
     __tablename__ = "usage_daily"
     __table_args__ = (PrimaryKeyConstraint("day", "kind", "project_id", "key_id", "model", name="pk_usage_daily"),)
 
     day: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(20))
-    project_id: Mapped[str] = mapped_column(String(40))
-    key_id: Mapped[str] = mapped_column(String(40))
-    model: Mapped[str] = mapped_column(String(200))
-    requests: Mapped[int] = mapped_column(BigInteger)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger)
-    cached_tokens: Mapped[int] = mapped_column(BigInteger)
-    input_micro_usd: Mapped[int] = mapped_column(BigInteger)
-    output_micro_usd: Mapped[int] = mapped_column(BigInteger)
-    flagged: Mapped[int] = mapped_column(BigInteger)
 
 
 class RequestStatsDailyRow(Base):
