@@ -500,6 +500,55 @@ def models_list(config: ConfigOption = None) -> None:
         out.print("OpenAI's model names are off (openai_aliases: false).")
 
 
+class Template(StrEnum):
+    chatml = "chatml"
+    gemma = "gemma"
+
+
+@models_app.command("add")
+def models_add(
+    source: Annotated[str, typer.Argument(help="A GGUF file's path, or repo_id:file.gguf on the Hugging Face Hub.")],
+    model_id: Annotated[
+        str | None, typer.Option("--id", help="The id clients will ask for (default: from the file's name).")
+    ] = None,
+    template: Annotated[
+        Template | None, typer.Option(help="A chat template for a GGUF that carries none.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve a GGUF chat model: from a path, or fetched from the Hub (HF_ENDPOINT: another server).
+    A running server takes it with `homeport models load ID`; a restart serves it too."""
+    from .errors import HomeportError
+    from .services.inference.model_files import add_user_model, chat_model_config, from_hub
+    from .services.inference.registry import ModelRegistry
+
+    settings = _settings(config)
+    try:
+        path = Path(source)
+        if not path.exists() and ":" in source:
+            path = from_hub(source, settings.data_dir)
+        elif not path.exists():
+            raise typer.BadParameter(f"{source} is neither a file nor repo_id:file.gguf.", param_hint="SOURCE")
+        cfg = chat_model_config(path, model_id, template.value if template else None)
+        registry = ModelRegistry(settings)
+        add_user_model(settings.data_dir, cfg, {n for n in (cfg.id, cfg.versioned_id) if registry.knows(n)})
+    except HomeportError as exc:
+        console.print(exc.message)
+        raise typer.Exit(1) from None
+    print(f"added {cfg.id} ({cfg.path})")
+
+
+@models_app.command("remove")
+def models_remove(model_id: str, config: ConfigOption = None) -> None:
+    """Stop serving a model `homeport models add` added (at the next start; unload it now with `unload`)."""
+    from .services.inference.model_files import remove_user_model
+
+    if not remove_user_model(_settings(config).data_dir, model_id):
+        console.print(f"{model_id} is not a model `homeport models add` added.")
+        raise typer.Exit(1)
+    print(f"removed {model_id}")
+
+
 def _admin_call(method: str, path: str, base_url: str | None, api_key: str | None) -> dict:
     """A call to a running server's admin API (models are loaded in the server's process)."""
     import httpx

@@ -36,7 +36,10 @@ def _state(request: Request, model_id: str) -> dict[str, Any]:
 
 @router.post("/v1/homeport/models/{model_id}/load")
 async def load_model(model_id: str, request: Request, key: AdminKey) -> dict[str, Any]:
-    """Load a configured model now (409 insufficient_memory if it would not fit the budget)."""
+    """Load a configured model now, or one `homeport models add` added since start (409
+    insufficient_memory if it would not fit the budget)."""
+    if not any(s["id"] == model_id for s in _registry(request).states()):
+        _registry(request).refresh()
     _state(request, model_id)
     await _registry(request).load_model(model_id)
     await audit(request, key, "model.loaded", model_id)  # Homeport's event type

@@ -19,6 +19,7 @@ from ...backends.whisper import WhisperEngine, assemble_parts
 from ...errors import EngineOverloaded, HomeportError, InsufficientMemory, InvalidRequest, ModelNotFound
 from ...protocol.models import Model, ModelList
 from ...settings import ModelConfig, Settings
+from .model_files import user_models
 from .openai_names import OPENAI_NAMES
 
 __all__ = ["ModelRegistry", "LoadProgress", "locate_weights"]
@@ -43,9 +44,11 @@ class _Entry:
 class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._entries = {m.id: _Entry(m) for m in settings.models}
+        configured = {m.id for m in settings.models}
+        self._configs = [*settings.models, *(m for m in user_models(settings.data_dir) if m.id not in configured)]
+        self._entries = {m.id: _Entry(m) for m in self._configs}
         self._names: dict[str, str] = {}
-        for m in settings.models:
+        for m in self._configs:
             for name in (m.id, m.versioned_id, *m.aliases):
                 self._names[name] = m.id
         for alias, target in settings.aliases.items():
@@ -66,7 +69,7 @@ class ModelRegistry:
     def _first_of(self, kind: str) -> str | None:
         """The default model of a kind: the first configured one that is loaded at start."""
         loads = self._settings.load_models
-        return next((m.id for m in self._settings.models if m.kind == kind and (loads is None or m.id in loads)), None)
+        return next((m.id for m in self._configs if m.kind == kind and (loads is None or m.id in loads)), None)
 
     # ---- lookups ------------------------------------------------------------------------
 
@@ -103,6 +106,19 @@ class ModelRegistry:
         if overrides and name in overrides:
             name = overrides[name]
         return self.config(name).id
+
+    def knows(self, name: str) -> bool:
+        return name in self._names
+
+    def refresh(self) -> list[str]:
+        """Serve the models added to the user models file since start (`homeport models add`); their ids."""
+        added = [m for m in user_models(self._settings.data_dir) if not self.knows(m.id)]
+        for m in added:
+            self._configs.append(m)
+            self._entries[m.id] = _Entry(m)
+            for name in (m.id, m.versioned_id, *m.aliases):
+                self._names.setdefault(name, m.id)
+        return [m.id for m in added]
 
     def names(self, model_id: str) -> list[str]:
         """Every name that resolves to this model: its id, pinned id and aliases."""

@@ -1,0 +1,125 @@
+"""Models a user brings: `homeport models add` from a GGUF path and from the Hugging Face Hub (a
+local server speaking the Hub's file API, reached through HF_ENDPOINT, serving the default GGUF),
+loaded into a running server with `homeport models load` and answering through the SDK; a GGUF
+without a chat template needs --template; a download whose bytes miss the Hub's SHA-256 is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import struct
+import subprocess
+import threading
+from pathlib import Path
+
+import openai
+import pytest
+
+from homeport.services.inference.registry import locate_weights
+from homeport.settings import DEFAULT_MODELS
+from tests.conftest import API_KEY, create_key, homeport_cli, start_server, stop_server
+
+GGUF = locate_weights(DEFAULT_MODELS[0], Path("/nonexistent"))
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _hub(files: dict[str, tuple[bytes, str]]) -> http.server.ThreadingHTTPServer:
+    """The Hub's file API: HEAD and GET /{repo}/resolve/{revision}/{file}, with its headers."""
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def _found(self) -> tuple[bytes, str] | None:
+            repo_file = self.path.split("?")[0].replace("/resolve/main/", "/", 1).lstrip("/")
+            return files.get(repo_file)
+
+        def _head(self, data: bytes, sha: str) -> None:
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("X-Linked-Etag", f'"{sha}"')
+            self.send_header("ETag", f'"{sha}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            found = self._found()
+            if found is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self._head(*found)
+
+        def do_GET(self) -> None:  # noqa: N802
+            found = self._found()
+            if found is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self._head(*found)
+            self.wfile.write(found[0])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    return hub
+
+
+def _templateless_gguf(path: Path) -> Path:
+    """A GGUF header with an architecture and no chat template (no tensors: enough for `add`)."""
+    key, value = b"general.architecture", b"llama"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+                     + struct.pack("<I", 8) + struct.pack("<Q", len(value)) + value)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):  # -> (server, cli env, --config args)
+    data = GGUF.read_bytes()
+    files = {"HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/smol.gguf": (data, hashlib.sha256(data).hexdigest()),
+             "evil/model/smol.gguf": (data, "0" * 64)}  # fmt: skip
+    hub = _hub(files)
+    config = {"models": [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}],
+              "cache_enabled": False}  # fmt: skip
+    server = start_server(tmp_path_factory.mktemp("bring"), config)
+    admin_key = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "ops", "--admin")
+    env = {"HOMEPORT_DATA_DIR": str(server.data_dir), "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HOMEPORT_ADMIN_KEY": admin_key,
+           "OPENAI_BASE_URL": server.base_url}  # fmt: skip
+    yield server, env, ["--config", str(server.data_dir.parent / "config.yaml")]
+    stop_server(server)
+    hub.shutdown()
+
+
+def test_a_model_from_the_hub_loads_into_the_running_server(served) -> None:
+    server, env, config = served
+    out = homeport_cli(env, "models", "add", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:smol.gguf", "--id",
+                       "hub-smol", *config)  # fmt: skip
+    assert "added hub-smol" in out
+    assert list((server.data_dir / "hub").rglob("smol.gguf"))  # downloaded into the data dir
+    assert "hub-smol" in homeport_cli(env | {"COLUMNS": "300"}, "models", "list", *config)
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120)
+    with pytest.raises(openai.NotFoundError):  # added, not yet loaded by the running server
+        client.chat.completions.create(model="hub-smol", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert "loaded" in homeport_cli(env, "models", "load", "hub-smol")
+    out = client.chat.completions.create(model="hub-smol", messages=[{"role": "user", "content": "Say hi."}],
+                                         max_tokens=8)  # fmt: skip
+    assert out.model == "hub-smol" and out.choices[0].message.content
+    assert "hub-smol" in {m.id for m in client.models.list()}
+
+
+def test_a_path_a_missing_template_a_taken_name_and_a_bad_hash(served, tmp_path) -> None:
+    _, env, config = served
+    assert "added path-smol" in homeport_cli(env, "models", "add", str(GGUF), "--id", "path-smol", *config)
+    with pytest.raises(subprocess.CalledProcessError) as taken:
+        homeport_cli(env, "models", "add", str(GGUF), "--id", "fake-chat", *config)
+    assert "served already" in taken.value.stdout + taken.value.stderr
+    bare = _templateless_gguf(tmp_path / "bare.gguf")
+    with pytest.raises(subprocess.CalledProcessError) as missing:
+        homeport_cli(env, "models", "add", str(bare), *config)
+    assert "no chat template" in missing.value.stdout + missing.value.stderr
+    assert "added bare" in homeport_cli(env, "models", "add", str(bare), "--template", "chatml", *config)
+    with pytest.raises(subprocess.CalledProcessError) as bad:
+        homeport_cli(env, "models", "add", "evil/model:smol.gguf", "--id", "evil", *config)
+    assert "SHA-256" in bad.value.stdout + bad.value.stderr
+    assert "removed bare" in homeport_cli(env, "models", "remove", "bare", *config)
+    assert "bare" not in homeport_cli(env | {"COLUMNS": "300"}, "models", "list", *config)
