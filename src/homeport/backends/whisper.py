@@ -135,6 +135,11 @@ class WhisperEngine:
              words: bool, on_segment: Callable[[Segment], object] | None,
              stop: threading.Event) -> Transcript:  # fmt: skip
         temperatures: Any = temperature if temperature > 0 else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        # The fallback temperatures sample: seeded from the audio, the same request gets the same text
+        # (as a chat request with a seed does), not a different guess on each try.
+        import ctranslate2
+
+        ctranslate2.set_random_seed(int.from_bytes(hashlib.sha256(audio.tobytes()).digest()[:4], "little"))
         pieces, info = self._model.transcribe(
             audio, task=task, language=language, initial_prompt=prompt or None, temperature=temperatures,
             word_timestamps=words, vad_filter=True, beam_size=5,
