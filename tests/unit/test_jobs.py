@@ -115,3 +115,18 @@ async def test_a_live_job_that_heartbeats_is_left_alone(queue: Queue) -> None:
 async def _status(queue: Queue, key: str, status: Status) -> bool:
     job = await queue.job(key)
     return job is not None and job.status == status
+
+
+async def test_replicas_starting_together_on_a_new_database_all_find_the_queue_tables(db: Database) -> None:
+    # saq's own table set-up skips when another process holds its lock: a replica starting beside
+    # the one making the tables went on to read tables that were not there yet (seen in CI)
+    queues = [open_queue(db.url, db.engine, name="test") for _ in range(4)]
+
+    async def start(queue: Queue) -> int:
+        await queue.connect()
+        return (await queue.info())["queued"]  # at once, as a starting worker does: reads saq's stats table
+
+    try:
+        assert await asyncio.gather(*(start(q) for q in queues)) == [0, 0, 0, 0]
+    finally:
+        await asyncio.gather(*(q.disconnect() for q in queues))

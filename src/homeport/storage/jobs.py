@@ -126,7 +126,20 @@ def open_queue(database_url: str, engine: AsyncEngine, name: str = "homeport") -
     from saq.queue.postgres import PostgresQueue  # psycopg: only when the database is PostgreSQL
 
     plain = "postgresql://" + database_url.split("://", 1)[1]  # psycopg takes no "+driver"
-    return PostgresQueue.from_url(plain, name=name, min_size=1, max_size=4)
+
+    class SharedPostgresQueue(PostgresQueue):
+        """saq's PostgreSQL queue, its tables made by one replica at a time. saq's own `init_db` takes
+        a *try*-lock and returns at once when another process holds it, so a replica starting beside
+        the one making the tables went on to use tables that did not exist yet; here each waits."""
+
+        async def init_db(self) -> None:
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(plain, autocommit=True) as lock:
+                await lock.execute("SELECT pg_advisory_lock(hashtext('homeport:saq-tables'))")
+                await super().init_db()  # the lock ends with the connection
+
+    return SharedPostgresQueue.from_url(plain, name=name, min_size=1, max_size=4)
 
 
 class JobWorker(Worker):
