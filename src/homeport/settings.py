@@ -19,9 +19,13 @@ __all__ = ["Settings", "ModelConfig", "UpstreamDeployment", "EngineSettings", "D
 
 
 class UpstreamDeployment(BaseModel):
-    """One OpenAI-compatible server (vLLM, llama-server, Ollama, OpenAI, another Homeport) serving a model."""
+    """One server serving a model: OpenAI-compatible (vLLM, llama-server, Ollama, OpenAI, another
+    Homeport) or, for chat models, Anthropic's Messages API (`protocol: anthropic`)."""
 
     base_url: str = Field(description="Its API root, e.g. `http://gpu-1:8000/v1`.")
+    protocol: Literal["openai", "anthropic"] = Field(
+        "openai", description="`anthropic`: chat completions are sent to its POST /messages and translated back."
+    )
     api_key: SecretStr | None = Field(None, description="Bearer key it expects.")
     model: str | None = Field(None, description="The model's name there (default: this model's id).")
     timeout_s: float = Field(60.0, description="Longest wait for a response, or between streamed chunks.")
@@ -225,6 +229,10 @@ class Settings(BaseSettings):
     )
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file /v1/files and /v1/uploads accept.")
     vector_store_model: str = Field("all-minilm-l6-v2", description="Embedding model of new vector stores.")
+    vector_index: Literal["auto", "usearch", "pgvector"] = Field(
+        "auto", description="Vector search: pgvector when the database is PostgreSQL with the extension (auto), "
+        "else usearch, an index per process."
+    )
     cache_enabled: bool = Field(True, description="Serve repeated deterministic requests from the response cache.")
     cache_ttl_s: float = Field(
         3600, description="How long a cached response is served (see services/platform/cache.py)."

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from tests.clusters import pgvector_bin_dir, throwaway_cluster
 from tests.conftest import create_key, start_server, stop_server
 from tests.spec import validate
 
@@ -227,3 +228,37 @@ def test_hybrid_search_finds_exact_codes(project_client) -> None:
         assert top[0].filename == f"{code}.txt" and 0 < top[0].score <= 1
     plain = client.vector_stores.search(store.id, query="error QZ7781", ranking_options={"ranker": "none"})
     assert {r.filename for r in plain.data} <= {f"{c}.txt" for c in codes}  # vector scores only: no keyword help
+
+
+def test_replicas_on_pgvector_search_one_shared_index(tmp_path) -> None:
+    bin_dir = pgvector_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL with pgvector here (postgresql-NN-pgvector or the pgserver test dependency)")
+    config = {"load_models": ["all-minilm-l6-v2"]}
+    with throwaway_cluster(bin_dir) as url:
+        shared = tmp_path / "shared"  # the files' bytes: a volume every replica mounts
+        env = {"HOMEPORT_DATABASE_URL": url, "HOMEPORT_VECTOR_INDEX": "pgvector",  # pgvector, or refuse to start
+               "HOMEPORT_DATA_DIR": str(shared)}  # fmt: skip
+        servers = []
+        try:
+            servers = [start_server(tmp_path / name, config, env=env) for name in ("a", "b")]
+            secret = create_key(env, "--name", "rag")
+            on_a, on_b = (openai.OpenAI(base_url=s.base_url, api_key=secret, max_retries=0) for s in servers)
+            ids = {name: on_a.files.create(file=(name, data), purpose="assistants").id for name, data in DOCS.items()}
+            store = on_a.vector_stores.create(name="shared", file_ids=list(ids.values()))
+            _wait_completed(on_b, store.id)
+            found = on_b.vector_stores.search(store.id, query="When does the night train to Vienna leave?")
+            validate("VectorStoreSearchResultsPage", _dump(found))
+            assert found.data[0].file_id == ids["trains.txt"] and 0 < found.data[0].score <= 1
+            on_b.vector_stores.files.update(file_id=ids["sky.md"], vector_store_id=store.id,
+                                            attributes={"topic": "weather"})  # fmt: skip
+            only = on_a.vector_stores.search(store.id, query="train", filters={"type": "eq", "key": "topic",
+                                                                                "value": "weather"})  # fmt: skip
+            assert [r.file_id for r in only.data] == [ids["sky.md"]]
+            on_a.vector_stores.files.delete(file_id=ids["trains.txt"], vector_store_id=store.id)
+            again = on_b.vector_stores.search(store.id, query="When does the night train to Vienna leave?")
+            assert ids["trains.txt"] not in {r.file_id for r in again.data}  # the other replica holds no stale copy
+            assert not any((shared / "vector_indexes").glob("*"))  # no index of their own on disk
+        finally:
+            for s in servers:
+                stop_server(s)

@@ -40,9 +40,9 @@ from ..services.platform.limits import MemoryRateLimiter, RedisRateLimiter
 from ..services.platform.prompt_logs import PromptLogs
 from ..services.platform.usage import UsageRecorder
 from ..services.retrieval.files import FileStore
+from ..services.retrieval.indexes import Indexes
 from ..services.retrieval.ingest import Ingestion
 from ..services.retrieval.stores import VectorStoreService
-from ..services.retrieval.vector_index import VectorIndexes
 from ..settings import Settings
 from ..storage.blobs import BlobStore, EncryptedBlobStore, LocalBlobStore
 from ..storage.db import Database
@@ -79,6 +79,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
         await prepare(accounts, api_key, first_key=False)
         usage.start()
+        await indexes.start()
         await jobs.start()
         await ingestion.start()
         for services in app.state.model_services.values():
@@ -144,7 +145,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     app.state.files = files = FileStore(db, blobs, settings.max_file_bytes)
     jobs = Jobs(open_queue(db.url, db.engine), concurrency=settings.run_workers, heartbeat_s=settings.run_heartbeat_s)
     ingestion = Ingestion(db, files, registry, jobs)
-    indexes = VectorIndexes(db, settings.data_dir / "vector_indexes")
+    indexes = Indexes(db, settings.data_dir / "vector_indexes", settings.vector_index)
     app.state.vector_stores = vector_stores = VectorStoreService(
         db, files, registry, indexes, ingestion, settings.vector_store_model
     )

@@ -17,8 +17,9 @@ from ...storage.db import Database
 from ...storage.tables import ChunkRow, VectorStoreFileRow, VectorStoreRow
 from ..inference.registry import ModelRegistry
 from .files import FileStore, StoredFile
+from .indexes import Indexes
 from .keyword import keyword_hits
-from .vector_index import Hit, VectorIndexes
+from .vector_index import Hit
 
 __all__ = ["KEYWORD_WEIGHT", "VECTOR_WEIGHT", "Search", "matches"]
 
@@ -45,7 +46,7 @@ def matches(f: Filter, attributes: dict[str, Any]) -> bool:
 
 
 class Search:
-    def __init__(self, db: Database, files: FileStore, registry: ModelRegistry, indexes: VectorIndexes) -> None:
+    def __init__(self, db: Database, files: FileStore, registry: ModelRegistry, indexes: Indexes) -> None:
         self._db, self._files, self._registry, self._indexes = db, files, registry, indexes
 
     async def chunks(

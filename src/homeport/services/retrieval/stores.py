@@ -33,10 +33,10 @@ from ...storage.tables import ChunkRow, FileBatchRow, VectorStoreFileRow, Vector
 from ..inference.registry import ModelRegistry
 from .extract import check_supported
 from .files import FileStore, StoredFile
+from .indexes import Indexes
 from .ingest import Ingestion, bump_version
 from .objects import chunking, file_counts, file_object, store_object
 from .search import Search
-from .vector_index import VectorIndexes
 
 __all__ = ["FileSettings", "VectorStoreService"]
 
@@ -51,7 +51,7 @@ class FileSettings:
 
 class VectorStoreService:
     def __init__(
-        self, db: Database, files: FileStore, registry: ModelRegistry, indexes: VectorIndexes, ingestion: Ingestion,
+        self, db: Database, files: FileStore, registry: ModelRegistry, indexes: Indexes, ingestion: Ingestion,
         model: str,
     ) -> None:  # fmt: skip
         self._db, self._files, self._registry, self._indexes = db, files, registry, indexes
@@ -135,7 +135,7 @@ class VectorStoreService:
             for table in (ChunkRow, VectorStoreFileRow, FileBatchRow):
                 await session.execute(delete(table).where(table.vector_store_id == row.id))
             await session.execute(delete(VectorStoreRow).where(VectorStoreRow.id == row.id))
-        self._indexes.drop(row.id)
+        await self._indexes.drop(row.id)
 
     # ---- files in a store ---------------------------------------------------------------
 

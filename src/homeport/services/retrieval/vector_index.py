@@ -157,7 +157,7 @@ class VectorIndexes:
         scores = vectors.reshape(len(known), -1) @ query
         return [Hit(i, cached.files[i], float(score)) for i, score in zip(known, scores, strict=True)]
 
-    def drop(self, store_id: str) -> None:
+    async def drop(self, store_id: str) -> None:
         self._cache.pop(store_id, None)
         for path in self._paths(store_id):
             path.unlink(missing_ok=True)
