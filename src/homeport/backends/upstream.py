@@ -19,14 +19,15 @@ from typing import Any
 
 import httpx
 
-from ..errors import EngineOverloaded, HomeportError
+from ..errors import EngineOverloaded, HomeportError, InvalidRequest
 from ..settings import ModelConfig, UpstreamDeployment
+from . import anthropic_wire
 
 __all__ = ["UpstreamPool", "UpstreamError", "Deployment"]
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 529}  # 529: Anthropic's "overloaded"
 MAX_RETRY_AFTER_S = 10.0  # longer than this: try another deployment instead of waiting
 
 
@@ -55,12 +56,27 @@ class Deployment:
     def name(self) -> str:
         return f"{self.config.base_url}#{self.model}"
 
+    @property
+    def anthropic(self) -> bool:
+        return self.config.protocol == "anthropic"
+
     def url(self, path: str) -> str:
         return self.config.base_url.rstrip("/") + path
 
     def headers(self) -> dict[str, str]:
         key = self.config.api_key.get_secret_value() if self.config.api_key else None
+        if self.anthropic:
+            return {"anthropic-version": anthropic_wire.ANTHROPIC_VERSION} | ({"x-api-key": key} if key else {})
         return {"authorization": f"Bearer {key}"} if key else {}
+
+    def wire(self, path: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The URL and JSON body to send for `path` (an OpenAI path) and its request body."""
+        if not self.anthropic:
+            return self.url(path), body | {"model": self.model}
+        if path != "/chat/completions":
+            raise InvalidRequest(f"This model is served by an Anthropic upstream, which takes chat completions, "
+                                 f"not {path}.", param="model")  # fmt: skip
+        return self.url("/messages"), anthropic_wire.to_messages(body) | {"model": self.model}
 
 
 class _Retryable(Exception):
@@ -147,15 +163,14 @@ class UpstreamPool:
         """POST to a deployment; retried on retryable failures. Raises Exhausted when none answered."""
         last = "no deployments"
         async for d in self._attempts():
+            url, wire = d.wire(path, body)
             d.outstanding += 1
             try:
-                response = await self._client.post(
-                    d.url(path), json=body | {"model": d.model}, headers=d.headers(), timeout=d.config.timeout_s
-                )
+                response = await self._client.post(url, json=wire, headers=d.headers(), timeout=d.config.timeout_s)
                 _check(response)
                 answer = _answer(response.content)
                 d.failures = 0
-                return answer
+                return anthropic_wire.to_completion(answer) if d.anthropic else answer
             except (_Retryable, httpx.HTTPError) as exc:
                 last = self._failure(d, exc)
             finally:
@@ -176,11 +191,12 @@ class UpstreamPool:
         `post`; after it, the stream ends with an EngineError (the client sees an error event)."""
         last = "no deployments"
         async for d in self._attempts():
+            url, wire = d.wire(path, body)
             d.outstanding += 1
             started = False
             try:
                 request = self._client.build_request(
-                    "POST", d.url(path), json=body | {"model": d.model}, headers=d.headers(),
+                    "POST", url, json=wire, headers=d.headers(),
                     timeout=httpx.Timeout(d.config.timeout_s, connect=min(10.0, d.config.timeout_s)),
                 )  # fmt: skip
                 response = await self._client.send(request, stream=True)
@@ -188,19 +204,12 @@ class UpstreamPool:
                     if response.status_code >= 400:
                         await response.aread()
                     _check(response)
-                    async for line in response.aiter_lines():
-                        if not line.startswith("data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == "[DONE]":
-                            d.failures = 0
-                            return
-                        event = _answer(data)
-                        if "error" in event:
-                            raise UpstreamError(500, event)
+                    events = anthropic_wire.chunks(_anthropic_events(response)) if d.anthropic else _events(response)
+                    async for event in events:
                         started = True
                         yield event
-                    raise httpx.RemoteProtocolError("the stream ended without [DONE]")
+                    d.failures = 0
+                    return
                 finally:
                     await response.aclose()
             except (_Retryable, httpx.HTTPError) as exc:
@@ -218,6 +227,39 @@ class Exhausted(EngineOverloaded):
     def __init__(self, model_id: str, last: str) -> None:
         super().__init__(f"No upstream server for `{model_id}` is answering (last: {last}).", retry_after=5)
         self.model_id = model_id
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """An OpenAI-style stream's `data:` objects, up to its [DONE]."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        event = _answer(data)
+        if "error" in event:
+            raise UpstreamError(500, event)
+        yield event
+    raise httpx.RemoteProtocolError("the stream ended without [DONE]")
+
+
+async def _anthropic_events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """An Anthropic stream's events as (type, data), up to its message_stop."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        event = _answer(line[5:].strip())
+        kind = str(event.get("type") or "")
+        if kind == "error":
+            error = event.get("error") or {}
+            if error.get("type") == "overloaded_error":
+                raise _Retryable("overloaded")
+            raise UpstreamError(500, event)
+        yield kind, event
+        if kind == "message_stop":
+            return
+    raise httpx.RemoteProtocolError("the stream ended without message_stop")
 
 
 def _check(response: httpx.Response) -> None:
