@@ -134,6 +134,20 @@ def _with_store(settings: Settings, action):  # type: ignore[no-untyped-def]
     return asyncio.run(run())
 
 
+def _with_db(settings: Settings, action):  # type: ignore[no-untyped-def]
+    """Run `action(db)` on the migrated database."""
+
+    async def run():  # type: ignore[no-untyped-def]
+        db = Database(settings.resolved_database_url)
+        try:
+            await db.migrate()
+            return await action(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
 def _with_app(settings: Settings, action):  # type: ignore[no-untyped-def]
     """Run `action(app)` on the app's services, without serving (no models are loaded)."""
     from .api.app import create_app
@@ -479,13 +493,14 @@ def limits_list(config: ConfigOption = None) -> None:
 
 @models_app.command("list")
 def models_list(config: ConfigOption = None) -> None:
-    """The configured models, their pinned ids and aliases, and the OpenAI names that resolve to each."""
+    """The configured and added models, their pinned ids and aliases, and the OpenAI names that resolve to each."""
     from rich.table import Table
 
     from .services.inference.registry import ModelRegistry
 
-    settings = _settings(config)  # the models as configured (this command loads none)
+    settings = _settings(config)  # the models as configured and added (this command loads none)
     registry = ModelRegistry(settings)
+    _with_db(settings, registry.sync)
     table = Table("model", "kind", "backend", "pinned id", "aliases", "OpenAI names", "loaded at start")
     for model_id in registry.ids():
         cfg = registry.config(model_id)
@@ -517,21 +532,18 @@ def models_add(
     config: ConfigOption = None,
 ) -> None:
     """Serve a GGUF chat model: from a path, or fetched from the Hub (HF_ENDPOINT: another server).
-    A running server takes it with `homeport models load ID`; a restart serves it too."""
+    Every running replica serves it within model_sync_s (loaded on first use, or `homeport models load ID`)."""
     from .errors import HomeportError
-    from .services.inference.model_files import add_user_model, chat_model_config, from_hub
+    from .services.inference.model_files import add_user_model, model_from_source
     from .services.inference.registry import ModelRegistry
 
     settings = _settings(config)
     try:
-        path = Path(source)
-        if not path.exists() and ":" in source:
-            path = from_hub(source, settings.data_dir)
-        elif not path.exists():
-            raise typer.BadParameter(f"{source} is neither a file nor repo_id:file.gguf.", param_hint="SOURCE")
-        cfg = chat_model_config(path, model_id, template.value if template else None)
+        cfg = model_from_source(source, settings.data_dir, model_id, template.value if template else None)
         registry = ModelRegistry(settings)
-        add_user_model(settings.data_dir, cfg, {n for n in (cfg.id, cfg.versioned_id) if registry.knows(n)})
+        _with_db(settings, registry.sync)
+        taken = {n for n in (cfg.id, cfg.versioned_id) if registry.knows(n)}
+        _with_db(settings, lambda db: add_user_model(db, cfg, taken))
     except HomeportError as exc:
         console.print(exc.message)
         raise typer.Exit(1) from None
@@ -540,10 +552,10 @@ def models_add(
 
 @models_app.command("remove")
 def models_remove(model_id: str, config: ConfigOption = None) -> None:
-    """Stop serving a model `homeport models add` added (at the next start; unload it now with `unload`)."""
+    """Stop serving a model `homeport models add` added (running servers drop it within model_sync_s)."""
     from .services.inference.model_files import remove_user_model
 
-    if not remove_user_model(_settings(config).data_dir, model_id):
+    if not _with_db(_settings(config), lambda db: remove_user_model(db, model_id)):
         console.print(f"{model_id} is not a model `homeport models add` added.")
         raise typer.Exit(1)
     print(f"removed {model_id}")

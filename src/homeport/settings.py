@@ -228,6 +228,9 @@ class Settings(BaseSettings):
         1.0, description="How long a valid key is trusted without a database lookup (revocation delay)."
     )
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file /v1/files and /v1/uploads accept.")
+    model_sync_s: float = Field(
+        2.0, gt=0, description="How often a replica picks up models added or removed elsewhere (`homeport models add`)."
+    )
     vector_store_model: str = Field("all-minilm-l6-v2", description="Embedding model of new vector stores.")
     vector_index: Literal["auto", "usearch", "pgvector"] = Field(
         "auto", description="Vector search: pgvector when the database is PostgreSQL with the extension (auto), "

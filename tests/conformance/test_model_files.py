@@ -12,6 +12,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -98,8 +99,7 @@ def test_a_model_from_the_hub_loads_into_the_running_server(served) -> None:
     assert list((server.data_dir / "hub").rglob("smol.gguf"))  # downloaded into the data dir
     assert "hub-smol" in homeport_cli(env | {"COLUMNS": "300"}, "models", "list", *config)
     client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120)
-    with pytest.raises(openai.NotFoundError):  # added, not yet loaded by the running server
-        client.chat.completions.create(model="hub-smol", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert "hub-smol" in {m.id for m in client.models.list()}  # the running server serves it: no restart
     assert "loaded" in homeport_cli(env, "models", "load", "hub-smol")
     out = client.chat.completions.create(model="hub-smol", messages=[{"role": "user", "content": "Say hi."}],
                                          max_tokens=8)  # fmt: skip
@@ -123,3 +123,41 @@ def test_a_path_a_missing_template_a_taken_name_and_a_bad_hash(served, tmp_path)
     assert "SHA-256" in bad.value.stdout + bad.value.stderr
     assert "removed bare" in homeport_cli(env, "models", "remove", "bare", *config)
     assert "bare" not in homeport_cli(env | {"COLUMNS": "300"}, "models", "list", *config)
+
+
+def test_models_added_over_the_admin_api_are_served_by_every_replica(tmp_path, replica_env) -> None:
+    config = {"models": [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}]}
+    servers = []
+    try:
+        servers = [start_server(tmp_path / name, config, env=replica_env) for name in ("a", "b")]
+        admin, user = create_key(replica_env, "--name", "ops", "--admin"), create_key(replica_env, "--name", "app")
+        a, b = (httpx.Client(base_url=s.base_url, headers={"Authorization": f"Bearer {admin}"}, timeout=120)
+                for s in servers)  # fmt: skip
+        added = a.post("/homeport/models", json={"source": str(GGUF), "id": "shared-smol"})
+        assert added.status_code == 201 and added.json()["id"] == "shared-smol", added.text
+        on_b = openai.OpenAI(base_url=servers[1].base_url, api_key=user, max_retries=8, timeout=120)
+        assert "shared-smol" in {m.id for m in on_b.models.list()}  # the other replica, at once
+        hi = [{"role": "user", "content": "Say hi."}]
+        out = on_b.chat.completions.create(model="shared-smol", messages=hi, max_tokens=4)  # 503s while it loads
+        assert out.model == "shared-smol" and out.choices[0].message.content
+        assert b.get("/homeport/models").json()["data"][-1] | {"idle_s": 0} == {
+            "id": "shared-smol", "kind": "chat", "backend": "llamacpp", "loaded": True,
+            "size_mb": b.get("/homeport/models").json()["data"][-1]["size_mb"], "idle_s": 0}  # fmt: skip
+
+        taken = b.post("/homeport/models", json={"source": str(GGUF), "id": "shared-smol"})
+        assert taken.status_code == 400 and taken.json()["error"]["param"] == "id"
+        missing = b.post("/homeport/models", json={"source": str(tmp_path / "nowhere.gguf")})
+        assert missing.status_code == 400 and missing.json()["error"]["param"] == "source"
+        configured = b.delete("/homeport/models/fake-chat")
+        assert configured.status_code == 400 and "configured" in configured.json()["error"]["message"]
+
+        assert b.delete("/homeport/models/shared-smol").json() == {"id": "shared-smol", "object": "model",
+                                                                   "deleted": True}  # fmt: skip
+        on_a = openai.OpenAI(base_url=servers[0].base_url, api_key=user, max_retries=0)
+        assert "shared-smol" not in {m.id for m in on_a.models.list()}
+        with pytest.raises(openai.NotFoundError):
+            on_a.chat.completions.create(model="shared-smol", messages=hi, max_tokens=4)
+        assert a.delete("/homeport/models/shared-smol").status_code == 404
+    finally:
+        for s in servers:
+            stop_server(s)

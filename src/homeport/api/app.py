@@ -86,8 +86,10 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
             await services.start()
         await runs.start(registry.ready)
         await project_data.start()
+        await registry.sync(db)  # the models users added, before loading
         loading = asyncio.create_task(_load(app, registry, progress))
         watchers = [asyncio.create_task(pool.watch()) for pool in pools.values()]
+        watchers.append(asyncio.create_task(_follow_user_models(registry, db, settings.model_sync_s)))
         if settings.model_keep_alive_s is not None:
             watchers.append(asyncio.create_task(_unload_idle(registry, settings.model_keep_alive_s)))
         try:
@@ -198,6 +200,20 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
     if tracing.setup(settings):
         app.add_middleware(tracing.TracingMiddleware)  # outermost: the request's span covers everything
     return app
+
+
+async def _follow_user_models(registry: ModelRegistry, db: Database, every_s: float) -> None:
+    """Pick up models added or removed on other replicas (or by the CLI)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            added, removed = await registry.sync(db)
+            for model_id in added:
+                log.info("model %s added", model_id)
+            for model_id in removed:
+                log.info("model %s removed", model_id)
+        except Exception:  # the next round tries again
+            log.exception("reading the added models failed")
 
 
 async def _unload_idle(registry: ModelRegistry, keep_alive_s: float) -> None:

@@ -378,3 +378,14 @@ class PromptLogRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     end_user: Mapped[str | None] = mapped_column(String(512), nullable=True, index=True)
     body: Mapped[str] = mapped_column(Text)
+
+
+class UserModelRow(Base):
+    """A model `homeport models add` (or POST /v1/homeport/models) added: its config as JSON. In the
+    database, so every replica serves the same models."""
+
+    __tablename__ = "user_models"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    config: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)

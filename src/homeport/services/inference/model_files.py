@@ -1,5 +1,6 @@
-"""Models a user adds (`homeport models add`): a GGUF's metadata read from its header, and the user
-models file (`data_dir/models.yaml`) the registry serves beside the configured models.
+"""Models a user adds (`homeport models add`, POST /v1/homeport/models): a GGUF's metadata read from
+its header, and the `user_models` table the registry of every replica serves beside the
+configured models.
 
 A GGUF starts with its key-value metadata (the architecture, the context length, the chat
 template) before the tensors; reading it takes no model load. Hub downloads go through
@@ -9,20 +10,25 @@ template) before the tensors; reading it takes no model load. Hub downloads go t
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import struct
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import yaml
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from ...errors import InvalidRequest
 from ...settings import ModelConfig
+from ...storage.db import Database
+from ...storage.tables import UserModelRow
 
-__all__ = ["gguf_metadata", "user_models", "add_user_model", "remove_user_model", "chat_model_config", "from_hub"]
+__all__ = ["gguf_metadata", "user_models", "add_user_model", "remove_user_model", "chat_model_config", "from_hub",
+           "model_from_source"]  # fmt: skip
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_FILE = "models.yaml"
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:
@@ -99,28 +105,37 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def user_models(data_dir: Path) -> list[ModelConfig]:
-    path = data_dir / _FILE
-    if not path.exists():
-        return []
-    return [ModelConfig(**entry) for entry in yaml.safe_load(path.read_text()) or []]
+def model_from_source(source: str, data_dir: Path, model_id: str | None, template: str | None) -> ModelConfig:
+    """The config for a GGUF at a path on this machine, or `repo_id:file.gguf` fetched from the Hub
+    (blocking: a download can take minutes)."""
+    path = Path(source)
+    if not path.exists() and ":" in source and not source.startswith(("/", ".")):
+        path = from_hub(source, data_dir)
+    elif not path.is_file():
+        raise InvalidRequest(f"{source} is neither a file here nor repo_id:file.gguf.", param="source")
+    return chat_model_config(path, model_id, template)
 
 
-def add_user_model(data_dir: Path, config: ModelConfig, taken: set[str]) -> None:
-    if config.id in taken:
-        raise InvalidRequest(f"A model named '{config.id}' is served already: choose another with --id.", param="id")
-    models = [*user_models(data_dir), config]
-    _save(data_dir, models)
+async def user_models(db: Database) -> list[ModelConfig]:
+    async with db.sessions() as session:
+        rows = (await session.scalars(select(UserModelRow).order_by(UserModelRow.created_at))).all()
+    return [ModelConfig(**json.loads(row.config)) for row in rows]
 
 
-def remove_user_model(data_dir: Path, model_id: str) -> bool:
-    models = user_models(data_dir)
-    kept = [m for m in models if m.id != model_id]
-    _save(data_dir, kept)
-    return len(kept) < len(models)
+async def add_user_model(db: Database, config: ModelConfig, taken: set[str]) -> None:
+    """Store a model every replica will serve; 400 if its id is taken (configured, or added before)."""
+    taken_error = InvalidRequest(f"A model named '{config.id}' is served already: choose another id.", param="id")
+    if config.id in taken or config.versioned_id in taken:
+        raise taken_error
+    entry = config.model_dump(mode="json", exclude_defaults=True) | {"id": config.id, "version": config.version}
+    try:
+        async with db.sessions() as session, session.begin():
+            session.add(UserModelRow(id=config.id, config=json.dumps(entry), created_at=int(time.time())))
+    except IntegrityError:  # another replica added the same id meanwhile
+        raise taken_error from None
 
 
-def _save(data_dir: Path, models: list[ModelConfig]) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    entries = [m.model_dump(mode="json", exclude_defaults=True) | {"id": m.id, "version": m.version} for m in models]
-    (data_dir / _FILE).write_text(yaml.safe_dump(entries, sort_keys=False))
+async def remove_user_model(db: Database, model_id: str) -> bool:
+    async with db.sessions() as session, session.begin():
+        gone = await session.execute(delete(UserModelRow).where(UserModelRow.id == model_id))
+    return bool(gone.rowcount)  # type: ignore[attr-defined]

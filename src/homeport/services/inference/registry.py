@@ -19,6 +19,7 @@ from ...backends.whisper import WhisperEngine, assemble_parts
 from ...errors import EngineOverloaded, HomeportError, InsufficientMemory, InvalidRequest, ModelNotFound
 from ...protocol.models import Model, ModelList
 from ...settings import ModelConfig, Settings
+from ...storage.db import Database
 from .model_files import user_models
 from .openai_names import OPENAI_NAMES
 
@@ -44,8 +45,9 @@ class _Entry:
 class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        configured = {m.id for m in settings.models}
-        self._configs = [*settings.models, *(m for m in user_models(settings.data_dir) if m.id not in configured)]
+        self._configs = list(settings.models)
+        self._user: set[str] = set()  # the ids of models users added (see `sync`)
+        self._syncing = asyncio.Lock()
         self._entries = {m.id: _Entry(m) for m in self._configs}
         self._names: dict[str, str] = {}
         for m in self._configs:
@@ -110,15 +112,32 @@ class ModelRegistry:
     def knows(self, name: str) -> bool:
         return name in self._names
 
-    def refresh(self) -> list[str]:
-        """Serve the models added to the user models file since start (`homeport models add`); their ids."""
-        added = [m for m in user_models(self._settings.data_dir) if not self.knows(m.id)]
-        for m in added:
-            self._configs.append(m)
-            self._entries[m.id] = _Entry(m)
-            for name in (m.id, m.versioned_id, *m.aliases):
-                self._names.setdefault(name, m.id)
-        return [m.id for m in added]
+    async def sync(self, db: Database) -> tuple[list[str], list[str]]:
+        """Serve the models users have added as the database holds them now — every replica runs
+        this, so one that added or removed a model is followed by the others: the new ones are
+        served (loaded on first use), the removed ones forgotten and their engines closed.
+        Returns (added, removed) ids."""
+        async with self._syncing:
+            stored = {m.id: m for m in await user_models(db)}
+            added = [m for m in stored.values() if m.id not in self._entries]
+            for m in added:
+                self._configs.append(m)
+                self._entries[m.id] = _Entry(m)
+                self._user.add(m.id)
+                for name in (m.id, m.versioned_id, *m.aliases):
+                    self._names.setdefault(name, m.id)
+            removed = [model_id for model_id in self._user if model_id not in stored]
+            for model_id in removed:
+                entry = self._entries.pop(model_id)
+                self._configs.remove(entry.config)
+                self._user.discard(model_id)
+                self._names = {name: target for name, target in self._names.items() if target != model_id}
+                if entry.engine is not None:
+                    await entry.engine.close()
+            return [m.id for m in added], removed
+
+    def user_added(self, model_id: str) -> bool:
+        return model_id in self._user
 
     def names(self, model_id: str) -> list[str]:
         """Every name that resolves to this model: its id, pinned id and aliases."""
@@ -176,15 +195,15 @@ class ModelRegistry:
         if entry.engine is None:
             if not self.ready.is_set():
                 raise EngineOverloaded(f"The model `{name}` is still loading; retry shortly.", retry_after=2)
-            if entry.size_mb and entry.config.backend != "upstream":  # loaded once, unloaded since: load it again
+            # Loaded once and unloaded since, or added by a user: load it (now, in the background).
+            if (entry.size_mb or entry.config.id in self._user) and entry.config.backend != "upstream":
                 if entry.loading is not None and entry.loading.done():
                     failed, entry.loading = entry.loading.exception(), None
                     if isinstance(failed, HomeportError):  # e.g. it no longer fits the memory budget
                         raise failed
                 if entry.loading is None:
                     entry.loading = asyncio.get_running_loop().create_task(self.load_model(entry.config.id))
-                raise EngineOverloaded(f"The model `{name}` was unloaded while idle and is loading again; retry "
-                                       "shortly.", retry_after=2)  # fmt: skip
+                raise EngineOverloaded(f"The model `{name}` is loading; retry shortly.", retry_after=2)
             raise ModelNotFound(name)  # configured but not loaded (see `load_models`)
         return entry.config, entry.engine
 
