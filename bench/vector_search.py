@@ -12,7 +12,7 @@ query hybrid search adds (chunks of 60 words from a 5,000-word vocabulary, 5-wor
 
 Ingestion: a 60,000-word text document through the real pipeline (extract, chunk in 400
 tokens with 200 overlap, embed with all-minilm-l6-v2, store): chunks/s, with the embedding model
-on its ONNX Runtime graph and on the NumPy encoder.
+on its ONNX Runtime graph, on that graph with int8 weights, and on the NumPy encoder.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             rows.append(asyncio.run(bench_search(n, Path(tmp))))
     ingestion = []
-    for runtime in ("onnx", "numpy"):
+    for runtime in ("onnx", "onnx-int8", "numpy"):
         with tempfile.TemporaryDirectory() as tmp:
             ingestion.append(asyncio.run(bench_ingestion(Path(tmp), runtime)))
     header = ("chunks", "build s", "load s", "p50 ms", "p99 ms", "recall@10", "filt p50", "filt p99", "filt rec",

@@ -184,9 +184,10 @@ class EngineSettings(BaseModel):
     audio_nice: int = Field(
         10, ge=0, le=19, description="Scheduling niceness of the speech engines' threads: chat decoding goes first."
     )
-    embedding_runtime: Literal["onnx", "numpy"] = Field(
-        "onnx", description="How BERT embedding models run: an ONNX Runtime graph built from their weights, or "
-        "the NumPy encoder (bench/embedding_engines.py compares them).",
+    embedding_runtime: Literal["onnx", "onnx-int8", "numpy"] = Field(
+        "onnx", description="How BERT embedding models run: an ONNX Runtime graph built from their weights; that "
+        "graph with int8 weights (about 2x on long inputs, vectors within cosine 0.985 of fp32: "
+        "bench/vector_search.py, bench/retrieval_quality.py); or the NumPy encoder.",
     )
     batch_size: int = Field(
         256, description="Prompt tokens read per decode step (long prompts take several; streams keep going)."

@@ -47,3 +47,15 @@ def test_long_inputs_and_padding_match_the_numpy_encoder(encoder: BertEncoder) -
     texts = ["short one", " ".join(f"word{i}" for i in range(400)), "a middle sized sentence " * 20]
     tokens = [ids[: encoder.max_tokens] for ids in encoder.tokenize(texts)]
     assert np.abs(encoder.embed_tokens(tokens) - numpy.embed_tokens(tokens)).max() < 1e-5
+
+
+def test_the_int8_graph_stays_close_to_the_reference_and_ranks_alike() -> None:
+    """Opt-in int8 weights (`embedding_runtime: onnx-int8`): near, not equal, vectors — close
+    enough that the same neighbours come first."""
+    cfg = next(m for m in DEFAULT_MODELS if m.id == "all-minilm-l6-v2")
+    int8 = BertEncoder(locate_weights(cfg, Path("/nonexistent")), runtime="onnx-int8")
+    reference = np.array(REFERENCE["embeddings"], dtype=np.float32)
+    got = int8.embed_tokens(int8.tokenize(REFERENCE["texts"]))
+    assert np.abs(np.linalg.norm(got, axis=1) - 1).max() < 1e-5
+    assert ((got * reference).sum(1) > 0.98).all()  # short sentences move most (long chunks: > 0.996)
+    assert (np.argmax(got @ reference.T, axis=1) == np.arange(len(reference))).all()  # each finds its own

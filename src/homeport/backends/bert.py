@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from .bert_onnx import OnnxBert, build_graph
+from .bert_onnx import OnnxBert, build_graph, quantized
 
 __all__ = ["BertEncoder", "BertEngine"]
 
@@ -96,9 +96,10 @@ class BertEncoder:
         self.dimensions = self.config.hidden
         self._w = _prepare_weights(load_file(str(model_dir / "model.safetensors")), self.config.layers)
         self._onnx: OnnxBert | None = None
-        if runtime == "onnx":  # the same weights as an ONNX Runtime graph (backends/bert_onnx.py)
+        if runtime in ("onnx", "onnx-int8"):  # the same weights as an ONNX Runtime graph (backends/bert_onnx.py)
             c = self.config
-            self._onnx = OnnxBert(build_graph(self._w, c.hidden, c.heads, c.layers, c.eps), threads)
+            graph = build_graph(self._w, c.hidden, c.heads, c.layers, c.eps)
+            self._onnx = OnnxBert(quantized(graph) if runtime == "onnx-int8" else graph, threads)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_graph", "OnnxBert"]
+__all__ = ["build_graph", "quantized", "OnnxBert"]
 
 _OPSET = 17
 
@@ -73,6 +73,26 @@ def build_graph(w: dict[str, np.ndarray], hidden: int, heads: int, layers: int, 
     )  # fmt: skip
     opsets = [helper.make_opsetid("", _OPSET), helper.make_opsetid(ms, 1)]
     return bytes(helper.make_model(graph, opset_imports=opsets, producer_name="homeport").SerializeToString())
+
+
+def quantized(graph: bytes) -> bytes:
+    """The graph with its dense and attention weights in int8 (per output channel) and activations
+    quantized as they flow (ONNX Runtime's dynamic quantization: VNNI integer products on CPUs that
+    have them). About 2x the fp32 graph on 400-token chunks here; the vectors move (cosine to the
+    fp32 vector >= 0.996 on long chunks, >= 0.985 on short sentences). Opt-in:
+    `engine.embedding_runtime: onnx-int8`."""
+    import tempfile
+    from pathlib import Path
+
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="homeport-int8-") as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(graph)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})  # fmt: skip
+        return target.read_bytes()
 
 
 class OnnxBert:
