@@ -125,6 +125,8 @@ DELETE /v1/conversations/{conversation_id}/items/{item_id} data 200
 POST /v1/batches data 400
 GET /v1/batches data 200
 GET /v1/homeport/models admin 200
+POST /v1/homeport/models admin 400
+DELETE /v1/homeport/models/{model_id} admin 400!
 POST /v1/homeport/models/{model_id}/load admin 200
 POST /v1/homeport/models/{model_id}/unload admin 200
 GET /v1/batches/{batch_id} data 200
