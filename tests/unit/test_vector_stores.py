@@ -118,3 +118,16 @@ async def test_files_left_in_progress_are_ingested_after_a_restart(fake_app) -> 
         link.status = "in_progress"
     await ingestion.start()  # what a starting process does
     assert await _ingested(fake_app, store.id, trains.id) == "completed"
+
+
+def test_the_embedding_runtime_can_load_after_a_vector_index() -> None:
+    """usearch's extension carries its own C++ runtime: ONNX Runtime loaded after it crashed the
+    process (a store searched before the embedding model loaded). Checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("from homeport.services.retrieval.vector_index import _usearch_index\n"
+            "index = _usearch_index()(ndim=8, metric='ip', dtype='f32')\n"
+            "import onnxruntime\nprint(onnxruntime.InferenceSession.__name__)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "InferenceSession", (done.returncode, done.stderr[-500:])

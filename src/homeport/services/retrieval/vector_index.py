@@ -35,6 +35,16 @@ EXACT_BELOW = 20_000
 """Stores with fewer chunks are searched exhaustively (usearch's SIMD brute force): recall 1.0."""
 
 
+def _usearch_index() -> type:
+    """usearch's Index class, with ONNX Runtime loaded first: usearch's extension carries its own
+    C++ runtime, and ONNX Runtime loaded after it crashes the process (usearch 2.26 and
+    onnxruntime 1.32; the other order is fine). The embedding model may load after a search."""
+    import onnxruntime  # noqa: F401
+    from usearch.index import Index
+
+    return Index
+
+
 @dataclass(frozen=True)
 class Hit:
     chunk_id: int
@@ -71,7 +81,7 @@ class VectorIndexes:
             return cached
 
     def _load(self, store_id: str, dims: int) -> _Cached:
-        from usearch.index import Index
+        Index = _usearch_index()
 
         index = Index(ndim=dims, metric="ip", dtype="f32", connectivity=16, expansion_add=128, expansion_search=64)
         path, meta = self._paths(store_id)
