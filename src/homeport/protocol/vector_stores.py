@@ -38,8 +38,11 @@ __all__ = [
 
 # ---- requests --------------------------------------------------------------------------
 
-Attribute = bool | int | float | Annotated[str, StringConstraints(max_length=512)]
-Attributes = Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Attribute], Field(max_length=16)]
+# No NUL characters and no NaN/Infinity: neither has a place in JSON that PostgreSQL reads (filters.py).
+_Number = Annotated[float, Field(allow_inf_nan=False)]
+_NoNul = StringConstraints(pattern=r"^[^\x00]*$")
+Attribute = bool | int | _Number | Annotated[str, _NoNul, StringConstraints(max_length=512)]
+Attributes = Annotated[dict[Annotated[str, _NoNul, StringConstraints(max_length=64)], Attribute], Field(max_length=16)]
 """A file's attributes in a store: up to 16, filterable in search."""
 
 
@@ -106,8 +109,9 @@ class VectorStoreFileUpdate(Request):
 
 class ComparisonFilter(Request):
     type: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
-    key: str
-    value: str | int | float | bool | list[str | int | float | bool]
+    key: Annotated[str, _NoNul]
+    value: (Annotated[str, _NoNul] | int | _Number | bool
+            | list[Annotated[str, _NoNul] | int | _Number | bool])  # fmt: skip
 
 
 class CompoundFilter(Request):
