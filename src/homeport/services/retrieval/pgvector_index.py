@@ -73,7 +73,8 @@ FOR EACH ROW EXECUTE FUNCTION homeport_chunk_embedding()
 
 async def prepare(db: Database) -> bool:
     """Make `chunks` searchable by pgvector if this database can; False where it cannot (SQLite,
-    no extension installed, no right to create it). Safe to run from every replica at once."""
+    no extension installed, no right to create it). Safe to run from every replica at once; the
+    first does the work (the column, the trigger, the chunks written before), the rest only look."""
     if db.engine.dialect.name != "postgresql":
         return False
     async with db.engine.begin() as conn:
@@ -86,6 +87,8 @@ async def prepare(db: Database) -> bool:
         except DBAPIError as exc:  # e.g. not a superuser: an operator creates it once
             log.warning("pgvector is installed but the extension could not be created (%s); using usearch", exc)
             return False
+        if await conn.scalar(text("SELECT 1 FROM pg_trigger WHERE tgname = 'chunks_embedding'")):
+            return True  # prepared before: the trigger has kept every row's embedding since
         await conn.execute(text("ALTER TABLE chunks ADD COLUMN IF NOT EXISTS embedding vector"))
         # A row holds the vector twice (bytes and pgvector): the bytes go out of line first, so a
         # search reads the embedding from the row itself (at 384 dims: 1 page read a row, not 4).
