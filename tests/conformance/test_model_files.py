@@ -10,6 +10,7 @@ import http.server
 import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -136,10 +137,17 @@ def test_models_added_over_the_admin_api_are_served_by_every_replica(tmp_path, r
         added = a.post("/homeport/models", json={"source": str(GGUF), "id": "shared-smol"})
         assert added.status_code == 201 and added.json()["id"] == "shared-smol", added.text
         on_b = openai.OpenAI(base_url=servers[1].base_url, api_key=user, max_retries=8, timeout=120)
-        assert "shared-smol" in {m.id for m in on_b.models.list()}  # the other replica, at once
         hi = [{"role": "user", "content": "Say hi."}]
-        out = on_b.chat.completions.create(model="shared-smol", messages=hi, max_tokens=4)  # 503s while it loads
+        deadline = time.monotonic() + 60  # the other replica's own sync (model_sync_s, 2 s), no listing first
+        while True:
+            try:
+                out = on_b.chat.completions.create(model="shared-smol", messages=hi, max_tokens=4)  # 503s while loading
+                break
+            except openai.NotFoundError:
+                assert time.monotonic() < deadline, "the other replica never served the added model"
+                time.sleep(0.2)
         assert out.model == "shared-smol" and out.choices[0].message.content
+        assert "shared-smol" in {m.id for m in on_b.models.list()}
         assert b.get("/homeport/models").json()["data"][-1] | {"idle_s": 0} == {
             "id": "shared-smol", "kind": "chat", "backend": "llamacpp", "loaded": True,
             "size_mb": b.get("/homeport/models").json()["data"][-1]["size_mb"], "idle_s": 0}  # fmt: skip
