@@ -1,10 +1,10 @@
-"""The `homeport` command: serve, migrate, keys, projects, limits, usage."""
+"""The `homeport` command: serve, migrate, keys, projects, limits, usage (models: models_cli.py;
+batches: batch_cli.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from enum import StrEnum
@@ -16,7 +16,10 @@ from rich.console import Console
 
 from .api.families import SCOPES
 from .batch_cli import batches_app
+from .cli_common import ConfigOption, console
+from .cli_common import settings as _settings
 from .logs import configure_logging
+from .models_cli import models_app
 from .services.platform.accounts import Accounts, prepare
 from .services.platform.audit import CLI, AuditLog, user_reference
 from .services.platform.keys import key_scopes
@@ -35,16 +38,7 @@ limits_app = typer.Typer(help="Rate limits of keys and projects, per model, per 
                          no_args_is_help=True)  # fmt: skip
 app.add_typer(limits_app, name="limits")
 app.add_typer(batches_app, name="batches")
-models_app = typer.Typer(help="The served models and the names they answer to.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-console = Console(stderr=True, soft_wrap=True)
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML or TOML settings file.")]
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(config_file=config, **given) if config else Settings(**given)
 
 
 @app.command()
@@ -128,20 +122,6 @@ def _with_store(settings: Settings, action):  # type: ignore[no-untyped-def]
             accounts = Accounts.open(db)
             await prepare(accounts, _api_key(settings), first_key=False)
             return await action(accounts)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
-
-
-def _with_db(settings: Settings, action):  # type: ignore[no-untyped-def]
-    """Run `action(db)` on the migrated database."""
-
-    async def run():  # type: ignore[no-untyped-def]
-        db = Database(settings.resolved_database_url)
-        try:
-            await db.migrate()
-            return await action(db)
         finally:
             await db.close()
 
@@ -489,121 +469,6 @@ def limits_list(config: ConfigOption = None) -> None:
 
     for owner, limit in _with_store(_settings(config), collect):
         print(f"{owner:40} model {limit.model:28} {_limits_text(limit)}")
-
-
-@models_app.command("list")
-def models_list(config: ConfigOption = None) -> None:
-    """The configured and added models, their pinned ids and aliases, and the OpenAI names that resolve to each."""
-    from rich.table import Table
-
-    from .services.inference.registry import ModelRegistry
-
-    settings = _settings(config)  # the models as configured and added (this command loads none)
-    registry = ModelRegistry(settings)
-    _with_db(settings, registry.sync)
-    table = Table("model", "kind", "backend", "pinned id", "aliases", "OpenAI names", "loaded at start")
-    for model_id in registry.ids():
-        cfg = registry.config(model_id)
-        openai = sorted(n for n, target in registry.openai_names.items() if target == model_id)
-        aliases = [n for n in registry.names(model_id) if n not in (model_id, cfg.versioned_id, *openai)]
-        loads = settings.load_models is None or model_id in settings.load_models
-        table.add_row(model_id, cfg.kind, cfg.backend, cfg.versioned_id, ", ".join(aliases) or "—",
-                      ", ".join(openai) or "—", "yes" if loads else "no")  # fmt: skip
-    out = Console(width=None if sys.stdout.isatty() else 200)  # piped: don't squeeze model ids
-    out.print(table)
-    if not settings.openai_aliases:
-        out.print("OpenAI's model names are off (openai_aliases: false).")
-
-
-class Template(StrEnum):
-    chatml = "chatml"
-    gemma = "gemma"
-
-
-@models_app.command("add")
-def models_add(
-    source: Annotated[str, typer.Argument(help="A GGUF file's path, or repo_id:file.gguf on the Hugging Face Hub.")],
-    model_id: Annotated[
-        str | None, typer.Option("--id", help="The id clients will ask for (default: from the file's name).")
-    ] = None,
-    template: Annotated[
-        Template | None, typer.Option(help="A chat template for a GGUF that carries none.")
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Serve a GGUF chat model: from a path, or fetched from the Hub (HF_ENDPOINT: another server).
-    Every running replica serves it within model_sync_s (loaded on first use, or `homeport models load ID`)."""
-    from .errors import HomeportError
-    from .services.inference.model_files import add_user_model, model_from_source
-    from .services.inference.registry import ModelRegistry
-
-    settings = _settings(config)
-    try:
-        cfg = model_from_source(source, settings.data_dir, model_id, template.value if template else None)
-        registry = ModelRegistry(settings)
-        _with_db(settings, registry.sync)
-        taken = {n for n in (cfg.id, cfg.versioned_id) if registry.knows(n)}
-        _with_db(settings, lambda db: add_user_model(db, cfg, taken))
-    except HomeportError as exc:
-        console.print(exc.message)
-        raise typer.Exit(1) from None
-    print(f"added {cfg.id} ({cfg.path})")
-
-
-@models_app.command("remove")
-def models_remove(model_id: str, config: ConfigOption = None) -> None:
-    """Stop serving a model `homeport models add` added (running servers drop it within model_sync_s)."""
-    from .services.inference.model_files import remove_user_model
-
-    if not _with_db(_settings(config), lambda db: remove_user_model(db, model_id)):
-        console.print(f"{model_id} is not a model `homeport models add` added.")
-        raise typer.Exit(1)
-    print(f"removed {model_id}")
-
-
-def _admin_call(method: str, path: str, base_url: str | None, api_key: str | None) -> dict:
-    """A call to a running server's admin API (models are loaded in the server's process)."""
-    import httpx
-
-    key = api_key or os.environ.get("HOMEPORT_ADMIN_KEY") or os.environ.get("OPENAI_API_KEY")
-    if not key:
-        console.print("Give an admin key: --api-key, or HOMEPORT_ADMIN_KEY / OPENAI_API_KEY.")
-        raise typer.Exit(2)
-    root = (base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8080/v1").rstrip("/")
-    answer = httpx.request(method, f"{root}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=600)
-    if answer.status_code >= 400:
-        console.print(f"{answer.status_code}: {answer.json().get('error', {}).get('message', answer.text)}")
-        raise typer.Exit(1)
-    return dict(answer.json())
-
-
-ServerUrl = Annotated[str | None, typer.Option(help="The server's API root (default: OPENAI_BASE_URL, or local).")]
-AdminKeyOption = Annotated[str | None, typer.Option(help="An admin key (default: HOMEPORT_ADMIN_KEY).")]
-
-
-@models_app.command("load")
-def models_load(model_id: str, base_url: ServerUrl = None, api_key: AdminKeyOption = None) -> None:
-    """Load a configured model in the running server (refused if it would not fit models_memory_mb)."""
-    state = _admin_call("POST", f"/homeport/models/{model_id}/load", base_url, api_key)
-    print(f"{state['id']}: {'loaded' if state['loaded'] else 'not loaded'} ({state['size_mb']} MB)")
-
-
-@models_app.command("unload")
-def models_unload(model_id: str, base_url: ServerUrl = None, api_key: AdminKeyOption = None) -> None:
-    """Unload a model from the running server, freeing its memory."""
-    state = _admin_call("POST", f"/homeport/models/{model_id}/unload", base_url, api_key)
-    print(f"{state['id']}: {'loaded' if state['loaded'] else 'unloaded'}")
-
-
-@models_app.command("status")
-def models_status(base_url: ServerUrl = None, api_key: AdminKeyOption = None) -> None:
-    """What the running server has loaded, the weights' sizes, how long each model has been idle."""
-    found = _admin_call("GET", "/homeport/models", base_url, api_key)
-    for m in found["data"]:
-        idle = "never used" if m["idle_s"] is None else f"idle {m['idle_s']} s"
-        state = "loaded" if m["loaded"] else "unloaded"
-        print(f"{m['id']:<24} {m['kind']:<14} {state:<9} {m['size_mb']:>8} MB  {idle}")
-    print(f"memory budget: {found['memory_budget_mb'] or 'none'} MB; keep-alive: {found['keep_alive_s'] or 'off'} s")
 
 
 @assistants_app.command("export-thread")
