@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clusters import _as_postgres
 from tests.conftest import _free_port
 
 
@@ -27,10 +28,6 @@ class Throwaway:
 
     def run(self, command: list[str]) -> None:
         subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-
-def _as_postgres(*command: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
 
 
 @pytest.fixture
