@@ -140,11 +140,14 @@ class PgVectorIndexes:
 
     RECHECK_S = 5.0
     """How often a store big enough for HNSW, its index not ready yet, looks again."""
+    RETRY_BUILD_S = 600.0
+    """How long after a failed build (no memory, no disk) the next is tried."""
 
     def __init__(self, db: Database, hnsw_from: int = HNSW_FROM) -> None:
         self._db, self._hnsw_from = db, hnsw_from
         self._shapes: dict[str, _Shape] = {}
         self._builds: dict[str, asyncio.Task[None]] = {}
+        self._retry_at: dict[str, float] = {}  # after a failed build, when to try again
 
     async def _shape(self, store_id: str) -> _Shape:
         """The store's size and whether its HNSW index is ready, re-read when its version moves (and
@@ -162,7 +165,8 @@ class PgVectorIndexes:
             valid = await session.scalar(_VALID, {"n": _index_name(store_id)})
         shape = _Shape(int(version or 0), int(size), int(files), int(dims or 0), bool(valid), time.monotonic())
         self._shapes[store_id] = shape
-        if not shape.indexed and shape.size >= self._hnsw_from and store_id not in self._builds:
+        later = self._retry_at.get(store_id, 0.0) > time.monotonic()
+        if not shape.indexed and shape.size >= self._hnsw_from and store_id not in self._builds and not later:
             task = asyncio.create_task(self._build(store_id, shape.dims))
             self._builds[store_id] = task
             task.add_done_callback(lambda _: self._builds.pop(store_id, None))
@@ -177,7 +181,7 @@ class PgVectorIndexes:
             async with self._db.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 if not await conn.scalar(text("SELECT pg_try_advisory_lock(hashtext(:n))"), {"n": name}):
-                    return  # another replica is building it
+                    return  # another replica is building it: look again in RECHECK_S
                 try:
                     valid = await conn.scalar(_VALID, {"n": name})
                     if valid is False:  # a build that died half way: start again
@@ -189,10 +193,10 @@ class PgVectorIndexes:
                         f"WHERE vector_store_id = '{store_id}'"))  # fmt: skip
                 finally:
                     await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:n))"), {"n": name})
+            self._shapes.pop(store_id, None)  # built: read again on the next search
         except Exception:
             log.exception("building the HNSW index of %s failed; its searches stay exact", store_id)
-        finally:
-            self._shapes.pop(store_id, None)  # read again on the next search
+            self._retry_at[store_id] = time.monotonic() + self.RETRY_BUILD_S
 
     async def search(
         self, store_id: str, query: np.ndarray, k: int, allowed_files: set[str] | None = None
