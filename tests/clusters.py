@@ -12,16 +12,19 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
+from homeport.storage.db import Database
 from tests.conftest import _free_port
 
-__all__ = ["pgvector_bin_dir", "throwaway_cluster"]
+__all__ = ["fresh_database", "pgvector_bin_dir", "throwaway_cluster"]
 
 
 def _as_postgres(*command: str) -> list[str]:
@@ -59,3 +62,18 @@ def throwaway_cluster(bin_dir: Path) -> Iterator[str]:
     finally:
         subprocess.run(_as_postgres(*pg_ctl, "-m", "fast", "stop"), capture_output=True, timeout=120)
         shutil.rmtree(home, ignore_errors=True)
+
+
+@asynccontextmanager
+async def fresh_database(admin: Any, root: str, prefix: str) -> AsyncIterator[Database]:
+    """A new, migrated database beside `admin`'s (an asyncpg connection to the same server, whose
+    SQLAlchemy URL without the database name is `root`), dropped afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    await admin.execute(f"CREATE DATABASE {name}")
+    database = Database(f"{root}/{name}")
+    try:
+        await database.migrate()
+        yield database
+    finally:
+        await database.close()
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

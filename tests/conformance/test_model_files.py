@@ -41,22 +41,18 @@ def _hub(files: dict[str, tuple[bytes, str]]) -> http.server.ThreadingHTTPServer
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self, body: bool = False) -> None:  # noqa: N802
             found = self._found()
             if found is None:
                 self.send_error(404)
                 return
             self.send_response(200)
             self._head(*found)
+            if body:
+                self.wfile.write(found[0])
 
         def do_GET(self) -> None:  # noqa: N802
-            found = self._found()
-            if found is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self._head(*found)
-            self.wfile.write(found[0])
+            self.do_HEAD(body=True)
 
         def log_message(self, *args: object) -> None:
             pass

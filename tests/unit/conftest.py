@@ -3,7 +3,6 @@ on the fake engines, started in process (its services on `app.state`)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from fastapi import FastAPI
 from homeport.api.app import create_app
 from homeport.settings import ModelConfig, Settings
 from homeport.storage.db import Database
+from tests.clusters import fresh_database
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 
@@ -30,15 +30,10 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         admin = await asyncpg.connect(f"{PG}/test", timeout=3)
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    name = f"homeport_unit_{secrets.token_hex(4)}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    database = Database(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
     try:
-        await database.migrate()
-        yield database
+        async with fresh_database(admin, "postgresql+asyncpg://postgres@127.0.0.1:5432", "homeport_unit") as database:
+            yield database
     finally:
-        await database.close()
-        await admin.execute(f"DROP DATABASE {name}")
         await admin.close()
 
 

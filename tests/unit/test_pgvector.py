@@ -5,7 +5,6 @@ index over the same rows, a big store's HNSW index built once and shared, filter
 from __future__ import annotations
 
 import asyncio
-import secrets
 import struct
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +18,7 @@ from homeport.services.retrieval.pgvector_index import PgVectorIndexes, prepare
 from homeport.services.retrieval.vector_index import VectorIndexes
 from homeport.storage.db import Database
 from homeport.storage.tables import ChunkRow, VectorStoreRow
-from tests.clusters import pgvector_bin_dir, throwaway_cluster
+from tests.clusters import fresh_database, pgvector_bin_dir, throwaway_cluster
 
 pytestmark = pytest.mark.anyio
 
@@ -41,17 +40,11 @@ def cluster() -> Iterator[str]:
 async def db(cluster: str) -> AsyncIterator[Database]:
     import asyncpg
 
-    name = f"homeport_pgv_{secrets.token_hex(4)}"
-    plain = "postgresql://" + cluster.split("://", 1)[1]
-    admin = await asyncpg.connect(plain)
-    await admin.execute(f"CREATE DATABASE {name}")
-    database = Database(cluster.rsplit("/", 1)[0] + f"/{name}")
+    admin = await asyncpg.connect("postgresql://" + cluster.split("://", 1)[1])
     try:
-        await database.migrate()
-        yield database
+        async with fresh_database(admin, cluster.rsplit("/", 1)[0], "homeport_pgv") as database:
+            yield database
     finally:
-        await database.close()
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         await admin.close()
 
 
