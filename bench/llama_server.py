@@ -2,6 +2,7 @@
 on the same GGUF, the same streaming chat requests and the same client as bench/serving.py.
 
     .venv/bin/python bench/llama_server.py --llama-server PATH [--rounds 3] [--requests 16] [--max-tokens 128]
+        [--streams 1 4 8 16]
 
 `llama-server` is built from the llama.cpp that llama-cpp-python's sdist vendors, with the same
 portable flags as ./run (nothing of it is committed):
@@ -12,8 +13,8 @@ portable flags as ./run (nothing of it is committed):
         -DGGML_AMX_INT8=OFF -DCMAKE_BUILD_TYPE=Release && cmake --build build --target llama-server -j 2
 
 Both servers use every core and 8 slots. For each concurrency (1, 4, 8, 16), rounds alternate the
-two servers seconds apart (this machine's speed drifts): per server the median over rounds of
-output tok/s and of TTFT p50/p99, and the median of the per-round ratios.
+two servers seconds apart (this machine's speed drifts), and which goes first alternates too: per
+server the median over rounds of output tok/s and of TTFT p50/p99, and the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--streams", type=int, nargs="*", default=list(CONCURRENCY))
     args = parser.parse_args()
     from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     model = "smollm2-135m-instruct"
-    rows: dict[int, dict[str, list[dict]]] = {c: {"homeport": [], "llama-server": []} for c in CONCURRENCY}
+    rows: dict[int, dict[str, list[dict]]] = {c: {"homeport": [], "llama-server": []} for c in args.streams}
     with tempfile.TemporaryDirectory() as tmp:
         gguf = locate_weights(DEFAULT_MODELS[0], Path(tmp))
         homeport = start_server(Path(tmp) / "homeport", {"load_models": [model], "cache_enabled": False,
@@ -77,12 +79,11 @@ def main() -> None:
         try:
             asyncio.run(_run(ours, API_KEY, model, 1, 1, 8))  # warm-up, both
             asyncio.run(_run(peer_url, "none", model, 1, 1, 8))
-            for c in CONCURRENCY:
-                for _ in range(args.rounds):
-                    rows[c]["homeport"].append(asyncio.run(_run(ours, API_KEY, model, c, args.requests,
-                                                                args.max_tokens)))  # fmt: skip
-                    rows[c]["llama-server"].append(asyncio.run(_run(peer_url, "none", model, c, args.requests,
-                                                                    args.max_tokens)))  # fmt: skip
+            servers = [("homeport", ours, API_KEY), ("llama-server", peer_url, "none")]
+            for c in args.streams:
+                for round_ in range(args.rounds):  # who goes first alternates (drift falls on both)
+                    for name, url, key in servers if round_ % 2 == 0 else servers[::-1]:
+                        rows[c][name].append(asyncio.run(_run(url, key, model, c, args.requests, args.max_tokens)))
         finally:
             stop_server(homeport)
             peer.kill()
