@@ -1,4 +1,4 @@
-"""Homeport's MiniLM encoder (ONNX Runtime graph, and the NumPy one it replaced) vs
+"""Homeport's MiniLM encoder (ONNX Runtime graph, its opt-in int8 form, and the NumPy one it replaced) vs
 sentence-transformers on PyTorch, on the same 1,000 short sentences and the same cores.
 
     .venv/bin/python bench/embedding_engines.py [--torch-python /tmp/st/bin/python]
@@ -67,7 +67,7 @@ def main() -> None:
     model_dir = locate_weights(next(m for m in DEFAULT_MODELS if m.id == "all-minilm-l6-v2"), Path("/nonexistent"))
     rows: dict[str, dict[str, float]] = {}
     vectors = {}
-    for runtime in ("onnx", "numpy"):
+    for runtime in ("onnx", "onnx-int8", "numpy"):
         encoder = BertEncoder(model_dir, runtime=runtime)
         vectors[runtime] = encoder.embed_tokens(encoder.tokenize(SENTENCES))
         rows[runtime] = {"seconds": _median_s(lambda e=encoder: e.embed_tokens(e.tokenize(SENTENCES)))}

@@ -59,3 +59,17 @@ def test_the_int8_graph_stays_close_to_the_reference_and_ranks_alike() -> None:
     assert np.abs(np.linalg.norm(got, axis=1) - 1).max() < 1e-5
     assert ((got * reference).sum(1) > 0.98).all()  # short sentences move most (long chunks: > 0.996)
     assert (np.argmax(got @ reference.T, axis=1) == np.arange(len(reference))).all()  # each finds its own
+
+
+def test_sub_batches_cover_every_input_once_within_their_limits() -> None:
+    from homeport.backends.bert import _SUB_BATCH_MAX, _SUB_BATCH_TOKENS, _sub_batches
+
+    rng = np.random.default_rng(7)
+    lengths = [int(n) for n in rng.integers(3, 514, 300)] + [14] * 100  # long chunks and short sentences
+    groups = _sub_batches(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        padded = max(lengths[i] for i in group) * len(group)
+        assert len(group) == 1 or (len(group) <= _SUB_BATCH_MAX and padded <= _SUB_BATCH_TOKENS)
+    assert max(len(g) for g in groups) == _SUB_BATCH_MAX  # short ones still go 32 at a time
+    assert all(len(g) == 1 for g in groups if lengths[g[0]] > _SUB_BATCH_TOKENS // 2)

@@ -117,10 +117,7 @@ class BertEncoder:
     def embed_tokens(self, batch: list[list[int]]) -> np.ndarray:
         """Embed pre-tokenised inputs (no special tokens); returns (n, hidden) float32 unit vectors."""
         out = np.empty((len(batch), self.config.hidden), dtype=np.float32)
-        # Sort by length so each sub-batch pads little; 32 keeps the working set in cache.
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
-        for start in range(0, len(order), 32):
-            idx = order[start : start + 32]
+        for idx in _sub_batches([len(ids) + 2 for ids in batch]):
             out[idx] = self._forward([[self._cls, *batch[i], self._sep] for i in idx])
         return out
 
@@ -199,3 +196,24 @@ class BertEngine:
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+# A sub-batch holds at most this many (padded) tokens and this many inputs: the working set stays
+# in cache. Measured (bench/embedding_engines.py's sentences; 400-token chunks): 32 short
+# sentences a run, but one 400-token chunk a run is 1.15x (fp32) to 1.25x (int8) faster than 32.
+_SUB_BATCH_TOKENS, _SUB_BATCH_MAX = 512, 32
+
+
+def _sub_batches(lengths: list[int]) -> list[list[int]]:
+    """Input indices grouped for the encoder: sorted by length (little padding), each group within
+    _SUB_BATCH_TOKENS padded tokens and _SUB_BATCH_MAX inputs (at least one input)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group and len(group) < _SUB_BATCH_MAX and lengths[i] * (len(group) + 1) <= _SUB_BATCH_TOKENS:
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
+
