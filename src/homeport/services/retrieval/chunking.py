@@ -42,7 +42,9 @@ def chunk_text(
     pieces = _PIECE.findall(text)
     if not pieces:
         return []
-    counts = [len(ids) for ids in tokenize(pieces)]
+    distinct = list(dict.fromkeys(pieces))  # a long text repeats its words: each is counted once
+    count_of = dict(zip(distinct, (len(ids) for ids in tokenize(distinct)), strict=True))
+    counts = [count_of[piece] for piece in pieces]
     pieces, counts = _split_long(pieces, counts, max_tokens, tokenize)
     chunks: list[Chunk] = []
     start = 0
