@@ -2,8 +2,8 @@
 no export step): embeddings, `layers` transformer layers, the last hidden states out. Mean
 pooling and normalisation stay in NumPy (backends/bert.py).
 
-Why: on these 2 cores it embeds 1.3x faster than sentence-transformers on PyTorch, and 1.5-3.5x
-faster than the NumPy encoder (long inputs gain most), with the same vectors to 3e-7
+Why: on 2 cores it embeds 1.9-2.5x faster than sentence-transformers on PyTorch on Zen 5 (1.3-1.8x
+on Zen 4), and 1.5-3.5x faster than the NumPy encoder (long inputs gain most), with the same vectors to 3e-7
 (bench/embedding_engines.py; docs/architecture.md has the numbers and what was not chosen).
 """
 
