@@ -216,4 +216,3 @@ def _sub_batches(lengths: list[int]) -> list[list[int]]:
         else:
             groups.append([i])
     return groups
-
