@@ -199,8 +199,8 @@ class BertEngine:
 
 
 # A sub-batch holds at most this many (padded) tokens and this many inputs: the working set stays
-# in cache. Measured (bench/embedding_engines.py's sentences; 400-token chunks): 32 short
-# sentences a run, but one 400-token chunk a run is 1.15x (fp32) to 1.25x (int8) faster than 32.
+# in cache. Measured (bench/embedding_batches.py): 32 short sentences a run is fastest, but one
+# 400-token chunk a run is 1.09-1.15x (fp32) and 1.0-1.2x (int8) faster than 32 of them.
 _SUB_BATCH_TOKENS, _SUB_BATCH_MAX = 512, 32
 
 
