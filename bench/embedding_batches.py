@@ -11,9 +11,7 @@ inputs/s, median of 3. Also the chunking of a 60,000-word text (bench/vector_sea
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 
 def main() -> None:
-    from embedding_engines import SENTENCES
+    from embedding_engines import SENTENCES, _median_s
 
     from homeport.backends.bert import BertEncoder
     from homeport.services.inference.registry import locate_weights
@@ -52,15 +50,6 @@ def main() -> None:
     text = " ".join(words[i % len(words)] + ("." if i % 17 == 16 else "") for i in range(60_000))
     seconds = _median_s(lambda: chunk_text(text, encoder.tokenize, 400, 200))
     print(f"\nchunking 60,000 words in 400-token chunks: {seconds:.3f} s")
-
-
-def _median_s(run) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 if __name__ == "__main__":
