@@ -200,7 +200,7 @@ class BertEngine:
 
 # A sub-batch holds at most this many (padded) tokens and this many inputs: the working set stays
 # in cache. Measured (bench/embedding_batches.py): 32 short sentences a run is fastest, but one
-# 400-token chunk a run is 1.09-1.15x (fp32) and 1.0-1.2x (int8) faster than 32 of them.
+# 400-token chunk a run is 1.09-1.24x (fp32) and 1.0-1.2x (int8) faster than 32 of them.
 _SUB_BATCH_TOKENS, _SUB_BATCH_MAX = 512, 32
 
 
