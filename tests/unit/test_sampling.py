@@ -40,3 +40,15 @@ def test_a_seed_repeats_its_draws() -> None:
     first = build_sampler(None, None, 1000, SamplingParams(max_tokens=1, temperature=1.0, seed=1))  # type: ignore[arg-type]
     again = build_sampler(None, None, 1000, SamplingParams(max_tokens=1, temperature=1.0, seed=1))  # type: ignore[arg-type]
     assert [first.sample(None, LOGITS, 0) for _ in range(30)] == [again.sample(None, LOGITS, 0) for _ in range(30)]
+
+
+def test_draws_reach_every_block_and_the_ragged_tail() -> None:
+    # 1000 tokens: three blocks of 256, then a tail of 232 (sampling._block_sums); mass in each.
+    probs = np.zeros(1000)
+    probs[[5, 300, 700, 999]] = [0.1, 0.2, 0.3, 0.4]
+    logits = np.log(np.maximum(probs, 1e-30)).astype(np.float32)
+    sampler = build_sampler(None, None, len(logits), SamplingParams(max_tokens=1, temperature=1.0, seed=3))  # type: ignore[arg-type]
+    counts = Counter(sampler.sample(None, logits, 0) for _ in range(20_000))
+    assert set(counts) == {5, 300, 700, 999}
+    for token in (5, 300, 700, 999):
+        assert abs(counts[token] / 20_000 - probs[token]) < 0.015
