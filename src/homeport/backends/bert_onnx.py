@@ -3,8 +3,9 @@ no export step): embeddings, `layers` transformer layers, the last hidden states
 pooling and normalisation stay in NumPy (backends/bert.py).
 
 Why: on 2 cores it embeds 1.9-2.5x faster than sentence-transformers on PyTorch on Zen 5 (1.3-1.8x
-on Zen 4), and 1.5-3.5x faster than the NumPy encoder (long inputs gain most), with the same vectors to 3e-7
-(bench/embedding_engines.py; docs/architecture.md has the numbers and what was not chosen).
+on Zen 4, 1.35-1.47x on Intel Sapphire Rapids), and 1.5-3.5x faster than the NumPy encoder (long
+inputs gain most), with the same vectors to 3e-7 (bench/embedding_engines.py; docs/architecture.md
+has the numbers and what was not chosen).
 """
 
 from __future__ import annotations
