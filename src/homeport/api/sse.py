@@ -38,10 +38,10 @@ def event_stream(
     anthropic = style == "anthropic"
 
     async def frames() -> AsyncIterator[bytes]:
-        try:
-            yield _frame(first.model_dump_json(), getattr(first, "sse_event", None))
+        try:  # only Anthropic's events are named (a missing attribute is slow to look up on a pydantic model)
+            yield _frame(first.model_dump_json(), getattr(first, "sse_event", None) if anthropic else None)
             async for event in rest:
-                yield _frame(event.model_dump_json(), getattr(event, "sse_event", None))
+                yield _frame(event.model_dump_json(), getattr(event, "sse_event", None) if anthropic else None)
         except Exception as exc:
             body = _error(exc)
             if anthropic:
