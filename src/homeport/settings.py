@@ -81,6 +81,7 @@ class ModelConfig(BaseModel):
     temperature: float = Field(1.0, description="Sampling temperature when a request sets none.")
     top_p: float = Field(1.0, description="Nucleus sampling mass when a request sets none.")
     fake_token_delay_s: float = Field(0.0, description="backend `fake` (tests): seconds between generated tokens.")
+    fake_reply_tokens: int = Field(24, ge=1, description="backend `fake` (tests): tokens in a reply.")
     input_price: float = Field(0.0, description="USD per 1M prompt tokens (for cost budgets).")
     output_price: float = Field(0.0, description="USD per 1M output tokens (for cost budgets).")
     owned_by: str = Field("homeport", description="`owned_by` in /v1/models.")

@@ -46,7 +46,8 @@ class FakeChatEngine:
 
     def reply(self, prompt: list[int], seed: int | None) -> bytes:
         digest = hashlib.sha256(bytes(prompt) + str(seed).encode()).digest()
-        words = " ".join(_WORDS[b % len(_WORDS)] for b in digest)
+        count = max(len(digest), self._reply_tokens // 2)  # words of 2+ letters: enough for the reply
+        words = " ".join(_WORDS[digest[i % len(digest)] % len(_WORDS)] for i in range(count))
         return words.encode()[: self._reply_tokens]
 
     def _constrained(self, params: SamplingParams) -> bytes | None:

@@ -344,7 +344,9 @@ def _build_engine(cfg: ModelConfig, settings: Settings) -> Engine:
     if cfg.backend == "fake":
         from ...backends.fake import FakeChatEngine, FakeEmbeddingEngine
 
-        return FakeChatEngine(delay_s=cfg.fake_token_delay_s) if cfg.kind == "chat" else FakeEmbeddingEngine()
+        if cfg.kind != "chat":
+            return FakeEmbeddingEngine()
+        return FakeChatEngine(reply_tokens=cfg.fake_reply_tokens, delay_s=cfg.fake_token_delay_s)
     engine = settings.engine
     if cfg.backend == "whisper":
         path = (assemble_parts(cfg.parts, settings.data_dir / "models" / cfg.id, cfg.sha256 or "") if cfg.parts
