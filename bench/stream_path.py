@@ -10,7 +10,9 @@ event loop; user + system, from /proc) per streamed token, in four settings:
   loop sleeps between tokens and runs its path cold;
 - the same while two processes stream through 200 MB arrays, as llama.cpp's decode does with the
   model's weights on every step: the caches are emptied between tokens;
-- the default chat model (llama.cpp) itself.
+- the default chat model (llama.cpp) itself;
+- and, as the floor for a Python server, a bare ASGI app on uvicorn (no Homeport) that streams the
+  same kind of chunk every 7 ms, without and with the caches emptied.
 At one stream the cores are llama.cpp's: each microsecond of this thread is taken from its
 decode threads (backends/llamacpp/batching.py).
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +36,30 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from serving import _run  # noqa: E402
 
-from tests.conftest import API_KEY, start_server, stop_server  # noqa: E402
+from tests.conftest import API_KEY, _free_port, start_server, stop_server  # noqa: E402
 
 CHAT = "smollm2-135m-instruct"
+
+# The floor: uvicorn (httptools, uvloop) and an ASGI app that writes one chunk every 7 ms.
+_BARE_APP = """
+import asyncio, json, sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        return await send({"type": "lifespan.shutdown.complete"})
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    for _ in range(1000):
+        await asyncio.sleep(0.007)
+        chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "alpha "}, "logprobs": None, "finish_reason": None}]}
+        frame = f"data: {json.dumps(chunk)}\\n\\n".encode()
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+    usage = json.dumps({"choices": [], "usage": {"completion_tokens": 1000}})
+    await send({"type": "http.response.body", "body": f"data: {usage}\\n\\ndata: [DONE]\\n\\n".encode()})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", http="httptools")
+"""
 
 
 def _loop_cpu_s(pid: int) -> float:
@@ -85,6 +110,28 @@ def main() -> None:
             rows.append((f"{CHAT} (llama.cpp)", *_per_token_us(server.base_url, server.process.pid, CHAT, 4)))
         finally:
             stop_server(server)
+    port = _free_port()
+    bare = subprocess.Popen([sys.executable, "-c", _BARE_APP, str(port)])
+    try:
+        for _ in range(600):  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for name, trash in (("bare uvicorn app, 7 ms apart", False),
+                            ("bare uvicorn app, 7 ms apart, caches emptied", True)):  # fmt: skip
+            trashers = [multiprocessing.Process(target=_stream_caches, args=(120,)) for _ in range(2 if trash else 0)]
+            try:
+                for t in trashers:
+                    t.start()
+                rows.append((name, *_per_token_us(f"http://127.0.0.1:{port}/v1", bare.pid, "fake-chat", 1)))
+            finally:
+                for t in trashers:
+                    t.terminate()
+    finally:
+        bare.terminate()
+        bare.wait()
     print("\n| one stream | tokens | event-loop thread CPU per token |\n|---|---|---|")
     for name, us, tokens in rows:
         print(f"| {name} | {tokens:.0f} | {us:.0f} µs |")
