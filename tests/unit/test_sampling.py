@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from homeport.backends.base import SamplingParams
-from homeport.backends.llamacpp.sampling import build_sampler
+from homeport.backends.llamacpp.sampling import _block_sums, _draw, build_sampler
 
 PROBS = np.array([0.4, 0.3, 0.2, 0.1] + [0.0] * 996)
 LOGITS = np.log(np.maximum(PROBS, 1e-30)).astype(np.float32)
@@ -52,3 +52,11 @@ def test_draws_reach_every_block_and_the_ragged_tail() -> None:
     assert set(counts) == {5, 300, 700, 999}
     for token in (5, 300, 700, 999):
         assert abs(counts[token] / 20_000 - probs[token]) < 0.015
+
+
+def test_a_draw_at_the_very_total_takes_the_last_token_with_weight() -> None:
+    weights = np.zeros(600, dtype=np.float32)
+    weights[[10, 300]] = [1.0, 2.0]  # the last block (512-599, the tail) holds nothing
+    sums = _block_sums(weights)
+    assert _draw(weights, sums, float(sums[-1])) == 300
+    assert _draw(weights, sums, 0.5) == 10

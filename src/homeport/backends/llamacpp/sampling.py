@@ -96,7 +96,9 @@ def _block_sums(weights: np.ndarray) -> np.ndarray:
 def _draw(weights: np.ndarray, sums: np.ndarray, target: float) -> int:
     """The index where the running sum of `weights` passes `target`: the block first (`sums` from
     _block_sums), then the running sum inside it."""
-    b = min(int(np.searchsorted(sums, target, side="right")), len(sums) - 1)  # rounding may put target past the end
+    b = int(np.searchsorted(sums, target, side="right"))
+    if b >= len(sums):  # rounding put target at the total: the last block that holds any weight
+        b = int(np.flatnonzero(np.diff(sums, prepend=0.0))[-1])
     start, before = b * _BLOCK, float(sums[b - 1]) if b else 0.0
     inside = np.cumsum(weights[start : start + _BLOCK], dtype=np.float64)
     i = int(np.searchsorted(inside, target - before, side="right"))
