@@ -3,8 +3,8 @@ ONNX Runtime graph built from the weights (backends/bert_onnx.py, the default), 
 
 Why not sentence-transformers: the reference stack needs PyTorch (gigabytes on a fresh machine).
 Both runtimes match sentence-transformers' vectors to 3e-7 (tests/unit/test_bert.py compares
-against vectors it produced); the ONNX graph is 1.3x PyTorch's speed on 2 cores, NumPy 0.5-0.9x
-(bench/embedding_engines.py).
+against vectors it produced); the ONNX graph is faster than PyTorch on 2 cores, NumPy slower
+(bench/embedding_engines.py; docs/architecture.md has the figures by CPU).
 """
 
 from __future__ import annotations
@@ -199,8 +199,8 @@ class BertEngine:
 
 
 # A sub-batch holds at most this many (padded) tokens and this many inputs: the working set stays
-# in cache. Measured (bench/embedding_batches.py): 32 short sentences a run is fastest, but one
-# 400-token chunk a run is 1.09-1.24x (fp32) and 1.0-1.2x (int8) faster than 32 of them.
+# in cache. Measured (bench/embedding_batches.py): 32 short sentences a run is fastest, but a long
+# chunk runs faster alone than batched with others.
 _SUB_BATCH_TOKENS, _SUB_BATCH_MAX = 512, 32
 
 

@@ -2,10 +2,9 @@
 no export step): embeddings, `layers` transformer layers, the last hidden states out. Mean
 pooling and normalisation stay in NumPy (backends/bert.py).
 
-Why: on 2 cores it embeds 1.9-2.5x faster than sentence-transformers on PyTorch on Zen 5 (1.3-1.8x
-on Zen 4, 1.35-1.47x on Intel Sapphire Rapids), and 1.5-3.5x faster than the NumPy encoder (long
-inputs gain most), with the same vectors to 3e-7 (bench/embedding_engines.py; docs/architecture.md
-has the numbers and what was not chosen).
+Why: on 2 cores it embeds faster than sentence-transformers on PyTorch and than the NumPy encoder
+(long inputs gain most), with the same vectors to 3e-7 (bench/embedding_engines.py; docs/architecture.md
+has the figures by CPU and what was not chosen).
 """
 
 from __future__ import annotations
@@ -28,9 +27,8 @@ def build_graph(
     Each layer is ONNX Runtime's fused Attention (QKV product, masked softmax, context; the
     `com.microsoft` domain), the dense products, BiasGelu (exact erf), and layer norms written as
     primitive ops: ONNX Runtime's LayerNormalization and SkipLayerNormalization kernels are slower
-    than the few ops they stand for (the whole encoder is 1.03-1.06x faster without them in fp32,
-    1.12-1.24x in int8: bench/embedding_batches.py). `fused_norms` builds those kernels instead, for
-    that bench to compare."""
+    than the few ops they stand for (bench/embedding_batches.py compares both; docs/architecture.md
+    has the figures). `fused_norms` builds those kernels instead, for that bench."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes: list[Any] = []
