@@ -132,4 +132,5 @@ def models_status(base_url: ServerUrl = None, api_key: AdminKeyOption = None) ->
         idle = "never used" if m["idle_s"] is None else f"idle {m['idle_s']} s"
         state = "loaded" if m["loaded"] else "unloaded"
         print(f"{m['id']:<24} {m['kind']:<14} {state:<9} {m['size_mb']:>8} MB  {idle}")
-    print(f"memory budget: {found['memory_budget_mb'] or 'none'} MB; keep-alive: {found['keep_alive_s'] or 'off'} s")
+    budget, keep = found["memory_budget_mb"], found["keep_alive_s"]
+    print(f"memory budget: {f'{budget} MB' if budget else 'none'}; keep-alive: {f'{keep} s' if keep else 'off'}")

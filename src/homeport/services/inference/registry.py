@@ -320,9 +320,15 @@ def _size_mb(cfg: ModelConfig, data_dir: Path) -> float:
 
 
 def locate_weights(cfg: ModelConfig, data_dir: Path) -> Path:
-    """The weights on disk: an explicit path, a file inside a package, or one it assembles."""
+    """The weights on disk: an explicit path, a file inside a package, one it assembles, or a
+    directory joined from several packages (`parts`, checked against `sha256`)."""
     if cfg.path is not None:
         return cfg.path
+    if cfg.parts:
+        try:
+            return assemble_parts(cfg.parts, data_dir / "models" / cfg.id, cfg.sha256 or "")
+        except (FileNotFoundError, ValueError) as exc:
+            raise HomeportError(f"model {cfg.id!r}: {exc}") from exc
     if cfg.package is None:
         raise HomeportError(f"model {cfg.id!r} has neither `path` nor `package`")
     spec = importlib.util.find_spec(cfg.package)
@@ -348,13 +354,11 @@ def _build_engine(cfg: ModelConfig, settings: Settings) -> Engine:
             return FakeEmbeddingEngine()
         return FakeChatEngine(reply_tokens=cfg.fake_reply_tokens, delay_s=cfg.fake_token_delay_s)
     engine = settings.engine
+    path = locate_weights(cfg, settings.data_dir)
     if cfg.backend == "whisper":
-        path = (assemble_parts(cfg.parts, settings.data_dir / "models" / cfg.id, cfg.sha256 or "") if cfg.parts
-                else locate_weights(cfg, settings.data_dir))  # fmt: skip
         return WhisperEngine(path, threads=engine.audio_threads or (os.cpu_count() or 1), queue_size=engine.queue_size,
                              retry_after=engine.retry_after_s, multilingual=cfg.multilingual,
                              nice=engine.audio_nice)  # fmt: skip
-    path = locate_weights(cfg, settings.data_dir)
     if cfg.backend == "piper":
         return PiperVoice(path, threads=engine.audio_threads, queue_size=engine.queue_size,
                           retry_after=engine.retry_after_s, nice=engine.audio_nice)
