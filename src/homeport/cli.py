@@ -77,11 +77,16 @@ class _Progress:
         if state == "loading":
             console.print(f"[{self.done + 1}/{self.total}] preparing {model_id} …")
             return
-        if state != "ready":
+        if state.startswith("deferred: "):  # past the memory budget: loaded on its first request
+            self.done += 1
+            console.print(f"[{self.done}/{self.total}] [yellow]–[/yellow] {model_id} not loaded now, but on its first "
+                          f"request: {state.removeprefix('deferred: ')}")  # fmt: skip
+        elif state != "ready":
             console.print(f"[red]✗ {model_id}: {state}[/red]")
             return
-        self.done += 1
-        console.print(f"[{self.done}/{self.total}] [green]✓[/green] {model_id} ready in {seconds:.1f}s")
+        else:
+            self.done += 1
+            console.print(f"[{self.done}/{self.total}] [green]✓[/green] {model_id} ready in {seconds:.1f}s")
         if self.done == self.total:
             console.print(f"[bold green]Ready.[/bold green] OpenAI(base_url={self.base_url!r}, api_key=KEY)")
 

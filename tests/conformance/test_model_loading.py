@@ -86,3 +86,33 @@ def _idle_model_comes_back(server, admin: httpx.Client) -> None:  # type: ignore
     retrying = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=5)  # the SDK's own retries
     assert retrying.chat.completions.create(model="fake-chat", messages=HI, max_tokens=2).model == "fake-chat"
     assert "fake-chat" in _loaded(admin)
+
+
+def test_a_model_past_the_budget_at_start_waits_for_its_first_request(tmp_path) -> None:
+    """Start-up loads what fits and is ready; the model past the budget is refused, naming both
+    numbers, when asked for, and loads once another model has made room."""
+    server = start_server(tmp_path, {"models": MODELS, "models_memory_mb": 2, "cache_enabled": False,
+                                     "vector_store_model": "fake-embed"})  # fmt: skip
+    admin_key = create_key({"HOMEPORT_DATA_DIR": str(server.data_dir)}, "--name", "ops", "--admin")
+    admin = httpx.Client(base_url=server.base_url, headers={"authorization": f"Bearer {admin_key}"}, timeout=60)
+    try:
+        assert httpx.get(server.base_url.removesuffix("/v1") + "/readyz").status_code == 200
+        assert _loaded(admin) == {"fake-chat", "fake-chat-2"}
+        client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        deadline = time.monotonic() + 60
+        while True:  # 503 while its load is tried, then the budget's refusal
+            with pytest.raises(openai.APIStatusError) as err:
+                client.embeddings.create(model="fake-embed", input="hi")
+            if err.value.status_code != 503:
+                break
+            assert time.monotonic() < deadline, "the deferred model's load never finished"
+            time.sleep(0.2)
+        assert err.value.status_code == 409 and err.value.code == "insufficient_memory"
+        assert "budget is 2 MB, 2 MB of it in use" in err.value.message
+        assert admin.post("/homeport/models/fake-chat-2/unload").status_code == 200
+        retrying = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=5)
+        assert retrying.embeddings.create(model="fake-embed", input="hi").model == "fake-embed"
+        assert _loaded(admin) == {"fake-chat", "fake-embed"}
+    finally:
+        admin.close()
+        stop_server(server)

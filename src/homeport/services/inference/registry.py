@@ -29,7 +29,7 @@ Engine = ChatEngine | EmbeddingEngine | ToxicityEngine | WhisperEngine | PiperVo
 
 log = logging.getLogger(__name__)
 
-# (model id, state, seconds) with state in {"loading", "ready", "failed: ..."}
+# (model id, state, seconds) with state in {"loading", "ready", "deferred: ...", "failed: ..."}
 LoadProgress = Callable[[str, str, float], None]
 
 
@@ -40,6 +40,7 @@ class _Entry:
     last_used: float = 0.0  # time.monotonic() of its last lookup
     size_mb: float = 0.0  # its weights on disk, once loaded (the memory budget's measure)
     loading: asyncio.Task[None] | None = None
+    deferred: bool = False  # wanted at start but past the memory budget then: loaded on first use
 
 
 class ModelRegistry:
@@ -195,8 +196,9 @@ class ModelRegistry:
         if entry.engine is None:
             if not self.ready.is_set():
                 raise EngineOverloaded(f"The model `{name}` is still loading; retry shortly.", retry_after=2)
-            # Loaded once and unloaded since, or added by a user: load it (now, in the background).
-            if (entry.size_mb or entry.config.id in self._user) and entry.config.backend != "upstream":
+            # Loaded once and unloaded since, deferred at start, or added by a user: load it (now, in the background).
+            on_demand = entry.size_mb or entry.deferred or entry.config.id in self._user
+            if on_demand and entry.config.backend != "upstream":
                 if entry.loading is not None and entry.loading.done():
                     failed, entry.loading = entry.loading.exception(), None
                     if isinstance(failed, HomeportError):  # e.g. it no longer fits the memory budget
@@ -210,7 +212,9 @@ class ModelRegistry:
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def load(self, progress: LoadProgress) -> None:
-        """Load configured models one by one, off the event loop."""
+        """Load configured models one by one, off the event loop. One past the memory budget is
+        left for its first request (by then an idle model may have unloaded); other failures stop
+        the loading (/readyz reports them)."""
         wanted = self._settings.load_models
         try:
             for entry in self._entries.values():
@@ -220,6 +224,10 @@ class ModelRegistry:
                 start = time.perf_counter()
                 try:
                     await self.load_model(entry.config.id)
+                except InsufficientMemory as exc:
+                    entry.deferred = True
+                    progress(entry.config.id, f"deferred: {exc}", time.perf_counter() - start)
+                    continue
                 except Exception as exc:
                     progress(entry.config.id, f"failed: {exc}", time.perf_counter() - start)
                     raise
