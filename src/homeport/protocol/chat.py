@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from .common import Request, Seed, Stop, StreamOptions, Usage, Wire
+from .common import Request, Seed, Stop, StreamOptions, Usage, Wire, omitted_if_none
 
 __all__ = [
     "ChatCompletionRequest",
@@ -237,11 +237,10 @@ class ChoiceLogprobs(BaseModel):
 
 
 class ResponseMessage(Wire):
-    omit_if_none = frozenset({"tool_calls"})
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCall] | None = omitted_if_none()
     annotations: list[dict[str, JsonValue]] = []
 
 
@@ -268,19 +267,17 @@ class ChatCompletion(BaseModel):
 
 
 class ToolCallDelta(Wire):
-    omit_if_none = frozenset({"id", "type", "function"})
     index: int
-    id: str | None = None
-    type: Literal["function"] | None = None
-    function: dict[str, str] | None = None
+    id: str | None = omitted_if_none()
+    type: Literal["function"] | None = omitted_if_none()
+    function: dict[str, str] | None = omitted_if_none()
 
 
 class Delta(Wire):
-    omit_if_none = frozenset({"role", "content", "refusal", "tool_calls"})
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[ToolCallDelta] | None = None
+    role: Literal["assistant"] | None = omitted_if_none()
+    content: str | None = omitted_if_none()
+    refusal: str | None = omitted_if_none()
+    tool_calls: list[ToolCallDelta] | None = omitted_if_none()
 
 
 class ChatChunkChoice(BaseModel):
@@ -291,12 +288,11 @@ class ChatChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(Wire):
-    omit_if_none = frozenset({"usage"})
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
     choices: list[ChatChunkChoice]
-    usage: Usage | None = None
+    usage: Usage | None = omitted_if_none()
     system_fingerprint: str
     service_tier: str | None = "default"

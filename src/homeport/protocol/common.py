@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "Deleted",
@@ -12,6 +12,7 @@ __all__ = [
     "MetadataModify",
     "Request",
     "Wire",
+    "omitted_if_none",
     "Stop",
     "StreamOptions",
     "Usage",
@@ -27,18 +28,18 @@ class Request(BaseModel):
 
 
 class Wire(BaseModel):
-    """Base of response objects. Fields named in `omit_if_none` are left out rather than sent
-    as null: the spec makes them optional but not nullable (e.g. `message.tool_calls`)."""
+    """Base of response objects."""
 
-    omit_if_none: ClassVar[frozenset[str]] = frozenset()
 
-    @model_serializer(mode="wrap")
-    def _omit_nones(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        for name in self.omit_if_none:
-            if data.get(name, 0) is None:
-                del data[name]
-        return data
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_if_none() -> Any:
+    """A field (default None) left out rather than sent as null: the spec makes it optional but
+    not nullable (e.g. `message.tool_calls`). Decided per field in pydantic-core; a model-wide
+    Python serializer cost every streamed chunk three times as much."""
+    return Field(None, exclude_if=_is_none)
 
 
 Stop = str | Annotated[list[str], Field(min_length=1, max_length=4)] | None
@@ -81,13 +82,12 @@ class CompletionTokensDetails(BaseModel):
 
 
 class Usage(Wire):
-    omit_if_none = frozenset({"prompt_tokens_details", "completion_tokens_details"})
 
     prompt_tokens: int
     completion_tokens: int = 0
     total_tokens: int
-    prompt_tokens_details: PromptTokensDetails | None = None
-    completion_tokens_details: CompletionTokensDetails | None = None
+    prompt_tokens_details: PromptTokensDetails | None = omitted_if_none()
+    completion_tokens_details: CompletionTokensDetails | None = omitted_if_none()
 
     @classmethod
     def of(cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Usage:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from .common import Request, Seed, Stop, StreamOptions, Usage, Wire
+from .common import Request, Seed, Stop, StreamOptions, Usage, Wire, omitted_if_none
 
 __all__ = ["CompletionRequest", "Completion", "CompletionChoice", "CompletionLogprobs"]
 
@@ -49,11 +49,10 @@ class CompletionChoice(BaseModel):
 
 
 class Completion(Wire):
-    omit_if_none = frozenset({"usage"})
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
+    usage: Usage | None = omitted_if_none()
     system_fingerprint: str

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from .common import Metadata, Request, Wire
+from .common import Metadata, Request, Wire, omitted_if_none
 
 __all__ = [
     "Attributes",
@@ -147,7 +147,6 @@ class FileCounts(BaseModel):
 
 
 class VectorStore(Wire):
-    omit_if_none = frozenset({"expires_after"})
 
     id: str
     object: Literal["vector_store"] = "vector_store"
@@ -156,7 +155,7 @@ class VectorStore(Wire):
     usage_bytes: int
     file_counts: FileCounts
     status: Literal["expired", "in_progress", "completed"]
-    expires_after: ExpiresAfter | None = None
+    expires_after: ExpiresAfter | None = omitted_if_none()
     expires_at: int | None
     last_active_at: int | None
     metadata: dict[str, str]
