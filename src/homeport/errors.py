@@ -110,8 +110,8 @@ class NotFound(HomeportError):
 class ModelNotFound(NotFound):
     code = "model_not_found"
 
-    def __init__(self, model: str, param: str | None = "model") -> None:
-        super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param=param)
+    def __init__(self, model: str, param: str | None = "model", message: str | None = None) -> None:
+        super().__init__(message or f"The model `{model}` does not exist or you do not have access to it.", param=param)
 
 
 class Conflict(HomeportError):

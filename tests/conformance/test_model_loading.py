@@ -41,8 +41,9 @@ def test_load_unload_and_the_memory_budget(served) -> None:
     server, admin, env = served
     client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
     assert _loaded(admin) == {"fake-chat", "fake-embed"}
-    with pytest.raises(openai.NotFoundError):  # configured, never loaded
+    with pytest.raises(openai.NotFoundError) as missing:  # configured, never loaded
         client.chat.completions.create(model="fake-chat-2", messages=HI, max_tokens=2)
+    assert missing.value.code == "model_not_found" and "homeport models load fake-chat-2" in missing.value.message
     refused = admin.post("/homeport/models/fake-chat-2/load")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "insufficient_memory"
     assert "needs 1 MB" in refused.json()["error"]["message"] and "budget is 2 MB, 2 MB of it in use" in \

@@ -206,7 +206,8 @@ class ModelRegistry:
                 if entry.loading is None:
                     entry.loading = asyncio.get_running_loop().create_task(self.load_model(entry.config.id))
                 raise EngineOverloaded(f"The model `{name}` is loading; retry shortly.", retry_after=2)
-            raise ModelNotFound(name)  # configured but not loaded (see `load_models`)
+            raise ModelNotFound(name, message=f"The model `{name}` is not loaded on this server (see load_models); "
+                                f"an admin can load it: `homeport models load {entry.config.id}`.")  # fmt: skip
         return entry.config, entry.engine
 
     # ---- lifecycle ----------------------------------------------------------------------
