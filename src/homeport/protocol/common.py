@@ -82,7 +82,6 @@ class CompletionTokensDetails(BaseModel):
 
 
 class Usage(Wire):
-
     prompt_tokens: int
     completion_tokens: int = 0
     total_tokens: int

@@ -147,7 +147,6 @@ class FileCounts(BaseModel):
 
 
 class VectorStore(Wire):
-
     id: str
     object: Literal["vector_store"] = "vector_store"
     created_at: int
