@@ -169,9 +169,11 @@ class EngineError(HomeportError):
 def invalid_body(exc: ValidationError, data: Any) -> InvalidRequest:
     """A request body's validation error as OpenAI names it: the param is the path in the body."""
     # Prefer the error that reaches deepest into the body: for unions, pydantic reports one
-    # error per member and the deepest is the one about what the client actually sent.
+    # error per member and the deepest is the one about what the client actually sent. At the
+    # same depth, an error about the value (an empty list, too many items) beats a member's type
+    # mismatch ("should be a valid string" for a list).
     errors = exc.errors(include_url=False)
-    best = max(errors, key=lambda e: len(_param_parts(e["loc"], data, e["type"])))
+    best = max(errors, key=lambda e: (len(_param_parts(e["loc"], data, e["type"])), not e["type"].endswith("_type")))
     kind = best["type"]
     parts = _param_parts(best["loc"], data, kind)
     if kind in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, e.g. `tools.[0].type`

@@ -69,6 +69,14 @@ def test_dimensions_larger_than_model_is_400(client) -> None:
     assert err.value.body["param"] == "dimensions"
 
 
+@pytest.mark.parametrize(("inputs", "says"), [([], "at least 1 item"), (["x"] * 2049, "at most 2048 items")])
+def test_an_input_list_out_of_bounds_is_400_saying_why(client, inputs, says) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model=MODEL, input=inputs)
+    assert err.value.body["param"] == "input"
+    assert says in err.value.body["message"]  # not "should be a valid string", the union's first member
+
+
 def test_semantic_similarity_is_meaningful(client) -> None:
     out = client.embeddings.create(
         model=MODEL,
