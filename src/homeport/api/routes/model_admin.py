@@ -21,7 +21,9 @@ router = APIRouter()
 
 
 class AddModel(BaseModel):
-    source: str = Field(description="A GGUF's path on the server's machine, or repo_id:file.gguf on the Hub.")
+    source: str = Field(
+        description="A GGUF path on the server's machine, an installed package that ships one, or repo_id[:file.gguf]."
+    )
     id: str | None = Field(None, description="The id clients will ask for (default: from the file's name).")
     template: Literal["chatml", "gemma"] | None = Field(None, description="For a GGUF that carries no chat template.")
 

@@ -2,14 +2,20 @@
 its header, and the `user_models` table the registry of every replica serves beside the
 configured models.
 
-A GGUF starts with its key-value metadata (the architecture, the context length, the chat
-template) before the tensors; reading it takes no model load. Hub downloads go through
-`huggingface_hub` (resumable, into data_dir/hub, its endpoint set by HF_ENDPOINT).
+A source is a GGUF's path; an installed Python package that ships one (as the default models'
+packages do: a .gguf inside it, or an `assemble()` that joins its parts); or a Hub repo, with
+`:file.gguf` or without (its only GGUF, or its only Q4_K_M one). A GGUF starts with its key-value
+metadata (the architecture, the context length, the chat template) before the tensors; reading
+it takes no model load. Hub downloads go through `huggingface_hub` (resumable, into
+data_dir/hub, its endpoint set by HF_ENDPOINT).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
 import json
 import re
 import struct
@@ -25,8 +31,8 @@ from ...settings import ModelConfig
 from ...storage.db import Database
 from ...storage.tables import UserModelRow
 
-__all__ = ["gguf_metadata", "user_models", "add_user_model", "remove_user_model", "chat_model_config", "from_hub",
-           "model_from_source"]  # fmt: skip
+__all__ = ["gguf_metadata", "user_models", "add_user_model", "remove_user_model", "chat_model_config",
+           "package_model_config", "from_hub", "model_from_source"]  # fmt: skip
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
@@ -71,30 +77,96 @@ def _value(f: BinaryIO, kind: int) -> Any:
 
 def chat_model_config(path: Path, model_id: str | None, template: str | None) -> ModelConfig:
     """The config of a chat model served from this GGUF; its chat template from the file, or `template`."""
-    meta = gguf_metadata(path)
-    if template is None and not meta.get("tokenizer.chat_template"):
+    _check_template(path, template)
+    stat = path.stat()
+    return ModelConfig(id=model_id or _id_from(path.stem), version=f"local-{stat.st_size:x}-{int(stat.st_mtime):x}",
+                       kind="chat", backend="llamacpp", path=path.absolute(), chat_template=template,
+                       owned_by="user")  # fmt: skip
+
+
+def _check_template(path: Path, template: str | None) -> None:
+    if template is None and not gguf_metadata(path).get("tokenizer.chat_template"):
         raise InvalidRequest(f"{path.name} carries no chat template: give one with --template (chatml or gemma).",
                              param="template")  # fmt: skip
-    name = model_id or re.sub(r"[^a-z0-9.-]+", "-", path.stem.lower()).strip("-")
-    stat = path.stat()
-    return ModelConfig(id=name, version=f"local-{stat.st_size:x}-{int(stat.st_mtime):x}", kind="chat",
-                       backend="llamacpp", path=path.resolve(), chat_template=template, owned_by="user")  # fmt: skip
+
+
+def _id_from(name: str) -> str:
+    return re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-")
+
+
+def _installed_package(source: str) -> str | None:
+    """The import name of the installed package `source` names (its import or its pip name), if any."""
+    return next((n for n in dict.fromkeys((source, source.replace("-", "_").lower())) if _package_root(n)), None)
+
+
+def _package_root(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name) if name.isidentifier() else None
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+
+
+def package_model_config(package: str, data_dir: Path, model_id: str | None, template: str | None) -> ModelConfig:
+    """A chat model from an installed package: the one GGUF inside it, or the file its `assemble()`
+    builds. The config names the package, not a path, so each replica finds its own install."""
+    from .registry import locate_weights
+
+    root = _package_root(package)
+    if root is None:
+        raise InvalidRequest(f"{package} is not an installed package.", param="source")
+    ggufs = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.gguf"))
+    if len(ggufs) > 1:
+        raise InvalidRequest(f"{package} ships {len(ggufs)} GGUF files ({', '.join(ggufs)}): give the path of one.",
+                             param="source")  # fmt: skip
+    if not ggufs and not callable(getattr(importlib.import_module(package), "assemble", None)):
+        raise InvalidRequest(f"{package} ships no GGUF file (nor an assemble() that builds one).", param="source")
+    try:
+        version = importlib.metadata.version(importlib.metadata.packages_distributions()[package][0])
+    except (KeyError, IndexError, importlib.metadata.PackageNotFoundError):
+        version = "0"
+    name = model_id or _id_from(Path(ggufs[0]).stem if ggufs else package)
+    config = ModelConfig(id=name, version=f"pkg-{version}", kind="chat", backend="llamacpp", package=package,
+                         file=ggufs[0] if ggufs else None, chat_template=template, owned_by="user")  # fmt: skip
+    _check_template(locate_weights(config, data_dir), template)
+    return config
 
 
 def from_hub(source: str, data_dir: Path) -> Path:
-    """`repo_id:file` from the Hugging Face Hub (or the server HF_ENDPOINT names), into data_dir/hub."""
+    """`repo_id:file.gguf` from the Hugging Face Hub (or the server HF_ENDPOINT names), into
+    data_dir/hub; `repo_id` alone takes the repo's only GGUF (or its only Q4_K_M one)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     repo, sep, filename = source.partition(":")
-    if not sep or not filename.endswith(".gguf"):
-        raise InvalidRequest(f"'{source}' is not repo_id:file.gguf.", param="model")
-    path = Path(hf_hub_download(repo, filename, cache_dir=data_dir / "hub"))
-    # The Hub names a large file by its SHA-256 (its LFS etag): check the bytes against it.
-    etag = (get_hf_file_metadata(hf_hub_url(repo, filename)).etag or "").strip('"')
+    if sep and not filename.endswith(".gguf"):
+        raise InvalidRequest(f"'{source}' is not repo_id:file.gguf.", param="source")
+    try:
+        filename = filename or _pick_gguf(repo)
+        path = Path(hf_hub_download(repo, filename, cache_dir=data_dir / "hub"))
+        # The Hub names a large file by its SHA-256 (its LFS etag): check the bytes against it.
+        etag = (get_hf_file_metadata(hf_hub_url(repo, filename)).etag or "").strip('"')
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # the Hub or a mirror answered wrongly, or not at all: say so, do not crash
+        raise InvalidRequest(f"{source}: the Hub did not give it ({type(exc).__name__}: {exc}).",
+                             param="source") from None  # fmt: skip
     if re.fullmatch(r"[0-9a-f]{64}", etag) and _sha256(path) != etag:
         path.unlink(missing_ok=True)
         raise InvalidRequest(f"{source}: the downloaded bytes do not match the Hub's SHA-256 ({etag}); removed.")
     return path
+
+
+def _pick_gguf(repo: str) -> str:
+    """The GGUF a repo_id alone stands for: its only one, else its only Q4_K_M (the usual default of
+    Ollama and LM Studio); vision projectors (mmproj) are not models."""
+    from huggingface_hub import list_repo_files
+
+    ggufs = [f for f in list_repo_files(repo) if f.endswith(".gguf") and not Path(f).name.startswith("mmproj")]
+    q4_k_m = [f for f in ggufs if "q4_k_m" in f.lower()]
+    if len(ggufs) == 1 or len(q4_k_m) == 1:
+        return ggufs[0] if len(ggufs) == 1 else q4_k_m[0]
+    if not ggufs:
+        raise InvalidRequest(f"{repo} has no GGUF file.", param="source")
+    listed = ", ".join(ggufs[:10]) + (", …" if len(ggufs) > 10 else "")
+    raise InvalidRequest(f"{repo} has {len(ggufs)} GGUF files ({listed}): name one as {repo}:FILE.gguf.",
+                         param="source")  # fmt: skip
 
 
 def _sha256(path: Path) -> str:
@@ -106,14 +178,18 @@ def _sha256(path: Path) -> str:
 
 
 def model_from_source(source: str, data_dir: Path, model_id: str | None, template: str | None) -> ModelConfig:
-    """The config for a GGUF at a path on this machine, or `repo_id:file.gguf` fetched from the Hub
+    """The config for a GGUF at a path on this machine, an installed package's, or a Hub repo's
     (blocking: a download can take minutes)."""
     path = Path(source)
-    if not path.exists() and ":" in source and not source.startswith(("/", ".")):
-        path = from_hub(source, data_dir)
-    elif not path.is_file():
-        raise InvalidRequest(f"{source} is neither a file here nor repo_id:file.gguf.", param="source")
-    return chat_model_config(path, model_id, template)
+    if path.is_file():
+        return chat_model_config(path, model_id, template)
+    if package := _installed_package(source):
+        return package_model_config(package, data_dir, model_id, template)
+    a_path = path.exists() or source.startswith(("/", ".")) or (":" not in source and source.endswith(".gguf"))
+    if a_path or ("/" not in source and ":" not in source):
+        raise InvalidRequest(f"{source} is neither a file here, an installed package, nor a Hub repo_id[:file.gguf].",
+                             param="source")  # fmt: skip
+    return chat_model_config(from_hub(source, data_dir), model_id, template)
 
 
 async def user_models(db: Database) -> list[ModelConfig]:
