@@ -116,7 +116,7 @@ def package_model_config(package: str, data_dir: Path, model_id: str | None, tem
     if len(ggufs) > 1:
         raise InvalidRequest(f"{package} ships {len(ggufs)} GGUF files ({', '.join(ggufs)}): give the path of one.",
                              param="source")  # fmt: skip
-    if not ggufs and not callable(getattr(importlib.import_module(package), "assemble", None)):
+    if not ggufs and not callable(getattr(_imported(package), "assemble", None)):
         raise InvalidRequest(f"{package} ships no GGUF file (nor an assemble() that builds one).", param="source")
     try:
         version = importlib.metadata.version(importlib.metadata.packages_distributions()[package][0])
@@ -127,6 +127,13 @@ def package_model_config(package: str, data_dir: Path, model_id: str | None, tem
                          file=ggufs[0] if ggufs else None, chat_template=template, owned_by="user")  # fmt: skip
     _check_template(locate_weights(config, data_dir), template)
     return config
+
+
+def _imported(package: str) -> object:
+    try:
+        return importlib.import_module(package)
+    except Exception:  # an installed package whose own imports fail ships nothing we can use
+        return None
 
 
 def from_hub(source: str, data_dir: Path) -> Path:
