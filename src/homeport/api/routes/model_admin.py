@@ -72,12 +72,12 @@ async def add_model(body: AddModel, request: Request, key: AdminKey) -> dict[str
     """Serve a GGUF chat model on every replica (loaded on first use, or with .../load)."""
     registry = _registry(request)
     settings = request.app.state.settings
-    config = await asyncio.to_thread(model_from_source, body.source, settings.data_dir, body.id, body.template)
+    config, path = await asyncio.to_thread(model_from_source, body.source, settings.data_dir, body.id, body.template)
     taken = {n for n in (config.id, config.versioned_id) if registry.knows(n)}
     await add_user_model(request.app.state.db, config, taken)
     await registry.sync(request.app.state.db)
     await audit(request, key, "model.added", config.id)
-    return _state(request, config.id) | {"path": str(config.path)}
+    return _state(request, config.id) | {"path": str(path)}
 
 
 @router.delete("/v1/homeport/models/{model_id}")

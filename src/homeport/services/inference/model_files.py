@@ -104,9 +104,12 @@ def _package_root(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
 
 
-def package_model_config(package: str, data_dir: Path, model_id: str | None, template: str | None) -> ModelConfig:
+def package_model_config(
+    package: str, data_dir: Path, model_id: str | None, template: str | None
+) -> tuple[ModelConfig, Path]:
     """A chat model from an installed package: the one GGUF inside it, or the file its `assemble()`
-    builds. The config names the package, not a path, so each replica finds its own install."""
+    builds (and that file here). The config names the package, not a path, so each replica finds
+    its own install."""
     from .registry import locate_weights
 
     root = _package_root(package)
@@ -125,8 +128,9 @@ def package_model_config(package: str, data_dir: Path, model_id: str | None, tem
     name = model_id or _id_from(Path(ggufs[0]).stem if ggufs else package)
     config = ModelConfig(id=name, version=f"pkg-{version}", kind="chat", backend="llamacpp", package=package,
                          file=ggufs[0] if ggufs else None, chat_template=template, owned_by="user")  # fmt: skip
-    _check_template(locate_weights(config, data_dir), template)
-    return config
+    path = locate_weights(config, data_dir)
+    _check_template(path, template)
+    return config, path
 
 
 def _imported(package: str) -> object:
@@ -184,19 +188,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_from_source(source: str, data_dir: Path, model_id: str | None, template: str | None) -> ModelConfig:
-    """The config for a GGUF at a path on this machine, an installed package's, or a Hub repo's
-    (blocking: a download can take minutes)."""
+def model_from_source(
+    source: str, data_dir: Path, model_id: str | None, template: str | None
+) -> tuple[ModelConfig, Path]:
+    """The config for a GGUF at a path on this machine, an installed package's, or a Hub repo's,
+    and where its weights are here (blocking: a download can take minutes)."""
     path = Path(source)
     if path.is_file():
-        return chat_model_config(path, model_id, template)
+        return chat_model_config(path, model_id, template), path
     if package := _installed_package(source):
         return package_model_config(package, data_dir, model_id, template)
     a_path = path.exists() or source.startswith(("/", ".")) or (":" not in source and source.endswith(".gguf"))
     if a_path or ("/" not in source and ":" not in source):
         raise InvalidRequest(f"{source} is neither a file here, an installed package, nor a Hub repo_id[:file.gguf].",
                              param="source")  # fmt: skip
-    return chat_model_config(from_hub(source, data_dir), model_id, template)
+    path = from_hub(source, data_dir)
+    return chat_model_config(path, model_id, template), path
 
 
 async def user_models(db: Database) -> list[ModelConfig]:
