@@ -98,7 +98,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # -> (server, cli env, --
              "evil/model/smol.gguf": (data, "0" * 64),
              # a repo of several quantizations and a vision projector: repo_id alone means its Q4_K_M
              **{f"many/quants/{name}": (data, sha) for name in ("m-Q8_0.gguf", "m-Q4_K_M.gguf", "mmproj-f16.gguf")},
-             **{f"many/choices/{name}": (data, sha) for name in ("c-Q8_0.gguf", "c-Q5_K_M.gguf", "README.md")}}
+             **{f"many/choices/{name}": (data, sha) for name in ("c-Q8_0.gguf", "c-Q5_K_M.gguf", "README.md")},
+             **{f"big/split/{name}": (data, sha) for name in ("b-00001-of-00002.gguf", "b-00002-of-00002.gguf")}}
     hub = _hub(files)
     config = {"models": [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}],
               "cache_enabled": False}  # fmt: skip
@@ -155,6 +156,10 @@ def test_a_repo_id_alone_takes_its_only_gguf_or_its_q4_k_m_else_says_which_there
         homeport_cli(env, "models", "add", "many/choices", *config)
     said = choices.value.stdout + choices.value.stderr
     assert "2 GGUF files" in said and "c-Q8_0.gguf" in said and "many/choices:FILE.gguf" in said
+    for split in ("big/split", "big/split:b-00001-of-00002.gguf"):  # one shard alone is no model: say so, fetch nothing
+        with pytest.raises(subprocess.CalledProcessError) as shards:
+            homeport_cli(env, "models", "add", split, *config)
+        assert "split into shards" in shards.value.stdout + shards.value.stderr
     with pytest.raises(subprocess.CalledProcessError) as absent:
         homeport_cli(env, "models", "add", "nobody/nothing", *config)
     assert "nobody/nothing" in absent.value.stdout + absent.value.stderr

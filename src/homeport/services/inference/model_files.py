@@ -148,6 +148,8 @@ def from_hub(source: str, data_dir: Path) -> Path:
     repo, sep, filename = source.partition(":")
     if sep and not filename.endswith(".gguf"):
         raise InvalidRequest(f"'{source}' is not repo_id:file.gguf.", param="source")
+    if _SHARD.search(filename):
+        raise InvalidRequest(_SHARDS_UNSUPPORTED.format(source), param="source")
     try:
         filename = filename or _pick_gguf(repo)
         path = Path(hf_hub_download(repo, filename, cache_dir=data_dir / "hub"))
@@ -164,17 +166,24 @@ def from_hub(source: str, data_dir: Path) -> Path:
     return path
 
 
+# A GGUF split into shards (llama.cpp's gguf-split): one shard alone is not a model.
+_SHARD = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
+_SHARDS_UNSUPPORTED = ("{} is split into shards, which Homeport does not fetch together yet: join them with "
+                       "llama.cpp's `llama-gguf-split --merge` and add the file.")  # fmt: skip
+
+
 def _pick_gguf(repo: str) -> str:
     """The GGUF a repo_id alone stands for: its only one, else its only Q4_K_M (the usual default of
-    Ollama and LM Studio); vision projectors (mmproj) are not models."""
+    Ollama and LM Studio); vision projectors (mmproj) are not models, nor are shards alone."""
     from huggingface_hub import list_repo_files
 
-    ggufs = [f for f in list_repo_files(repo) if f.endswith(".gguf") and not Path(f).name.startswith("mmproj")]
+    files = [f for f in list_repo_files(repo) if f.endswith(".gguf") and not Path(f).name.startswith("mmproj")]
+    ggufs = [f for f in files if not _SHARD.search(f)]
     q4_k_m = [f for f in ggufs if "q4_k_m" in f.lower()]
     if len(ggufs) == 1 or len(q4_k_m) == 1:
         return ggufs[0] if len(ggufs) == 1 else q4_k_m[0]
     if not ggufs:
-        raise InvalidRequest(f"{repo} has no GGUF file.", param="source")
+        raise InvalidRequest(_SHARDS_UNSUPPORTED.format(repo) if files else f"{repo} has no GGUF file.", param="source")
     listed = ", ".join(ggufs[:10]) + (", …" if len(ggufs) > 10 else "")
     raise InvalidRequest(f"{repo} has {len(ggufs)} GGUF files ({listed}): name one as {repo}:FILE.gguf.",
                          param="source")  # fmt: skip
