@@ -82,6 +82,30 @@ def _hub(files: dict[str, tuple[bytes, str]]) -> http.server.ThreadingHTTPServer
     return hub
 
 
+def _split_gguf(source: Path, directory: Path) -> list[Path]:
+    """`source` rewritten as llama.cpp's gguf-split writes a model too large for one file: two
+    shards, NAME-00001-of-00002.gguf (all the metadata) and NAME-00002-of-00002.gguf."""
+    import gguf
+
+    reader = gguf.GGUFReader(source)
+    arch = reader.fields["general.architecture"].contents()
+    writer = gguf.GGUFWriter(directory / "b.gguf", arch, split_max_tensors=len(reader.tensors) // 2 + 1)
+    for field in reader.fields.values():
+        if field.name != "general.architecture" and not field.name.startswith("GGUF."):
+            kind = field.types[0]
+            writer.add_key_value(field.name, field.contents(), kind,
+                                 sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)  # fmt: skip
+    for t in reader.tensors:
+        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for tensor in reader.tensors:
+        writer.write_tensor_data(tensor.data)
+    writer.close()
+    return sorted(directory.glob("b-*-of-00002.gguf"))
+
+
 def _templateless_gguf(path: Path) -> Path:
     """A GGUF header with an architecture and no chat template (no tensors: enough for `add`)."""
     key, value = b"general.architecture", b"llama"
@@ -94,12 +118,13 @@ def _templateless_gguf(path: Path) -> Path:
 def served(tmp_path_factory: pytest.TempPathFactory):  # -> (server, cli env, --config args)
     data = GGUF.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
+    shards = {p.name: p.read_bytes() for p in _split_gguf(GGUF, tmp_path_factory.mktemp("split"))}
     files = {"HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/smol.gguf": (data, sha),
              "evil/model/smol.gguf": (data, "0" * 64),
              # a repo of several quantizations and a vision projector: repo_id alone means its Q4_K_M
              **{f"many/quants/{name}": (data, sha) for name in ("m-Q8_0.gguf", "m-Q4_K_M.gguf", "mmproj-f16.gguf")},
              **{f"many/choices/{name}": (data, sha) for name in ("c-Q8_0.gguf", "c-Q5_K_M.gguf", "README.md")},
-             **{f"big/split/{name}": (data, sha) for name in ("b-00001-of-00002.gguf", "b-00002-of-00002.gguf")}}
+             **{f"big/split/{name}": (part, hashlib.sha256(part).hexdigest()) for name, part in shards.items()}}
     hub = _hub(files)
     config = {"models": [{"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}],
               "cache_enabled": False}  # fmt: skip
@@ -156,14 +181,25 @@ def test_a_repo_id_alone_takes_its_only_gguf_or_its_q4_k_m_else_says_which_there
         homeport_cli(env, "models", "add", "many/choices", *config)
     said = choices.value.stdout + choices.value.stderr
     assert "2 GGUF files" in said and "c-Q8_0.gguf" in said and "many/choices:FILE.gguf" in said
-    for split in ("big/split", "big/split:b-00001-of-00002.gguf"):  # one shard alone is no model: say so, fetch nothing
-        with pytest.raises(subprocess.CalledProcessError) as shards:
-            homeport_cli(env, "models", "add", split, *config)
-        assert "split into shards" in shards.value.stdout + shards.value.stderr
+    with pytest.raises(subprocess.CalledProcessError) as second:  # a shard after the first is no model
+        homeport_cli(env, "models", "add", "big/split:b-00002-of-00002.gguf", *config)
+    assert "name the first" in second.value.stdout + second.value.stderr
     with pytest.raises(subprocess.CalledProcessError) as absent:
         homeport_cli(env, "models", "add", "nobody/nothing", *config)
     assert "nobody/nothing" in absent.value.stdout + absent.value.stderr
     assert "Traceback" not in absent.value.stdout + absent.value.stderr
+
+
+def test_a_gguf_split_into_shards_is_fetched_whole_and_served(served) -> None:
+    server, env, config = served
+    assert "b-00001-of-00002.gguf" in homeport_cli(env, "models", "add", "big/split", "--id", "split-smol", *config)
+    assert len(list((server.data_dir / "hub").rglob("b-0000?-of-00002.gguf"))) == 2  # both shards, side by side
+    loaded = homeport_cli(env, "models", "load", "split-smol")
+    assert "loaded" in loaded and float(loaded.split("(")[1].split()[0]) > 0.9 * GGUF.stat().st_size / 1e6  # all shards
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=120)
+    out = client.chat.completions.create(model="split-smol", messages=[{"role": "user", "content": "Say hi."}],
+                                         max_tokens=8)  # fmt: skip
+    assert out.model == "split-smol" and out.choices[0].message.content
 
 
 def test_an_installed_package_that_ships_a_gguf_is_served(served) -> None:

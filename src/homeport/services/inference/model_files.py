@@ -32,7 +32,7 @@ from ...storage.db import Database
 from ...storage.tables import UserModelRow
 
 __all__ = ["gguf_metadata", "user_models", "add_user_model", "remove_user_model", "chat_model_config",
-           "package_model_config", "from_hub", "model_from_source"]  # fmt: skip
+           "package_model_config", "from_hub", "model_from_source", "shard_names"]  # fmt: skip
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
@@ -142,48 +142,63 @@ def _imported(package: str) -> object:
 
 def from_hub(source: str, data_dir: Path) -> Path:
     """`repo_id:file.gguf` from the Hugging Face Hub (or the server HF_ENDPOINT names), into
-    data_dir/hub; `repo_id` alone takes the repo's only GGUF (or its only Q4_K_M one)."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-
+    data_dir/hub; `repo_id` alone takes the repo's only GGUF (or its only Q4_K_M one). A GGUF split
+    into shards is named by its first shard and fetched whole (llama.cpp reads the others beside it)."""
     repo, sep, filename = source.partition(":")
     if sep and not filename.endswith(".gguf"):
         raise InvalidRequest(f"'{source}' is not repo_id:file.gguf.", param="source")
-    if _SHARD.search(filename):
-        raise InvalidRequest(_SHARDS_UNSUPPORTED.format(source), param="source")
+    if filename and shard_names(filename)[0] != filename:
+        raise InvalidRequest(f"{source} is one shard of a split GGUF: name the first (-00001-of-…).", param="source")
     try:
         filename = filename or _pick_gguf(repo)
-        path = Path(hf_hub_download(repo, filename, cache_dir=data_dir / "hub"))
-        # The Hub names a large file by its SHA-256 (its LFS etag): check the bytes against it.
-        etag = (get_hf_file_metadata(hf_hub_url(repo, filename)).etag or "").strip('"')
+        paths = [_fetch(repo, name, data_dir) for name in shard_names(filename)]
     except InvalidRequest:
         raise
     except Exception as exc:  # the Hub or a mirror answered wrongly, or not at all: say so, do not crash
         raise InvalidRequest(f"{source}: the Hub did not give it ({type(exc).__name__}: {exc}).",
                              param="source") from None  # fmt: skip
+    return paths[0]
+
+
+def _fetch(repo: str, filename: str, data_dir: Path) -> Path:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    path = Path(hf_hub_download(repo, filename, cache_dir=data_dir / "hub"))
+    # The Hub names a large file by its SHA-256 (its LFS etag): check the bytes against it.
+    etag = (get_hf_file_metadata(hf_hub_url(repo, filename)).etag or "").strip('"')
     if re.fullmatch(r"[0-9a-f]{64}", etag) and _sha256(path) != etag:
         path.unlink(missing_ok=True)
-        raise InvalidRequest(f"{source}: the downloaded bytes do not match the Hub's SHA-256 ({etag}); removed.")
+        raise InvalidRequest(f"{repo}:{filename}: the downloaded bytes do not match the Hub's SHA-256 ({etag}); "
+                             "removed.")  # fmt: skip
     return path
 
 
-# A GGUF split into shards (llama.cpp's gguf-split): one shard alone is not a model.
-_SHARD = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
-_SHARDS_UNSUPPORTED = ("{} is split into shards, which Homeport does not fetch together yet: join them with "
-                       "llama.cpp's `llama-gguf-split --merge` and add the file.")  # fmt: skip
+# A GGUF split into shards (llama.cpp's gguf-split): NAME-00001-of-00003.gguf, …; the first stands for the model.
+_SHARD = re.compile(r"-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def shard_names(name: str) -> list[str]:
+    """A GGUF's file names: itself, or for a first shard every shard of its model (first first)."""
+    shard = _SHARD.search(name)
+    if shard is None:
+        return [name]
+    count, stem = int(shard["count"]), name[: shard.start()]
+    return [f"{stem}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
 
 
 def _pick_gguf(repo: str) -> str:
     """The GGUF a repo_id alone stands for: its only one, else its only Q4_K_M (the usual default of
-    Ollama and LM Studio); vision projectors (mmproj) are not models, nor are shards alone."""
+    Ollama and LM Studio). A split GGUF counts once, by its first shard; vision projectors (mmproj)
+    are not models."""
     from huggingface_hub import list_repo_files
 
-    files = [f for f in list_repo_files(repo) if f.endswith(".gguf") and not Path(f).name.startswith("mmproj")]
-    ggufs = [f for f in files if not _SHARD.search(f)]
+    ggufs = [f for f in list_repo_files(repo) if f.endswith(".gguf") and not Path(f).name.startswith("mmproj")
+             and shard_names(f)[0] == f]  # fmt: skip
     q4_k_m = [f for f in ggufs if "q4_k_m" in f.lower()]
     if len(ggufs) == 1 or len(q4_k_m) == 1:
         return ggufs[0] if len(ggufs) == 1 else q4_k_m[0]
     if not ggufs:
-        raise InvalidRequest(_SHARDS_UNSUPPORTED.format(repo) if files else f"{repo} has no GGUF file.", param="source")
+        raise InvalidRequest(f"{repo} has no GGUF file.", param="source")
     listed = ", ".join(ggufs[:10]) + (", …" if len(ggufs) > 10 else "")
     raise InvalidRequest(f"{repo} has {len(ggufs)} GGUF files ({listed}): name one as {repo}:FILE.gguf.",
                          param="source")  # fmt: skip

@@ -20,7 +20,7 @@ from ...errors import EngineOverloaded, HomeportError, InsufficientMemory, Inval
 from ...protocol.models import Model, ModelList
 from ...settings import ModelConfig, Settings
 from ...storage.db import Database
-from .model_files import user_models
+from .model_files import shard_names, user_models
 from .openai_names import OPENAI_NAMES
 
 __all__ = ["ModelRegistry", "LoadProgress", "locate_weights"]
@@ -324,7 +324,10 @@ def _size_mb(cfg: ModelConfig, data_dir: Path) -> float:
         path = locate_weights(cfg, data_dir)
     except HomeportError:
         return 0.0
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    if path.is_file():  # a GGUF split into shards: all of them, beside its first
+        files = [path.with_name(name) for name in shard_names(path.name) if path.with_name(name).is_file()]
+    else:
+        files = [p for p in path.rglob("*") if p.is_file()]
     return sum(f.stat().st_size for f in files) / 1e6
 
 
