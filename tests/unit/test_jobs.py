@@ -112,6 +112,58 @@ async def test_a_live_job_that_heartbeats_is_left_alone(queue: Queue) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_an_idle_worker_reads_the_table_once_a_second_not_once_per_slot(queue: Queue, db: Database) -> None:
+    if not db.url.startswith("sqlite"):
+        pytest.skip("SqliteQueue's polling; saq's PostgresQueue listens for notifications")
+    claims = 0
+    claim = queue._claim  # type: ignore[attr-defined]
+
+    async def counted() -> object:
+        nonlocal claims
+        claims += 1
+        return await claim()
+
+    queue._claim = counted  # type: ignore[attr-defined]
+    worker = JobWorker(queue, functions=[("noop", lambda ctx: asyncio.sleep(0))], concurrency=4)
+    task = asyncio.create_task(worker.start())
+    try:
+        await asyncio.sleep(1)  # started: each slot has looked once
+        before = claims
+        await asyncio.sleep(4)
+        assert claims - before <= 6, claims - before  # one poller: ~4 (four slots polling: ~16)
+    finally:
+        await worker.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("due", ["now", "later"])
+async def test_jobs_that_come_due_together_run_together(queue: Queue, due: str) -> None:
+    """Four slots, four jobs that each wait for all four to be running: enqueued at once (each
+    enqueue wakes the slots) or scheduled for later (the one polling slot finds the first and
+    wakes the others)."""
+    running: set[str] = set()
+    all_running = asyncio.Event()
+
+    async def meet(ctx: dict, *, name: str) -> None:
+        running.add(name)
+        if len(running) == 4:
+            all_running.set()
+        await asyncio.wait_for(all_running.wait(), 30)
+
+    worker = JobWorker(queue, functions=[("meet", meet)], concurrency=4)
+    task = asyncio.create_task(worker.start())
+    try:
+        await asyncio.sleep(0.5)  # every slot waiting
+        at = int(time.time()) + (2 if due == "later" else 0)
+        for name in "abcd":
+            await queue.enqueue("meet", key=name, name=name, scheduled=at, timeout=60)
+        for name in "abcd":
+            await _until(lambda: _status(queue, name, Status.COMPLETE), timeout=40)  # noqa: B023
+    finally:
+        await worker.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def _status(queue: Queue, key: str, status: Status) -> bool:
     job = await queue.job(key)
     return job is not None and job.status == status

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from saq import Queue, Worker
 from saq.job import TERMINAL_STATUSES, Job, Status
 from saq.types import CountKind, PartialTimersDict, QueueInfo, WorkerInfo
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["Hourly", "Jobs", "SqliteQueue", "JobWorker", "heartbeating", "open_queue"]
@@ -154,15 +153,17 @@ class SqliteQueue(Queue):
     def __init__(self, engine: AsyncEngine, name: str = "default") -> None:
         super().__init__(name, dump=None, load=None)
         self._engine = engine
-        self._enqueued = asyncio.Event()  # wakes this process's waiting dequeue at once
+        self._enqueued = asyncio.Event()  # wakes this process's waiting dequeues at once
+        self._polling = False  # one waiting dequeue polls the table
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
 
     async def disconnect(self) -> None:
         pass  # the engine belongs to the server's Database
 
     async def _execute(self, sql: str, **params: Any) -> Any:
+        """Plain SQL, straight to the driver: no SQLAlchemy compile (or cache key) per statement."""
         async with self._engine.begin() as conn:
-            return await conn.execute(text(sql), params)
+            return await conn.exec_driver_sql(sql, params)
 
     # ---- enqueue / dequeue -------------------------------------------------------------------
 
@@ -183,22 +184,34 @@ class SqliteQueue(Queue):
         return job
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
-        """The next due job, now active; waits up to `timeout` seconds (0: for ever)."""
+        """The next due job, now active; waits up to `timeout` seconds (0: for ever).
+
+        The worker waits in `concurrency` dequeues at once. One of them polls the table every
+        second (a job scheduled for later comes due without an enqueue); the others wait to be
+        woken by an enqueue or by a dequeue that found a job (there may be more). An idle server
+        thus reads the table once a second, not once per waiting dequeue."""
         deadline = time.monotonic() + timeout if timeout > 0 else None
         while True:
             self._enqueued.clear()
             job = await self._claim()
             if job is not None:
+                self._enqueued.set()  # the others look for more, and one of them takes up polling
                 return job
-            wait = poll_interval or 1.0  # other processes' jobs and scheduled jobs are found by polling
+            polls = not self._polling
+            wait = (poll_interval or 1.0) if polls else None
             if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return None
+                wait = left if wait is None else min(wait, left)
+            self._polling |= polls
             try:
                 await asyncio.wait_for(self._enqueued.wait(), wait)
             except TimeoutError:
                 pass
+            finally:
+                if polls:
+                    self._polling = False
 
     async def _claim(self) -> Job | None:
         # started/touched are written with the status, in the same UPDATE: a sweep reading the row
