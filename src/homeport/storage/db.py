@@ -21,11 +21,14 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        if url.startswith("sqlite"):
+        sqlite = url.startswith("sqlite")
+        if sqlite:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        # pre-ping: a pooled connection that died with a database restart is replaced, not used.
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
-        if url.startswith("sqlite"):
+        # pre-ping: a pooled connection that died with a database server's restart is replaced, not
+        # used. A SQLite file has no server to restart, and the ping is a round trip to aiosqlite's
+        # thread on every checkout.
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not sqlite)
+        if sqlite:
             event.listen(self.engine.sync_engine, "connect", _bounded_page_cache)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
