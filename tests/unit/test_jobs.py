@@ -126,8 +126,12 @@ async def test_an_idle_worker_reads_the_table_once_a_second_not_once_per_slot(qu
     queue._claim = counted  # type: ignore[attr-defined]
     worker = JobWorker(queue, functions=[("noop", lambda ctx: asyncio.sleep(0))], concurrency=4)
     task = asyncio.create_task(worker.start())
+    async def every_slot_looked() -> bool:
+        return claims >= 4
+
     try:
-        await asyncio.sleep(1)  # started: each slot has looked once
+        await _until(every_slot_looked)  # started, however slowly
+        await asyncio.sleep(1)
         before = claims
         await asyncio.sleep(4)
         assert claims - before <= 6, claims - before  # one poller: ~4 (four slots polling: ~16)
