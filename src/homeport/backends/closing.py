@@ -2,8 +2,8 @@
 
 A grammar makes every token valid, but a sampled output can still run out of `max_tokens` in the
 middle of a string or an array, and then it does not parse. `Closer` follows the output byte by
-byte (a JSON parser that keeps its stack, and for each open value the schemas it may still be
-following) and can say at any moment the shortest text that completes it validly: close the open
+byte (the JSON itself through `json_closing.JsonValue`, a parser that keeps its stack and, for each
+open value, the schemas it may still be following; here, the tool-call tags around it) and can say at any moment the shortest text that completes it validly: close the open
 string (completing an enum value, a required length, a date), the number or the literal; add the
 required properties still missing with their shortest valid values, the array items `minItems`
 asks for; close the brackets; for tool calls, the call's closing tag. The engine keeps the
@@ -16,404 +16,10 @@ be cut by the budget, as without a closer.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
 from .constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, OutputConstraint
+from .json_closing import JsonValue, Lost, join, shortest
 
 __all__ = ["Closer"]
-
-_WS = b" \t\n\r"
-_LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
-_NUMBER = set(b"0123456789+-.eE")
-_FORMATS = {"date": "2000-01-01", "time": "00:00:00Z", "date-time": "2000-01-01T00:00:00Z",
-            "uuid": "00000000-0000-0000-0000-000000000000"}  # fmt: skip
-
-
-class _Lost(Exception):
-    """The output left what the closer can follow: it stops (closing() is None from then on)."""
-
-
-@dataclass
-class _Entry:
-    schema: dict[str, Any]
-    parent: int
-    """Index of the entry of the frame below this one that this schema came from (-1: none)."""
-
-
-@dataclass
-class _Frame:
-    kind: str  # root | object | array | string | key | number | literal
-    entries: list[_Entry]
-    state: str = ""
-    seen: list[str] = field(default_factory=list)  # object: keys so far
-    count: int = 0  # array: items so far
-    text: bytearray = field(default_factory=bytearray)  # string/key/number/literal: bytes so far
-    length: int = 0  # string: characters so far (escapes count one)
-    escape: int = 0  # string: 0, 1 after a backslash, 2-5 inside \uXXXX
-
-
-class _Json:
-    """One JSON value under a schema, followed byte by byte."""
-
-    def __init__(self, schema: dict[str, Any], root: dict[str, Any]) -> None:
-        self.root = root  # the document $refs point into
-        self.stack = [_Frame("root", [_Entry(schema, -1)], "value")]
-
-    @property
-    def done(self) -> bool:
-        return len(self.stack) == 1 and self.stack[0].state == "done"
-
-    # ---- following the output --------------------------------------------------------------
-
-    def feed(self, c: int) -> None:
-        top = self.stack[-1]
-        if top.kind in ("string", "key"):
-            self._string_byte(top, c)
-        elif top.kind == "number":
-            if c in _NUMBER:
-                top.text.append(c)
-            else:
-                self._finish()
-                self.feed(c)
-        elif top.kind == "literal":
-            top.text.append(c)
-            word = _LITERALS[top.text[0]]
-            if not word.startswith(bytes(top.text)):
-                raise _Lost
-            if len(top.text) == len(word):
-                self._finish()
-        elif c in _WS:
-            return
-        elif top.kind == "object":
-            self._object_byte(top, c)
-        elif top.kind == "array":
-            if top.state in ("value_or_end", "comma_or_end") and c == ord("]"):
-                self._finish()
-            elif top.state == "comma_or_end":
-                top.state = "value" if c == ord(",") else _lost()
-            else:
-                self._start_value(c)
-        elif top.state == "value":  # the root
-            self._start_value(c)
-        else:
-            raise _Lost
-
-    def _string_byte(self, top: _Frame, c: int) -> None:
-        if top.escape == 1:
-            top.escape = 2 if c == ord("u") else 0
-            top.length += top.escape == 0
-        elif top.escape >= 2:
-            top.escape = 0 if top.escape == 5 else top.escape + 1
-            top.length += top.escape == 0
-        elif c == ord("\\"):
-            top.escape = 1
-        elif c == ord('"'):
-            self._finish()
-            return
-        else:
-            top.length += (c & 0xC0) != 0x80  # not a UTF-8 continuation byte
-        top.text.append(c)
-
-    def _object_byte(self, top: _Frame, c: int) -> None:
-        if top.state in ("key_or_end", "key") and c == ord('"'):
-            self.stack.append(_Frame("key", [], "key"))
-        elif top.state in ("key_or_end", "comma_or_end") and c == ord("}"):
-            self._finish()
-        elif top.state == "comma_or_end" and c == ord(","):
-            top.state = "key"
-        elif top.state == "colon" and c == ord(":"):
-            top.state = "value"
-        elif top.state == "value":
-            self._start_value(c)
-        else:
-            raise _Lost
-
-    def _start_value(self, c: int) -> None:
-        parent = self.stack[-1]
-        kind = {ord("{"): "object", ord("["): "array", ord('"'): "string"}.get(c)
-        kind = kind or ("number" if c in _NUMBER else "literal" if c in _LITERALS else None)
-        if kind is None:
-            raise _Lost
-        wanted = {"object": ("object",), "array": ("array",), "string": ("string",),
-                  "number": ("number", "integer"), "literal": ()}[kind]  # fmt: skip
-        entries = []
-        for i, entry in enumerate(parent.entries):
-            for alternative in self._alternatives(self._child_schema(parent, entry.schema)):
-                typed = _type_of(alternative)
-                literal_ok = kind == "literal" and typed in (_literal_type(c), None)
-                if typed is None or typed in wanted or literal_ok:
-                    entries.append(_Entry(alternative, i))
-        if not entries:
-            raise _Lost
-        frame = _Frame(kind, entries, {"object": "key_or_end", "array": "value_or_end"}.get(kind, ""))
-        if kind in ("number", "literal"):
-            frame.text.append(c)
-        self.stack.append(frame)
-
-    def _child_schema(self, parent: _Frame, schema: dict[str, Any]) -> dict[str, Any] | None:
-        if parent.kind == "root":
-            return schema
-        if parent.kind == "object":
-            return _property(schema, parent.seen[-1])
-        prefix = schema.get("prefixItems") or []
-        if parent.count < len(prefix):
-            return prefix[parent.count]
-        items = schema.get("items")
-        return items if isinstance(items, dict) else {} if items is None else None
-
-    def _alternatives(self, schema: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """The schema as a list of single-type alternatives ($refs resolved, anyOf/oneOf and type lists split)."""
-        if schema is None:
-            return []
-        schema = self._resolve(schema)
-        for key in ("anyOf", "oneOf"):
-            if key in schema:
-                base = {k: v for k, v in schema.items() if k != key}
-                return [alt for option in schema[key] for alt in self._alternatives({**base, **option})]
-        types = schema.get("type")
-        if isinstance(types, list):
-            return [{**schema, "type": t} for t in types]
-        return [schema]
-
-    def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in schema:
-            target: Any = self.root
-            for part in schema["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            schema = {**{k: v for k, v in schema.items() if k != "$ref"}, **target}
-        return schema
-
-    def _finish(self) -> None:
-        """The top value is complete: hand it to the frame below."""
-        child = self.stack.pop()
-        parent = self.stack[-1]
-        if child.kind == "key":
-            key = json.loads(b'"' + bytes(child.text) + b'"')
-            parent.entries = [e for e in parent.entries if _property(e.schema, key) is not None]
-            parent.seen.append(key)
-            parent.state = "colon"
-        else:
-            value = _scalar(child)
-            kept = {e.parent for e in child.entries if _matches(e.schema, value)}
-            parent.entries = [e for i, e in enumerate(parent.entries) if i in kept]
-            parent.count += 1
-            parent.state = "done" if parent.kind == "root" else "comma_or_end"
-        if not parent.entries:
-            raise _Lost
-
-    # ---- closing ---------------------------------------------------------------------------
-
-    def closing(self) -> str | None:
-        """The shortest text that completes the value validly; None when none can be computed."""
-        top = self.stack[-1]
-        depth = len(self.stack) - 1
-        if top.kind == "key":
-            return self._close_from(depth, 0)
-        return _shortest([self._close_from(depth, i) for i in range(len(top.entries))])
-
-    def _close_from(self, depth: int, index: int) -> str | None:
-        """Closing of the frames from `depth` down, following entry `index` of that frame."""
-        frame = self.stack[depth]
-        if frame.kind == "key":  # the key, its value and its object, under each of the object's schemas
-            obj = self.stack[depth - 1]
-            options = []
-            for entry in obj.entries:
-                here, below = self._close_key(frame, obj, entry.schema), self._close_from(depth - 2, entry.parent)
-                options.append(None if here is None or below is None else here + below)
-            return _shortest(options)
-        if index < 0:
-            return ""
-        entry = frame.entries[index]
-        here = self._close_frame(frame, entry.schema, completed=depth == len(self.stack) - 1)
-        if here is None or depth == 0:
-            return here
-        rest = self._close_from(depth - 1, entry.parent)
-        return None if rest is None else here + rest
-
-    def _close_key(self, key: _Frame, obj: _Frame, schema: dict[str, Any]) -> str | None:
-        """Closing of a key being written, its value, and its object."""
-        typed = bytes(key.text).decode("utf-8", "replace")
-        options = []
-        for name, sub in (schema.get("properties") or {}).items():
-            if name.startswith(typed) and name not in obj.seen and (value := self._shortest(sub)) is not None:
-                options.append(_join(json.dumps(name)[1 + len(typed) :] + ":" + value, "",
-                                     self._close_object(schema, [*obj.seen, name])))
-        extra = schema.get("additionalProperties", True)
-        if extra is not False and key.escape == 0:
-            value = self._shortest(extra if isinstance(extra, dict) else {})
-            if value is not None:
-                options.append(_join('":' + value, "", self._close_object(schema, [*obj.seen, typed])))
-        return _shortest(options)
-
-    def _close_frame(self, frame: _Frame, schema: dict[str, Any], *, completed: bool) -> str | None:
-        """Text closing `frame`; `completed`: it is the top frame (else its child was just closed)."""
-        kind = frame.kind
-        if kind == "root":
-            return "" if frame.state == "done" or not completed else self._shortest(schema)
-        if kind == "string":
-            return self._close_string(frame, schema)
-        if kind == "number":
-            return "0" if frame.text[-1:] in (b"-", b"+", b".", b"e", b"E") else ""
-        if kind == "literal":
-            return _LITERALS[frame.text[0]][len(frame.text) :].decode()
-        if kind == "array":
-            count = frame.count + (not completed)
-            text = ""
-            if completed and frame.state == "value":  # after a comma: one more item is due
-                item = self._shortest(self._child_schema(frame, schema) or {})
-                if item is None:
-                    return None
-                text, count = item, count + 1
-            for i in range(count, int(schema.get("minItems", 0))):
-                probe = _Frame("array", [], count=i)
-                item = self._shortest(self._child_schema(probe, schema) or {})
-                if item is None:
-                    return None
-                text += ("," if i or text else "") + item
-            return text + "]"
-        # object
-        if completed and frame.state in ("colon", "value"):
-            value = self._shortest(_property(schema, frame.seen[-1]) or {})
-            head = ":" if frame.state == "colon" else ""
-            return None if value is None else _join(head + value, "", self._close_object(schema, frame.seen))
-        if completed and frame.state == "key":  # after a comma: a key is due
-            return self._close_after_comma(schema, frame.seen)
-        return self._close_object(schema, frame.seen)
-
-    def _close_object(self, schema: dict[str, Any], seen: list[str]) -> str | None:
-        """The required properties not yet written, with their shortest values, and the brace."""
-        properties = schema.get("properties") or {}
-        missing = [name for name in schema.get("required") or [] if name not in seen and name in properties]
-        parts = []
-        for name in missing:
-            if (value := self._shortest(properties[name])) is None:
-                return None
-            parts.append(json.dumps(name) + ":" + value)
-        return "".join(("," if seen or i else "") + part for i, part in enumerate(parts)) + "}"
-
-    def _close_after_comma(self, schema: dict[str, Any], seen: list[str]) -> str | None:
-        properties = schema.get("properties") or {}
-        options = []
-        for name, sub in properties.items():
-            if name not in seen and (value := self._shortest(sub)) is not None:
-                options.append(_join(json.dumps(name) + ":" + value, "", self._close_object(schema, [*seen, name])))
-        extra = schema.get("additionalProperties", True)
-        if extra is not False:
-            value = self._shortest(extra if isinstance(extra, dict) else {})
-            if value is not None:
-                options.append(_join('"":' + value, "", self._close_object(schema, [*seen, ""])))
-        return _shortest(options)
-
-    def _close_string(self, frame: _Frame, schema: dict[str, Any]) -> str | None:
-        typed = bytes(frame.text)
-        if frame.escape == 1:
-            return "n" + self._close_string_plain(frame, schema, 1)
-        if frame.escape >= 2:
-            return "0" * (6 - frame.escape) + self._close_string_plain(frame, schema, 1)
-        choices = [schema["const"]] if "const" in schema else schema.get("enum")
-        if choices is not None:
-            options = [json.dumps(v)[1:] for v in choices if isinstance(v, str)]
-            return _shortest([o[len(typed):] for o in options if o.encode().startswith(typed)])
-        if "pattern" in schema:
-            return None
-        template = _FORMATS.get(schema.get("format", ""))
-        if template is not None:
-            return template[len(typed):] + '"' if len(typed) <= len(template) else '"'
-        return self._close_string_plain(frame, schema, 0)
-
-    @staticmethod
-    def _close_string_plain(frame: _Frame, schema: dict[str, Any], pending: int) -> str:
-        short = int(schema.get("minLength", 0)) - frame.length - pending
-        return "a" * max(short, 0) + '"'
-
-    def _shortest(self, schema: dict[str, Any]) -> str | None:
-        """The shortest valid JSON text under `schema`; None if unknown (a `pattern`)."""
-        return _shortest([self._shortest_one(alt) for alt in self._alternatives(schema)])
-
-    def _shortest_one(self, schema: dict[str, Any]) -> str | None:
-        if "const" in schema:
-            return json.dumps(schema["const"], separators=(",", ":"))
-        if "enum" in schema:
-            return _shortest([json.dumps(v, separators=(",", ":")) for v in schema["enum"]])
-        typed = _type_of(schema)
-        if typed == "string":
-            if "pattern" in schema:
-                return None
-            template = _FORMATS.get(schema.get("format", ""))
-            return json.dumps(template if template is not None else "a" * int(schema.get("minLength", 0)))
-        if typed in ("number", "integer", None):
-            return "0"
-        if typed == "boolean":
-            return "true"
-        if typed == "null":
-            return "null"
-        if typed == "array":
-            items = []
-            for i in range(int(schema.get("minItems", 0))):
-                item = self._shortest(self._child_schema(_Frame("array", [], count=i), schema) or {})
-                if item is None:
-                    return None
-                items.append(item)
-            return "[" + ",".join(items) + "]"
-        return _join("{", "", self._close_object(schema, []))
-
-
-def _lost() -> str:
-    raise _Lost
-
-
-def _shortest(options: Sequence[str | None]) -> str | None:
-    known = [o for o in options if o is not None]
-    return min(known, key=len) if known else None
-
-
-def _type_of(schema: dict[str, Any]) -> str | None:
-    typed = schema.get("type")
-    if isinstance(typed, str):
-        return typed
-    if "properties" in schema:
-        return "object"
-    if "items" in schema or "prefixItems" in schema:
-        return "array"
-    value = schema.get("const", (schema.get("enum") or [None])[0] if "enum" in schema else ...)
-    if value is ...:
-        return None
-    return {str: "string", bool: "boolean", int: "number", float: "number", type(None): "null", dict: "object",
-            list: "array"}.get(type(value))  # fmt: skip
-
-
-def _literal_type(c: int) -> str:
-    return "null" if c == ord("n") else "boolean"
-
-
-def _property(schema: dict[str, Any], name: str) -> dict[str, Any] | None:
-    properties = schema.get("properties") or {}
-    if name in properties:
-        return properties[name]
-    extra = schema.get("additionalProperties", True)
-    return None if extra is False else extra if isinstance(extra, dict) else {}
-
-
-def _scalar(frame: _Frame) -> Any:
-    """The value of a completed string, number or literal frame (... for containers)."""
-    if frame.kind == "string":
-        return json.loads(b'"' + bytes(frame.text) + b'"')
-    if frame.kind in ("number", "literal"):
-        return json.loads(bytes(frame.text))
-    return ...
-
-
-def _matches(schema: dict[str, Any], value: Any) -> bool:
-    if value is ...:
-        return True
-    if "const" in schema:
-        return bool(schema["const"] == value)
-    if "enum" in schema:
-        return value in schema["enum"]
-    return True
 
 
 class Closer:
@@ -429,7 +35,7 @@ class Closer:
             for t in constraint.tools
         ]  # fmt: skip
         self._mode = "json" if not constraint.tools else "outside"
-        self._json: _Json | None = _Json(self._answer or {}, self._answer or {}) if not constraint.tools else None
+        self._json = None if constraint.tools else JsonValue(self._answer or {}, self._answer or {})
         self._outside = bytearray()  # text since the last call (tools), to find the tags
         self._calls_done = 0
         self._lost = False
@@ -440,7 +46,7 @@ class Closer:
         try:
             for c in data:
                 self._feed(c)
-        except (_Lost, ValueError, KeyError, IndexError, TypeError):
+        except (Lost, ValueError, KeyError, IndexError, TypeError):
             self._lost = True
 
     def _feed(self, c: int) -> None:
@@ -458,10 +64,10 @@ class Closer:
             stripped = text.lstrip()
             if stripped.endswith(TOOL_CALL_OPEN.encode()):
                 self._mode, self._outside = "open", bytearray()
-                self._json = _Json({"anyOf": self._calls}, {})
+                self._json = JsonValue({"anyOf": self._calls}, {})
             elif (self._answer is not None and self._constraint.calls == "auto" and stripped
                   and not TOOL_CALL_OPEN.encode().startswith(stripped[:1])):  # fmt: skip
-                self._mode, self._json = "json", _Json(self._answer, self._answer)
+                self._mode, self._json = "json", JsonValue(self._answer, self._answer)
                 self._constraint = OutputConstraint(answer=self._answer)  # an answer, not calls
                 self._json.feed(c)
         elif self._mode == "open":  # an optional newline, then the call's JSON
@@ -479,18 +85,18 @@ class Closer:
             return None
         try:
             return self._closing()
-        except (_Lost, ValueError, KeyError, IndexError, TypeError):
+        except (Lost, ValueError, KeyError, IndexError, TypeError):
             return None
 
     def _closing(self) -> str | None:
-        call = _Json({"anyOf": self._calls}, {}) if self._calls else None
-        whole_call = None if call is None else _join(TOOL_CALL_OPEN, call.closing(), TOOL_CALL_CLOSE)
+        call = JsonValue({"anyOf": self._calls}, {}) if self._calls else None
+        whole_call = None if call is None else join(TOOL_CALL_OPEN, call.closing(), TOOL_CALL_CLOSE)
         if self._mode == "json" and not self._constraint.tools:
             assert self._json is not None
             return self._json.closing()
         if self._mode in ("open", "json"):
             assert self._json is not None
-            return _join("", self._json.closing(), TOOL_CALL_CLOSE)
+            return join("", self._json.closing(), TOOL_CALL_CLOSE)
         if self._mode == "after":
             typed = bytes(self._outside).strip().decode("utf-8", "replace")
             return TOOL_CALL_CLOSE[len(typed):] if TOOL_CALL_CLOSE.startswith(typed) else None
@@ -500,9 +106,6 @@ class Closer:
         typed = bytes(self._outside).lstrip().decode("utf-8", "replace")
         if typed and TOOL_CALL_OPEN.startswith(typed):
             return None if whole_call is None else whole_call[len(typed):]
-        answer = _Json(self._answer, self._answer).closing() if self._answer is not None else None
-        return _shortest([whole_call, answer])
+        answer = JsonValue(self._answer, self._answer).closing() if self._answer is not None else None
+        return shortest([whole_call, answer])
 
-
-def _join(head: str, middle: str | None, tail: str | None) -> str | None:
-    return None if middle is None or tail is None else head + middle + tail
