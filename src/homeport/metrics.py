@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -40,8 +49,12 @@ class Metrics:
 
     def watch_process(self, db_connections: Callable[[], int]) -> None:
         """The process's resources, read at scrape time: RSS, CPU and open files (Prometheus's
-        standard `process_*`), asyncio tasks, and database connections checked out of the pool."""
+        standard `process_*`), Python's garbage collections (`python_gc_*`) and the objects frozen
+        out of them (api/server.py), asyncio tasks, and database connections checked out of the pool."""
         ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        Gauge("homeport_python_frozen_objects", "Objects left out of Python's garbage collector (frozen at start-up).",
+              registry=self.registry).set_function(gc.get_freeze_count)  # fmt: skip
         Gauge("homeport_asyncio_tasks", "asyncio tasks alive in the server's event loop.",
               registry=self.registry).set_function(lambda: len(asyncio.all_tasks()))  # fmt: skip
         Gauge("homeport_db_connections", "Database connections in use (checked out of the pool).",

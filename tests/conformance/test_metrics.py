@@ -1,7 +1,9 @@
 """GET /metrics: Prometheus text with requests, latency, tokens, TTFT, queue depth, engine busy time,
-refusals."""
+refusals, the process and its garbage collector."""
 
 from __future__ import annotations
+
+import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,3 +37,13 @@ def test_metrics_count_what_happened(server, client) -> None:
     busy = ("homeport_engine_busy_seconds_total", (("model", "smollm2-135m-instruct"),))
     assert after[busy] > before.get(busy, 0)  # rate() of it is the engine's utilisation
     assert any(name == "homeport_request_duration_seconds_bucket" for name, _ in after)
+
+
+def test_the_server_freezes_what_start_up_built_out_of_the_garbage_collector(server) -> None:
+    # Once the models are loaded (api/server.py); /readyz may answer just before, so wait for it.
+    deadline = time.monotonic() + 120
+    while (frozen := _samples(server)[("homeport_python_frozen_objects", ())]) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert frozen > 50_000  # modules, schemas, models: about 200,000 objects
+    samples = _samples(server)
+    assert ("python_gc_collections_total", (("generation", "2"),)) in samples
