@@ -3,9 +3,10 @@
 A grammar makes every token valid, but a sampled output can still run out of `max_tokens` in the
 middle of a string or an array, and then it does not parse. `Closer` follows the output byte by
 byte (the JSON itself through `json_closing.JsonValue`, a parser that keeps its stack and, for each
-open value, the schemas it may still be following; here, the tool-call tags around it) and can say at any moment the shortest text that completes it validly: close the open
-string (completing an enum value, a required length, a date), the number or the literal; add the
-required properties still missing with their shortest valid values, the array items `minItems`
+open value, the schemas it may still be following; here, the tool-call tags around it) and can
+say at any moment the shortest text that completes it validly: close the open string (completing
+an enum value, a required length, a date), the number or the literal; add the required
+properties still missing with their shortest valid values, the array items `minItems`
 asks for; close the brackets; for tool calls, the call's closing tag. The engine keeps the
 invariant *tokens so far + tokens of that closing ≤ max_tokens*: when the next token would break
 it, the engine writes the closing instead and finishes with `length`.
