@@ -379,16 +379,20 @@ class _Driver:
                 while not any(s._has_work() for s in self._schedulers):
                     self.cv.wait()
                 ready = [s for s in self._schedulers if s._has_work()]
-            for scheduler in ready:
-                if scheduler._closing is None:
-                    scheduler._tick()
-                    continue
-                try:
-                    scheduler._shut()
-                finally:
-                    with self.cv:
-                        self._schedulers.remove(scheduler)
-                    scheduler._closing.set()
+            self._round(ready)
+            del ready  # a closed scheduler is not kept alive here while this thread waits
+
+    def _round(self, ready: list[BatchScheduler]) -> None:
+        for scheduler in ready:
+            if scheduler._closing is None:
+                scheduler._tick()
+                continue
+            try:
+                scheduler._shut()
+            finally:
+                with self.cv:
+                    self._schedulers.remove(scheduler)
+                scheduler._closing.set()
 
 
 _DRIVER = _Driver()

@@ -13,7 +13,9 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,9 +66,12 @@ class LlamaCppEngine:
         self.fingerprint = _fingerprint(path, llama_cpp.__version__)
         self._slots, self._queue_size = settings.slots, settings.queue_size
         self._retry_after = settings.retry_after_s
+        # The scheduler gets functions of the model, not of this engine: no reference cycle, so an
+        # unloaded engine is freed at once (heap.py: what start-up built is frozen out of the collector).
         self.scheduler = BatchScheduler(
             llama_cpp, model.model, slots=settings.slots, context_length=self.context_length,
-            chunk=settings.batch_size, threads=threads, piece=self._piece, logprobs=self._logprobs,
+            chunk=settings.batch_size, threads=threads, piece=partial(_detokenize, model),
+            logprobs=partial(_logprobs, model),
         )  # fmt: skip
 
     def stats(self) -> dict[str, float]:
@@ -82,7 +87,7 @@ class LlamaCppEngine:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 
     def token_piece(self, token: int) -> bytes:
-        return self._llm._model.detokenize([token], special=True)
+        return _detokenize(self._llm._model, token, special=True)
 
     def apply_chat_template(self, messages: list[Message]) -> list[int]:
         text = self._template.render(messages)
@@ -142,20 +147,27 @@ class LlamaCppEngine:
         return None
 
     def _piece(self, token: int) -> bytes:
-        return self._llm._model.detokenize([token])
-
-    def _logprobs(self, raw: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[bytes, float]]]:
-        shifted = raw - raw.max()
-        logprobs = shifted - np.log(np.exp(shifted).sum())
-        if k == 0:
-            return logprobs, []
-        best = np.argpartition(-logprobs, k)[:k]
-        best = best[np.argsort(-logprobs[best])]
-        return logprobs, [(self.token_piece(int(i)), float(logprobs[i])) for i in best]
+        return _detokenize(self._llm._model, token)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.scheduler.close)
         self._llm.close()
+
+
+def _detokenize(model: Any, token: int, special: bool = False) -> bytes:
+    """A token's bytes; special tokens spelled out only if `special` (else empty, as generated).
+    `model`: llama_cpp's LlamaModel."""
+    return bytes(model.detokenize([token], special=special))
+
+
+def _logprobs(model: Any, raw: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[bytes, float]]]:
+    shifted = raw - raw.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    if k == 0:
+        return logprobs, []
+    best = np.argpartition(-logprobs, k)[:k]
+    best = best[np.argsort(-logprobs[best])]
+    return logprobs, [(_detokenize(model, int(i), special=True), float(logprobs[i])) for i in best]
 
 
 def _read_train_context(path: Path) -> int:
