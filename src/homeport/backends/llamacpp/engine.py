@@ -67,7 +67,7 @@ class LlamaCppEngine:
         self._slots, self._queue_size = settings.slots, settings.queue_size
         self._retry_after = settings.retry_after_s
         # The scheduler gets functions of the model, not of this engine: no reference cycle, so an
-        # unloaded engine is freed at once (heap.py: what start-up built is frozen out of the collector).
+        # unloaded engine is freed at once (api/server.py freezes start-up's objects out of the collector).
         self.scheduler = BatchScheduler(
             llama_cpp, model.model, slots=settings.slots, context_length=self.context_length,
             chunk=settings.batch_size, threads=threads, piece=partial(_detokenize, model),
