@@ -1,5 +1,5 @@
 """Python's garbage collector in a serving process: how long its full collections stop the server,
-with the heap frozen after start-up (api/app.py `_freeze_heap`) and without (the same code with
+with the heap frozen after start-up (api/server.py `_freeze_heap`) and without (the same code with
 `gc.freeze` made a no-op), in one run.
 
     .venv/bin/python bench/gc_pauses.py [--requests 200]
