@@ -6,12 +6,23 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from homeport.backends.base import Finish, GenerationRequest, Message, SamplingParams, Token, background_work
+from homeport.backends.base import (
+    Finish,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    Token,
+    arrivals,
+    background_work,
+)
 from homeport.backends.constraints import OutputConstraint
+from homeport.backends.llamacpp import batching
 from homeport.backends.llamacpp.engine import LlamaCppEngine
 from homeport.errors import EngineOverloaded
 from homeport.services.inference.registry import locate_weights
@@ -195,6 +206,42 @@ async def test_a_long_prompt_does_not_stall_a_running_stream(wide: LlamaCppEngin
         streamed += 1
     await stream.aclose()
     assert streamed >= 10  # the stream kept getting tokens while the prompt was read
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_requests_arriving_together_start_in_one_step(wide: LlamaCppEngine, monkeypatch) -> None:
+    """Starting from idle, the engine waits while requests are still on their way to it (being
+    parsed and planned), so a burst starts in one step instead of the first alone (batching._gather)."""
+    monkeypatch.setattr(batching, "_GATHER_S", 60.0)  # the test says when the second one is in
+    first, second = _request(wide, 4, "Tell story A."), _request(wide, 4, "Tell story B.")
+    await _until(lambda: wide.queue_depth() == 0)  # idle (a stream closed before is freed at the next step)
+    with arrivals.arriving():  # the second request, still being read
+        a = asyncio.create_task(_collect(wide, first))
+        await _until(lambda: first.info.queued_ns > 0)
+        await asyncio.sleep(0.3)  # time enough to start it, were the engine not waiting
+        assert first.info.started_ns == 0
+        b = asyncio.create_task(_collect(wide, second))
+        await _until(lambda: second.info.queued_ns > 0)
+    await asyncio.gather(a, b)
+    assert first.info.started_ns >= second.info.queued_ns
+
+
+@pytest.mark.anyio
+async def test_a_request_left_on_its_way_delays_an_idle_start_only_briefly(wide: LlamaCppEngine, monkeypatch) -> None:
+    monkeypatch.setattr(batching, "_GATHER_S", 0.3)
+    request = _request(wide, 2)
+    await _until(lambda: wide.queue_depth() == 0)
+    with arrivals.arriving():  # never handed over
+        items = await _collect(wide, request)
+    assert isinstance(items[-1], Finish)
+    assert request.info.started_ns - request.info.queued_ns >= 0.3e9
 
 
 @pytest.mark.anyio

@@ -52,7 +52,7 @@ from . import dashboard, model_call
 from .drain import Drain
 from .errors import install_error_handlers
 from .families import model_calls
-from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from .middleware import ArrivalMiddleware, BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from .routes import admin, health, model_admin, models, ops
 from .routes import assistants as assistant_routes
 from .routes import audio as audio_routes
@@ -196,6 +196,7 @@ def create_app(settings: Settings, progress: LoadProgress = _log_progress) -> Fa
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, uploads_max_bytes=settings.max_file_bytes + (1 << 20)
     )  # + room for multipart framing
     app.add_middleware(MetricsMiddleware, metrics=metrics, access_log=settings.access_log)
+    app.add_middleware(ArrivalMiddleware, paths={call.path for _, call in model_calls()})
     app.add_middleware(RequestIdMiddleware)
     if tracing.setup(settings):
         app.add_middleware(tracing.TracingMiddleware)  # outermost: the request's span covers everything

@@ -1,4 +1,4 @@
-"""ASGI middleware, outermost first: request id and metrics, then the request-size limit."""
+"""ASGI middleware, outermost first: request id, arrivals, metrics, then the request-size limit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..backends.base import arrivals
 from ..errors import RequestTooLarge
 from ..ids import new_id
 from ..logs import ACCESS
@@ -14,7 +15,7 @@ from ..metrics import Metrics
 from ..protocol.audio import MAX_AUDIO_BYTES
 from .errors import error_body
 
-__all__ = ["RequestIdMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
+__all__ = ["RequestIdMiddleware", "ArrivalMiddleware", "BodyLimitMiddleware", "MetricsMiddleware"]
 
 
 class RequestIdMiddleware:
@@ -36,6 +37,29 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class ArrivalMiddleware:
+    """Counts a model call from its arrival until it reaches its engine (`backends.base.Arrivals`;
+    api/model_call.py marks the hand-over), so a scheduler starting from idle can wait for the
+    requests that arrived with the first."""
+
+    def __init__(self, app: ASGIApp, paths: set[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        with arrivals.arriving() as reading:
+
+            async def receive_and_watch() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    reading(message.get("more_body", False))
+                return message
+
+            await self.app(scope, receive_and_watch, send)
 
 
 class BodyLimitMiddleware:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from .. import tracing
+from ..backends.base import arrivals
 from ..errors import HomeportError, ModelNotFound, PermissionDenied
 from ..protocol.common import Usage
 from ..services.inference.relay import UpstreamService
@@ -106,6 +107,7 @@ async def respond(request: Request, key: ApiKey, family: Family, call: ModelCall
         meter.refusal = exc.code
         meter.done(exc.status, None)
         raise
+    arrivals.handed_over()  # what follows, up to the engine's queue, runs without a pause
     try:
         if getattr(body, "stream", False):
             chunks = drain.stream(service.stream(plan))  # type: ignore[attr-defined]  # streaming families only

@@ -7,7 +7,8 @@ replace the first one-sequence-at-a-time engine without touching routes or servi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ __all__ = [
     "Message",
     "background_work",
     "is_background",
+    "arrivals",
 ]
 
 _BACKGROUND: ContextVar[bool] = ContextVar("homeport_background_generation", default=False)
@@ -47,6 +49,59 @@ def background_work() -> Iterator[None]:
 
 def is_background() -> bool:
     return _BACKGROUND.get()
+
+
+class Arrivals:
+    """How many model requests the server has read and not yet handed to an engine (parsing,
+    authorising, planning and tokenising them on the event loop). A scheduler about to start from
+    idle waits a moment while any are on their way, so requests that arrive together start in one
+    step (backends/llamacpp/batching.py). Process-wide, as that scheduler's driver thread is."""
+
+    _COUNTED, _READING, _SETTLED = range(3)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._current: ContextVar[list[int] | None] = ContextVar("homeport_arrival", default=None)
+
+    def pending(self) -> int:
+        return self._count
+
+    @contextmanager
+    def arriving(self) -> Iterator[Callable[[bool], None]]:
+        """Counts the request handled inside until `handed_over()` or the end. Yields `reading`, to
+        call with whether more of its body is still to come: a slow upload is not counted meanwhile."""
+        state = [self._COUNTED]
+        with self._lock:
+            self._count += 1
+        token = self._current.set(state)
+
+        def reading(more: bool) -> None:
+            with self._lock:
+                if state[0] != self._SETTLED and more != (state[0] == self._READING):
+                    self._count += -1 if more else 1
+                    state[0] = self._READING if more else self._COUNTED
+
+        try:
+            yield reading
+        finally:
+            self._current.reset(token)
+            self._settle(state)
+
+    def handed_over(self) -> None:
+        """The current request goes to its engine now (nothing, outside `arriving`)."""
+        state = self._current.get()
+        if state is not None:
+            self._settle(state)
+
+    def _settle(self, state: list[int]) -> None:
+        with self._lock:
+            if state[0] == self._COUNTED:
+                self._count -= 1
+            state[0] = self._SETTLED
+
+
+arrivals = Arrivals()
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ waits for it rather than reading it too. Only the rest of the prompt is evaluate
 count is reported as `usage.prompt_tokens_details.cached_tokens`. A cancelled request leaves its
 slot at the next step; the slot's cache stays for the next prompt.
 
+Starting from idle, the driver waits (at most 20 ms) while model requests are still on their way
+to an engine (backends.base.Arrivals: read, not yet planned): requests that arrive together start
+in one step, rather than the first alone while the event loop prepares the rest.
+
 Background sequences (batch lines: backends.base.background_work) take only what interactive ones
 leave: an interactive request waiting at a step's start is admitted first, and if every slot is
 busy, the background sequence with the least work done is preempted — it goes back to the front
@@ -45,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import EngineError, HomeportError
-from ..base import Finish, GenerationRequest, Token
+from ..base import Finish, GenerationRequest, Token, arrivals
 from .budget import ClosingBudget
 from .grammar import Grammar
 from .sampling import Sampler, build_sampler
@@ -379,6 +383,8 @@ class _Driver:
                 while not any(s._has_work() for s in self._schedulers):
                     self.cv.wait()
                 ready = [s for s in self._schedulers if s._has_work()]
+            if not any(s._running for s in ready):
+                _gather()
             self._round(ready)
             del ready  # a closed scheduler is not kept alive here while this thread waits
 
@@ -396,6 +402,18 @@ class _Driver:
 
 
 _DRIVER = _Driver()
+
+
+# Starting from idle, the driver waits up to this long while requests are still on their way to an
+# engine: requests that arrive together then start in one step rather than the first alone and
+# the rest a step later, while the event loop prepares them on cores the first step is using.
+_GATHER_S, _GATHER_POLL_S = 0.02, 0.0005
+
+
+def _gather() -> None:
+    deadline = time.monotonic() + _GATHER_S
+    while arrivals.pending() and time.monotonic() < deadline:
+        time.sleep(_GATHER_POLL_S)
 
 
 def _deliver(items: list[tuple[Sequence, Item]]) -> None:
