@@ -218,7 +218,7 @@ async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
 @pytest.mark.anyio
 async def test_requests_arriving_together_start_in_one_step(wide: LlamaCppEngine, monkeypatch) -> None:
     """Starting from idle, the engine waits while requests are still on their way to it (being
-    parsed and planned), so a burst starts in one step instead of the first alone (batching._gather)."""
+    parsed and planned), so a burst starts in one step instead of the first alone (batching._GATHER_S)."""
     monkeypatch.setattr(batching, "_GATHER_S", 60.0)  # the test says when the second one is in
     first, second = _request(wide, 4, "Tell story A."), _request(wide, 4, "Tell story B.")
     await _until(lambda: wide.queue_depth() == 0)  # idle (a stream closed before is freed at the next step)

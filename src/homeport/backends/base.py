@@ -60,26 +60,30 @@ class Arrivals:
     _COUNTED, _READING, _SETTLED = range(3)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._none = threading.Condition()  # notified when the count falls to zero
         self._count = 0
         self._current: ContextVar[list[int] | None] = ContextVar("homeport_arrival", default=None)
 
     def pending(self) -> int:
         return self._count
 
+    def wait_for_none(self, timeout: float) -> None:
+        """Returns once no request is on its way, or after `timeout` seconds."""
+        with self._none:
+            self._none.wait_for(lambda: self._count == 0, timeout)
+
     @contextmanager
     def arriving(self) -> Iterator[Callable[[bool], None]]:
         """Counts the request handled inside until `handed_over()` or the end. Yields `reading`, to
         call with whether more of its body is still to come: a slow upload is not counted meanwhile."""
         state = [self._COUNTED]
-        with self._lock:
-            self._count += 1
+        self._add(1)
         token = self._current.set(state)
 
         def reading(more: bool) -> None:
-            with self._lock:
+            with self._none:
                 if state[0] != self._SETTLED and more != (state[0] == self._READING):
-                    self._count += -1 if more else 1
+                    self._add(-1 if more else 1)
                     state[0] = self._READING if more else self._COUNTED
 
         try:
@@ -95,10 +99,16 @@ class Arrivals:
             self._settle(state)
 
     def _settle(self, state: list[int]) -> None:
-        with self._lock:
+        with self._none:
             if state[0] == self._COUNTED:
-                self._count -= 1
+                self._add(-1)
             state[0] = self._SETTLED
+
+    def _add(self, n: int) -> None:
+        with self._none:  # re-entrant: the Condition's default lock is an RLock
+            self._count += n
+            if self._count == 0:
+                self._none.notify_all()
 
 
 arrivals = Arrivals()

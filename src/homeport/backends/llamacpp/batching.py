@@ -384,7 +384,7 @@ class _Driver:
                     self.cv.wait()
                 ready = [s for s in self._schedulers if s._has_work()]
             if not any(s._running for s in ready):
-                _gather()
+                arrivals.wait_for_none(_GATHER_S)
             self._round(ready)
             del ready  # a closed scheduler is not kept alive here while this thread waits
 
@@ -407,13 +407,7 @@ _DRIVER = _Driver()
 # Starting from idle, the driver waits up to this long while requests are still on their way to an
 # engine: requests that arrive together then start in one step rather than the first alone and
 # the rest a step later, while the event loop prepares them on cores the first step is using.
-_GATHER_S, _GATHER_POLL_S = 0.02, 0.0005
-
-
-def _gather() -> None:
-    deadline = time.monotonic() + _GATHER_S
-    while arrivals.pending() and time.monotonic() < deadline:
-        time.sleep(_GATHER_POLL_S)
+_GATHER_S = 0.02
 
 
 def _deliver(items: list[tuple[Sequence, Item]]) -> None:
