@@ -52,12 +52,13 @@ def is_background() -> bool:
 
 
 class Arrivals:
-    """How many model requests the server has read and not yet handed to an engine (parsing,
-    authorising, planning and tokenising them on the event loop). A scheduler about to start from
-    idle waits a moment while any are on their way, so requests that arrive together start in one
-    step (backends/llamacpp/batching.py). Process-wide, as that scheduler's driver thread is."""
+    """How many model requests the server has received and not yet handed to an engine (reading,
+    parsing, authorising, planning and tokenising them on the event loop). A scheduler about to
+    start from idle waits a moment while any are on their way, so requests that arrive together
+    start in one step (backends/llamacpp/batching.py). Process-wide, as that scheduler's driver
+    thread is."""
 
-    _COUNTED, _READING, _SETTLED = range(3)
+    _COUNTED, _READING, _SETTLED = range(3)  # a request's states; only the first is counted
 
     def __init__(self) -> None:
         self._none = threading.Condition()  # notified when the count falls to zero
@@ -76,37 +77,27 @@ class Arrivals:
     def arriving(self) -> Iterator[Callable[[bool], None]]:
         """Counts the request handled inside until `handed_over()` or the end. Yields `reading`, to
         call with whether more of its body is still to come: a slow upload is not counted meanwhile."""
-        state = [self._COUNTED]
-        self._add(1)
+        state = [self._READING]
+        self._move(state, self._COUNTED)
         token = self._current.set(state)
-
-        def reading(more: bool) -> None:
-            with self._none:
-                if state[0] != self._SETTLED and more != (state[0] == self._READING):
-                    self._add(-1 if more else 1)
-                    state[0] = self._READING if more else self._COUNTED
-
         try:
-            yield reading
+            yield lambda more: self._move(state, self._READING if more else self._COUNTED)
         finally:
             self._current.reset(token)
-            self._settle(state)
+            self._move(state, self._SETTLED)
 
     def handed_over(self) -> None:
         """The current request goes to its engine now (nothing, outside `arriving`)."""
         state = self._current.get()
         if state is not None:
-            self._settle(state)
+            self._move(state, self._SETTLED)
 
-    def _settle(self, state: list[int]) -> None:
+    def _move(self, state: list[int], to: int) -> None:
         with self._none:
-            if state[0] == self._COUNTED:
-                self._add(-1)
-            state[0] = self._SETTLED
-
-    def _add(self, n: int) -> None:
-        with self._none:  # re-entrant: the Condition's default lock is an RLock
-            self._count += n
+            if state[0] == self._SETTLED:
+                return
+            self._count += (to == self._COUNTED) - (state[0] == self._COUNTED)
+            state[0] = to
             if self._count == 0:
                 self._none.notify_all()
 

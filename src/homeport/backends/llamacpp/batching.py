@@ -22,7 +22,7 @@ count is reported as `usage.prompt_tokens_details.cached_tokens`. A cancelled re
 slot at the next step; the slot's cache stays for the next prompt.
 
 Starting from idle, the driver waits (at most 20 ms) while model requests are still on their way
-to an engine (backends.base.Arrivals: read, not yet planned): requests that arrive together start
+to an engine (backends.base.Arrivals: received, not yet planned): requests that arrive together start
 in one step, rather than the first alone while the event loop prepares the rest.
 
 Background sequences (batch lines: backends.base.background_work) take only what interactive ones
