@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from homeport.errors import HomeportError
-from homeport.services.inference.registry import ModelRegistry, _size_mb, locate_weights
+from homeport.services.inference.registry import LOADING_RETRY_S, ModelRegistry, _size_mb, locate_weights
 from homeport.settings import DEFAULT_MODELS, Settings
 
 WHISPER_BASE = next(m for m in DEFAULT_MODELS if m.id == "whisper-base")
@@ -47,3 +47,17 @@ async def test_an_unloaded_engine_is_freed_by_reference_counting(model_id: str, 
         assert engine() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.anyio
+async def test_a_model_just_loaded_waits_for_the_request_told_to_retry(tmp_path: Path) -> None:
+    # A request for an unloaded model starts its load and is told to retry in LOADING_RETRY_S; a
+    # keep-alive shorter than that must not unload the model before the retry comes.
+    fake = {"id": "fake-chat", "version": "v1", "kind": "chat", "backend": "fake"}
+    registry = ModelRegistry(Settings(data_dir=tmp_path, load_models=[], models=[fake]))
+    await registry.load_model("fake-chat")
+    entry = registry._entries["fake-chat"]
+    entry.loaded_at = entry.last_used = time.monotonic() - LOADING_RETRY_S / 2  # loaded a while ago, unused since
+    assert await registry.unload_idle(keep_alive_s=0.1) == []  # the retry is not due yet
+    entry.loaded_at = entry.last_used = time.monotonic() - LOADING_RETRY_S - 1  # the retry never came
+    assert await registry.unload_idle(keep_alive_s=0.1) == ["fake-chat"]

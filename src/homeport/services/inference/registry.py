@@ -32,12 +32,16 @@ log = logging.getLogger(__name__)
 # (model id, state, seconds) with state in {"loading", "ready", "deferred: ...", "failed: ..."}
 LoadProgress = Callable[[str, str, float], None]
 
+# A request for a model that is not loaded starts its load and is told to retry after this long.
+LOADING_RETRY_S = 2
+
 
 @dataclass
 class _Entry:
     config: ModelConfig
     engine: Engine | None = None
     last_used: float = 0.0  # time.monotonic() of its last lookup
+    loaded_at: float = 0.0  # time.monotonic() when its engine was built
     size_mb: float = 0.0  # its weights on disk, once loaded (the memory budget's measure)
     loading: asyncio.Task[None] | None = None
     deferred: bool = False  # wanted at start but past the memory budget then: loaded on first use
@@ -205,7 +209,7 @@ class ModelRegistry:
                         raise failed
                 if entry.loading is None:
                     entry.loading = asyncio.get_running_loop().create_task(self.load_model(entry.config.id))
-                raise EngineOverloaded(f"The model `{name}` is loading; retry shortly.", retry_after=2)
+                raise EngineOverloaded(f"The model `{name}` is loading; retry shortly.", retry_after=LOADING_RETRY_S)
             raise ModelNotFound(name, message=f"The model `{name}` is not loaded on this server (see load_models); "
                                 f"an admin can load it: `homeport models load {entry.config.id}`.")  # fmt: skip
         return entry.config, entry.engine
@@ -253,6 +257,7 @@ class ModelRegistry:
             )
         entry.engine = await asyncio.to_thread(_build_engine, entry.config, self._settings)
         entry.size_mb, entry.last_used = size, time.monotonic()
+        entry.loaded_at = entry.last_used
 
     async def unload_model(self, model_id: str) -> bool:
         """Free a loaded model's engine (requests running on it fail); False if it was not loaded."""
@@ -266,10 +271,13 @@ class ModelRegistry:
         return True
 
     async def unload_idle(self, keep_alive_s: float) -> list[str]:
-        """Unload the models no request has asked for in `keep_alive_s` (Ollama's keep_alive)."""
+        """Unload the models no request has asked for in `keep_alive_s` (Ollama's keep_alive). A
+        model just loaded counts as used when the request that started its load was told to come
+        back (LOADING_RETRY_S later): a keep-alive shorter than that would unload it before then."""
         now, gone = time.monotonic(), []
         for entry in self._entries.values():
-            if entry.engine is not None and now - entry.last_used > keep_alive_s and not _busy(entry.engine):
+            used = max(entry.last_used, entry.loaded_at + LOADING_RETRY_S)
+            if entry.engine is not None and now - used > keep_alive_s and not _busy(entry.engine):
                 await self.unload_model(entry.config.id)
                 gone.append(entry.config.id)
         return gone
