@@ -76,28 +76,31 @@ class _Plain(Sampler):
         bound = (len(logits) - len(likely)) * math.exp(-_TAIL) * (1 + 1e-3)
         sums = np.cumsum(weights, dtype=np.float64)  # a few thousand: cheaper than by blocks
         held = float(sums[-1])
-        if self._top_p < 1.0:
-            return self._nucleus(logits, top, likely, weights, held, bound)
+        if self._top_p < 1.0:  # the total lies between held and held + bound
+            picked = self._nucleus(weights, held, held + bound)
+            return int(likely[picked]) if picked is not None else self._whole(logits, top)
         target = self._rng.random() * (held + bound)
         if target < held:
             return int(likely[_search(sums, target)])
         return self._rest(logits, top, likely, sums, (target - held) / bound, bound)
 
-    def _nucleus(
-        self, logits: np.ndarray, top: np.float32, likely: np.ndarray, weights: np.ndarray, held: float, bound: float
-    ) -> int:
-        """top_p: the fewest most likely tokens whose mass reaches top_p of the total. The total
-        lies between `held` and `held + bound`; where both give the same cut, it is exact. Sort
-        only the tokens above a small floor: every token below it is less likely than all of them,
-        so when their mass reaches top_p the cut is theirs (else: the whole vocabulary)."""
-        most = np.flatnonzero(weights >= held * 1e-5)
+    def _nucleus(self, weights: np.ndarray, low: float, high: float, floor: float = 1e-5) -> int | None:
+        """top_p: a draw among the fewest most likely tokens whose mass reaches top_p of the
+        total, which lies between `low` and `high`; where both give the same cut, it is exact
+        (else None). Only the tokens above `floor` of `low` are sorted: every token below it is
+        less likely than all of them, so when their mass reaches top_p the cut is theirs."""
+        most = np.flatnonzero(weights >= low * floor)
         order = most[np.argsort(-weights[most], kind="stable")]
         cumulative = np.cumsum(weights[order], dtype=np.float64)
-        cut = int(np.searchsorted(cumulative, self._top_p * held)) + 1
-        if cut > len(cumulative) or cut != int(np.searchsorted(cumulative, self._top_p * (held + bound))) + 1:
-            return self._whole_nucleus(logits, top)
+        cut = int(np.searchsorted(cumulative, self._top_p * low)) + 1
+        if cut != int(np.searchsorted(cumulative, self._top_p * high)) + 1:
+            return None  # the mass not weighed decides the cut
+        if cut > len(cumulative):
+            if floor:
+                return None  # the tokens below the floor are needed too
+            cut = len(cumulative)  # every token, a rounding short of top_p of the total: all of them
         pick = np.searchsorted(cumulative[:cut], self._rng.random() * cumulative[cut - 1], side="right")
-        return int(likely[order[min(int(pick), cut - 1)]])
+        return int(order[min(int(pick), cut - 1)])
 
     def _all_weights(self, logits: np.ndarray, top: np.float32) -> np.ndarray:
         """exp((logits - top) / T) for the whole vocabulary, in place in a kept buffer."""
@@ -129,27 +132,16 @@ class _Plain(Sampler):
 
     def _whole(self, logits: np.ndarray, top: np.float32) -> int:
         """A draw over the whole vocabulary, weighed in one pass."""
-        if self._top_p < 1.0:
-            return self._whole_nucleus(logits, top)
         weights = self._all_weights(logits, top)
         sums = _block_sums(weights)
-        return _draw(weights, sums, self._rng.random() * float(sums[-1]))
-
-    def _whole_nucleus(self, logits: np.ndarray, top: np.float32) -> int:
-        """top_p over the whole vocabulary, for when the rest's mass decides the cut. Sort only
-        the tokens above a small floor; every token below it is less likely than all of them, so
-        when their mass reaches top_p the cut is exact (else sort everything)."""
-        weights = self._all_weights(logits, top)
-        total = float(_block_sums(weights)[-1])
-        likely = np.flatnonzero(weights >= total * 1e-5)
-        order = likely[np.argsort(-weights[likely], kind="stable")]
-        cumulative = np.cumsum(weights[order], dtype=np.float64)
-        if cumulative[-1] < self._top_p * total:
-            order = np.argsort(-weights, kind="stable")
-            cumulative = np.cumsum(weights[order], dtype=np.float64)
-        cut = int(np.searchsorted(cumulative, self._top_p * total)) + 1
-        pick = np.searchsorted(cumulative[:cut], self._rng.random() * cumulative[cut - 1], side="right")
-        return int(order[min(int(pick), cut - 1)])
+        total = float(sums[-1])
+        if self._top_p >= 1.0:
+            return _draw(weights, sums, self._rng.random() * total)
+        picked = self._nucleus(weights, total, total)
+        if picked is None:  # the tokens above the floor did not reach top_p: sort them all
+            picked = self._nucleus(weights, total, total, floor=0.0)
+        assert picked is not None  # with the total known, the cut is decided
+        return picked
 
 
 # The tokens weighed one by one: those within _TAIL temperatures of the top logit. Below it, a
