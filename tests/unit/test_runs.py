@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from homeport.backends.fake import SAY_THEN_CALL
 from homeport.errors import InvalidRequest
 from homeport.protocol.assistants import AssistantCreate, MessageCreate, RunCreate, ThreadCreate, ToolOutput
 from homeport.services.assistants.runner import MAX_ATTEMPTS
@@ -82,6 +83,27 @@ async def test_tool_calls_wait_for_outputs_then_the_run_answers(fake_app) -> Non
     steps = await runs.docs.list_of("step", None, run_id=waiting["id"], order="asc")
     assert [(s["type"], s["status"]) for s in steps] == [("tool_calls", "completed"), ("message_creation", "completed")]
     assert steps[0]["step_details"]["tool_calls"][0]["function"]["output"] == "sunny"
+
+
+async def test_what_the_model_says_before_calling_is_a_completed_message(fake_app) -> None:
+    """Text, then a call (tool_choice auto): the message and its step complete before the run waits;
+    a forced call's leading newline (which the grammar allows) makes no message at all."""
+    objects, runs = fake_app.state.assistants, fake_app.state.runs
+    assistant = await objects.create_assistant(None, AssistantCreate(model="fake-chat", tools=[WEATHER]))
+    thread = await objects.create_thread(
+        None, ThreadCreate(messages=[MessageCreate(role="user", content=f"Weather? {SAY_THEN_CALL}")])
+    )
+    waiting = await _started(fake_app, thread, assistant)
+    assert waiting["status"] == "requires_action"
+    steps = await runs.docs.list_of("step", None, run_id=waiting["id"], order="asc")
+    said_then_called = [("message_creation", "completed"), ("tool_calls", "in_progress")]
+    assert [(s["type"], s["status"]) for s in steps] == said_then_called
+    said = await runs.docs.get("message", None, steps[0]["step_details"]["message_creation"]["message_id"])
+    assert said["status"] == "completed" and said["content"][0]["text"]["value"] == "Let me check."
+    await runs.cancel(None, thread["id"], waiting["id"])
+    forced = await _started(fake_app, thread, assistant, tool_choice="required")
+    steps = await runs.docs.list_of("step", None, run_id=forced["id"])
+    assert forced["status"] == "requires_action" and [s["type"] for s in steps] == ["tool_calls"]
 
 
 async def test_a_waiting_run_is_cancelled_or_expires(fake_app) -> None:

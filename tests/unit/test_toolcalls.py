@@ -44,3 +44,22 @@ def test_unfinished_call_is_dropped() -> None:
     parser.feed('<tool_call>{"name": "f", "arguments": {"a": ')
     parser.finish()
     assert parser.calls == []
+
+
+@pytest.mark.parametrize("step", [1, 2, 40])
+def test_whitespace_before_a_call_is_not_content(step: int) -> None:
+    """The grammar lets a forced call start with a few spaces or newlines: no content comes of them."""
+    output = '\n \n<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>\n'
+    parser = ToolCallParser()
+    events = [e for i in range(0, len(output), step) for e in parser.feed(output[i : i + step])] + parser.finish()
+    assert [e for e in events if isinstance(e, Text)] == []
+    assert [(c.name, c.arguments) for c in parser.calls] == [("f", "{}")]
+
+
+def test_whitespace_in_and_around_text_is_kept() -> None:
+    parser = ToolCallParser()
+    pieces = ["\n", "Hello", "\n\n", "world", "\n"]
+    events = [e for piece in pieces for e in parser.feed(piece)] + parser.finish()
+    assert "".join(e.text for e in events if isinstance(e, Text)) == "\nHello\n\nworld\n"
+    only = ToolCallParser()
+    assert only.feed("\n\n") == [] and only.finish() == [Text("\n\n")]  # an answer of whitespace stays one

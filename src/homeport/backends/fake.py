@@ -2,8 +2,10 @@
 
 The chat engine's tokens are UTF-8 bytes (id = byte value); it answers with words chosen by
 a hash of the prompt and seed, and ends its turn after `reply_tokens` tokens. Under a constraint
-that requires tool calls it calls the first tool with empty arguments; under a JSON answer
-constraint (and no tools) it answers `{}`.
+that requires tool calls it calls the first tool with empty arguments, after a newline (the
+grammar allows a few, and real models write them); under a JSON answer constraint (and no
+tools) it answers `{}`. With tools offered (auto), a prompt holding `SAY_THEN_CALL` and no tool
+result yet gets a sentence and then that call, as a real model often answers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import numpy as np
 from .base import Finish, GenerationRequest, Message, SamplingParams, Token
 from .constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
-__all__ = ["FakeChatEngine", "FakeEmbeddingEngine"]
+__all__ = ["SAY_THEN_CALL", "FakeChatEngine", "FakeEmbeddingEngine"]
+
+SAY_THEN_CALL = "(say something, then call a tool)"
 
 _WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -50,19 +54,25 @@ class FakeChatEngine:
         words = " ".join(_WORDS[digest[i % len(digest)] % len(_WORDS)] for i in range(count))
         return words.encode()[: self._reply_tokens]
 
-    def _constrained(self, params: SamplingParams) -> bytes | None:
+    def _constrained(self, prompt: list[int], params: SamplingParams) -> bytes | None:
         constraint = params.constraint
         if constraint is None:
             return None
-        if constraint.tools and constraint.calls == "required":
+        if constraint.tools:
             call = json.dumps({"name": constraint.tools[0].name, "arguments": {}})
-            return f"{TOOL_CALL_OPEN}\n{call}\n{TOOL_CALL_CLOSE}".encode()
-        return b"{}" if constraint.answer is not None and not constraint.tools else None
+            call = f"{TOOL_CALL_OPEN}\n{call}\n{TOOL_CALL_CLOSE}"
+            if constraint.calls == "required":
+                return f"\n{call}".encode()
+            text = bytes(prompt)
+            if constraint.calls == "auto" and SAY_THEN_CALL.encode() in text and b"<tool_response>\n" not in text:
+                return f"Let me check.\n{call}".encode()
+            return None
+        return b"{}" if constraint.answer is not None else None
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Token | Finish]:
         params = request.sampling
         request.info.queued_ns = request.info.started_ns = time.time_ns()  # no queue: taken at once
-        reply = self._constrained(params) or self.reply(request.prompt, params.seed)
+        reply = self._constrained(request.prompt, params) or self.reply(request.prompt, params.seed)
         for i, byte in enumerate(reply[: params.max_tokens]):
             if i == 0:
                 request.info.first_token_ns = time.time_ns()

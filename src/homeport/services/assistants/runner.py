@@ -262,6 +262,8 @@ class Runner:
     async def _require_action(
         self, project_id: str | None, run: Document, output: _Output, usage: dict[str, int] | None
     ) -> None:
+        if output.message is not None:  # what the model said before calling
+            await self._close_message(run, output, None, [])
         calls = [output.calls[i] for i in sorted(output.calls)]
         for call in calls:
             call["function"]["output"] = None  # until submitted: the spec requires the key
@@ -285,8 +287,20 @@ class Runner:
     ) -> None:  # fmt: skip
         if output.message is None:
             output.message, output.step = await self._start_message(project_id, run)
+        now = await self._close_message(run, output, usage, sources)
+        total = add_usage(run["usage"], usage)
+        if output.finish == "length":
+            await self._record.finish(run, "incomplete", usage=total, completed_at=now,
+                                      incomplete_details={"reason": "max_completion_tokens"})  # fmt: skip
+        else:
+            await self._record.finish(run, "completed", usage=total, completed_at=now)
+
+    async def _close_message(
+        self, run: Document, output: _Output, usage: dict[str, int] | None, sources: list[SearchResult]
+    ) -> int:
+        """The pass's message and its step complete (incomplete when the tokens ran out); when."""
         message, step, now = output.message, output.step, int(time.time())
-        assert step is not None
+        assert message is not None and step is not None
         value, annotations = cited("".join(output.text), sources)
         message |= {"status": "completed", "completed_at": now,
                     "content": [{"type": "text", "text": {"value": value, "annotations": annotations}}]}  # fmt: skip
@@ -296,12 +310,7 @@ class Runner:
         await self.docs.save(message)
         self._record.publish(run, f"thread.message.{message['status']}", message)
         await self._record.complete_step(step, step["step_details"], usage)
-        total = add_usage(run["usage"], usage)
-        if output.finish == "length":
-            await self._record.finish(run, "incomplete", usage=total, completed_at=now,
-                                      incomplete_details={"reason": "max_completion_tokens"})  # fmt: skip
-        else:
-            await self._record.finish(run, "completed", usage=total, completed_at=now)
+        return now
 
     async def _start_message(self, project_id: str | None, run: Document) -> tuple[Document, Document]:
         message = message_document(run)

@@ -75,16 +75,15 @@ class ToolCallParser:
         at = self._buffer.find(TOOL_CALL_OPEN)
         if at >= 0:
             before = self._buffer[:at]
-            if before.strip() or not self.calls:
-                if before:
-                    events.append(Text(before))
+            if before.strip():  # whitespace next to a call is not content
+                events.append(Text(before))
             self._buffer = self._buffer[at + len(TOOL_CALL_OPEN) :]
             self._in_call, self._name, self._args_sent = True, None, 0
             return True
         keep = _partial_suffix(self._buffer, TOOL_CALL_OPEN)
         release = self._buffer[: len(self._buffer) - keep]
-        # Whitespace between calls is not content.
-        if release and not (self.calls and not release.strip()):
+        # Whitespace waits for what follows it: before or between calls it is not content.
+        if release.strip():
             events.append(Text(release))
             self._buffer = self._buffer[len(release) :]
         return False
