@@ -3,6 +3,8 @@ SQLite and PostgreSQL (the `db` fixture runs each test on both)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
@@ -32,6 +34,39 @@ async def test_keys_are_hashed_checked_and_revoked(db: Database) -> None:
     seeded = await store.ensure("sk-dev", "env")
     assert await store.ensure("sk-dev", "env") == seeded
     assert await store.verify("sk-dev") == seeded
+
+
+async def test_a_burst_of_requests_with_one_key_looks_it_up_once(db: Database, monkeypatch) -> None:
+    """Requests arriving together whose key is not cached share one lookup; one that gives up
+    leaves it to the others, and a failed lookup fails its callers only."""
+    store = Accounts.open(db, key_cache_s=60).keys
+    key, secret = await store.create("burst")
+    loads: list[object] = []
+    load, gate = store._load, asyncio.Event()
+
+    async def counted(where):  # type: ignore[no-untyped-def]
+        loads.append(where)
+        await gate.wait()  # every caller is waiting by now
+        return await load(where)
+
+    monkeypatch.setattr(store, "_load", counted)
+    callers = [asyncio.create_task(store.verify(secret)) for _ in range(8)]
+    while not loads:
+        await asyncio.sleep(0)
+    callers[0].cancel()
+    gate.set()
+    assert await asyncio.gather(*callers[1:]) == [key] * 7 and len(loads) == 1
+    assert await store.verify(secret) == key and len(loads) == 1  # cached
+
+    async def failing(where):  # type: ignore[no-untyped-def]
+        loads.append(where)
+        raise ConnectionError("database restarting")
+
+    monkeypatch.setattr(store, "_load", failing)
+    failed = await asyncio.gather(*(store.verify("sk-other") for _ in range(3)), return_exceptions=True)
+    assert [type(f) for f in failed] == [ConnectionError] * 3 and len(loads) == 2
+    monkeypatch.setattr(store, "_load", load)
+    assert await store.verify("sk-other") is None  # the next call looks again
 
 
 async def test_limits_of_key_and_project_load_with_the_key(db: Database) -> None:

@@ -7,6 +7,7 @@ about a SHA-256 digest, which says nothing usable about a secret.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -122,6 +123,9 @@ class KeyStore:
         # reach this process); unknown secrets are always looked up, so new keys work at once.
         self._cache_s = cache_s
         self._cache: dict[str, tuple[ApiKey, float]] = {}
+        # One lookup per secret at a time: a burst of requests whose key's entry has expired waits
+        # for one (each lookup costs the event loop about 2 ms of SQLAlchemy and aiosqlite hand-offs).
+        self._lookups: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def create(
         self,
@@ -191,6 +195,18 @@ class KeyStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = self._lookups[digest] = asyncio.ensure_future(self._look_up(digest))
+            lookup.add_done_callback(lambda done: self._looked_up(digest, done))
+        return await asyncio.shield(lookup)  # a caller that gives up leaves it to the others
+
+    def _looked_up(self, digest: str, lookup: asyncio.Future[ApiKey | None]) -> None:
+        self._lookups.pop(digest, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: raised to each caller still waiting, if any
+
+    async def _look_up(self, digest: str) -> ApiKey | None:
         key = await self._load(ApiKeyRow.secret_hash == digest)
         if key is None:
             self._cache.pop(digest, None)
