@@ -2,7 +2,7 @@
 on the same GGUF, the same streaming chat requests and the same client as bench/serving.py.
 
     .venv/bin/python bench/llama_server.py --llama-server PATH [--rounds 3] [--requests 16] [--max-tokens 128]
-        [--streams 1 4 8 16]
+        [--streams 1 4 8 16] [--staggered]
 
 `llama-server` is built from the llama.cpp that llama-cpp-python's sdist vendors, with the same
 portable flags as ./run (nothing of it is committed):
@@ -15,6 +15,12 @@ portable flags as ./run (nothing of it is committed):
 Both servers use every core and 8 slots. For each concurrency (1, 4, 8, 16), rounds alternate the
 two servers seconds apart (this machine's speed drifts), and which goes first alternates too: per
 server the median over rounds of output tok/s and of TTFT p50/p99, and the median of the per-round ratios.
+
+By default every request asks for the same length, so at N streams requests come in waves of N that
+start together from idle: TTFT then measures how fast a server takes in a burst. `--staggered`
+draws each request's length (a quarter to 1.25x `--max-tokens`, the same draws for both servers in
+a round), so streams end at different steps and each new request arrives while others decode: the
+TTFT of steady traffic (the first wave, from idle, left out). Use more requests with it (48).
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, nargs="*", default=list(CONCURRENCY))
+    parser.add_argument("--staggered", action="store_true",
+                        help="steady traffic: lengths vary, so requests arrive mid-stream (see serving._run)")
     args = parser.parse_args()
     from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
@@ -83,13 +91,16 @@ def main() -> None:
             for c in args.streams:
                 for round_ in range(args.rounds):  # who goes first alternates (drift falls on both)
                     for name, url, key in servers if round_ % 2 == 0 else servers[::-1]:
-                        rows[c][name].append(asyncio.run(_run(url, key, model, c, args.requests, args.max_tokens)))
+                        run = _run(url, key, model, c, args.requests, args.max_tokens,
+                                   staggered=round_ if args.staggered else None)  # fmt: skip
+                        rows[c][name].append(asyncio.run(run))
         finally:
             stop_server(homeport)
             peer.kill()
             peer.wait()
-    print(f"\n{args.requests} streaming requests of {args.max_tokens} tokens per run, {args.rounds} paired rounds; "
-          "medians\n")  # fmt: skip
+    lengths = f"{args.max_tokens // 4}-{args.max_tokens * 5 // 4} tokens (staggered)" if args.staggered else (
+        f"{args.max_tokens} tokens")
+    print(f"\n{args.requests} streaming requests of {lengths} per run, {args.rounds} paired rounds; medians\n")
     print("| streams | server | out tok/s | TTFT p50 ms | TTFT p99 ms | Homeport / llama-server tok/s |")
     print("|---|---|---|---|---|---|")
     for c, by in rows.items():

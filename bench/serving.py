@@ -37,6 +37,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -119,17 +120,27 @@ async def _body(reader: asyncio.StreamReader, *, chunked: bool) -> AsyncIterator
         yield (await reader.readexactly(size + 2))[:-2]
 
 
-async def _run(url: str, key: str, model: str, concurrency: int, requests: int, max_tokens: int) -> dict:
-    pending = list(range(requests))
-    done: list[dict] = []
+async def _run(
+    url: str, key: str, model: str, concurrency: int, requests: int, max_tokens: int, *, staggered: int | None = None
+) -> dict:
+    """`requests` streaming requests, `concurrency` at a time, each asking for `max_tokens`. With
+    `staggered` (a seed), each asks for a length drawn between a quarter and 1.25x `max_tokens`
+    instead, so streams end, and new requests arrive, at different steps (steady traffic rather
+    than waves); TTFT then leaves out the first `concurrency`, which start together from idle."""
+    lengths = [max_tokens] * requests
+    if staggered is not None:
+        draw = random.Random(staggered)
+        lengths = [draw.randint(max(1, max_tokens // 4), max_tokens * 5 // 4) for _ in range(requests)]
+    pending = list(enumerate(lengths))[::-1]
+    done: list[tuple[int, dict]] = []
     failures = 0
 
     async def worker() -> None:
         nonlocal failures
         while pending:
-            pending.pop()
+            started, length = pending.pop()
             try:
-                done.append(await _one(url, key, model, max_tokens))
+                done.append((started, await _one(url, key, model, length)))
             except (OSError, asyncio.IncompleteReadError, ValueError, _Failed) as exc:
                 failures += 1
                 print(f"  {url}: request failed: {type(exc).__name__}: {exc}")
@@ -137,10 +148,12 @@ async def _run(url: str, key: str, model: str, concurrency: int, requests: int, 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - began
-    itl = [x for d in done for x in d["itl"]]
-    out = {"req_per_s": len(done) / elapsed, "output_tok_per_s": sum(d["tokens"] for d in done) / elapsed,
+    itl = [x for _, d in done for x in d["itl"]]
+    out = {"req_per_s": len(done) / elapsed, "output_tok_per_s": sum(d["tokens"] for _, d in done) / elapsed,
            "failures": failures}  # fmt: skip
-    for name, values in (("ttft", [d["ttft"] for d in done]), ("tpot", [d["tpot"] for d in done]), ("itl", itl)):
+    first = concurrency if staggered is not None else 0
+    ttft = [d["ttft"] for started, d in done if started >= first]
+    for name, values in (("ttft", ttft), ("tpot", [d["tpot"] for _, d in done]), ("itl", itl)):
         out[f"{name}_p50_ms"] = 1000 * statistics.median(values) if values else float("nan")
         out[f"{name}_p99_ms"] = 1000 * _pct(values, 0.99)
     return out
