@@ -98,6 +98,7 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._pruned_at = 0.0
+        self._upserts: dict[Any, Any] = {}  # table → its rollup upsert, built once (see _add)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -158,11 +159,14 @@ class UsageRecorder:
                     await session.execute(self._add(table, index, [*next(iter(rows_by_group.values()))]), rows)
 
     def _add(self, table: Any, index: list[str], sums: list[str]):  # type: ignore[no-untyped-def]
-        """Add to rollup rows, creating them if needed: atomic on either database."""
-        dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(table)
-        added = {name: getattr(table, name) + getattr(stmt.excluded, name) for name in sums}
-        return stmt.on_conflict_do_update(index_elements=index, set_=added)
+        """Add to rollup rows, creating them if needed: atomic on either database. Built once per
+        table (each table's sums are always the same columns): building it took a fifth of a flush."""
+        if table not in self._upserts:
+            dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(table)
+            added = {name: getattr(table, name) + getattr(stmt.excluded, name) for name in sums}
+            self._upserts[table] = stmt.on_conflict_do_update(index_elements=index, set_=added)
+        return self._upserts[table]
 
     async def prune(self, now: float | None = None) -> int:
         """Delete raw records older than the retention period (rollups stay). Returns how many."""
