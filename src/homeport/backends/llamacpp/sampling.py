@@ -74,11 +74,12 @@ class _Plain(Sampler):
         weights = np.exp((logits[likely] - top) * np.float32(1.0 / self._temperature))
         # Every other token weighs less than e^-_TAIL (with a margin for float32 rounding).
         bound = (len(logits) - len(likely)) * math.exp(-_TAIL) * (1 + 1e-3)
-        sums = np.cumsum(weights, dtype=np.float64)  # a few thousand: cheaper than by blocks
-        held = float(sums[-1])
         if self._top_p < 1.0:  # the total lies between held and held + bound
+            held = float(weights.sum(dtype=np.float64))
             picked = self._nucleus(weights, held, held + bound)
             return int(likely[picked]) if picked is not None else self._whole(logits, top)
+        sums = np.cumsum(weights, dtype=np.float64)  # a few thousand: cheaper than by blocks
+        held = float(sums[-1])
         target = self._rng.random() * (held + bound)
         if target < held:
             return int(likely[_search(sums, target)])
