@@ -68,10 +68,12 @@ def test_usage_adds_up_per_project(server) -> None:
 @pytest.mark.parametrize(
     ("params", "param"),
     [({}, None), ({"start_time": "yesterday"}, None), ({"start_time": 0, "bucket_width": "2d"}, "bucket_width"),
-     ({"start_time": 0, "group_by": ["colour"]}, "group_by")],
+     ({"start_time": 0, "group_by": ["colour"]}, "group_by"), ({"start_time": 2**63}, "start_time"),
+     ({"start_time": -1}, "start_time"), ({"start_time": 0, "end_time": 10**19}, "end_time")],
 )  # fmt: skip
-def test_bad_usage_queries_are_400(server, params: dict, param: str | None) -> None:
-    r = httpx.get(f"{server.base_url}/organization/usage/completions", params=params,
+@pytest.mark.parametrize("path", ["usage/completions", "costs"])
+def test_bad_usage_queries_are_400(server, params: dict, param: str | None, path: str) -> None:
+    r = httpx.get(f"{server.base_url}/organization/{path}", params=params,
                   headers={"Authorization": f"Bearer {API_KEY}"})  # fmt: skip
     assert r.status_code == 400, r.text
     validate("ErrorResponse", r.json())

@@ -222,6 +222,9 @@ class _Query:
         return self.width % 3600 == 0 and self.start % 3600 == 0 and self.end % 3600 == 0
 
 
+_LAST_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def _query(
     kind: str, start_time: int, end_time: int | None, bucket_width: str, limit: int | None, group_by: list[str],
     groups: frozenset[str], project_ids: list[str | None] | None, models: list[str] | None,
@@ -234,6 +237,10 @@ def _query(
             raise InvalidRequest(f"group_by supports {sorted(groups)}; got '{g}'.", param="group_by")
     if limit is not None and not 1 <= limit <= 31 * 24 * 60:
         raise InvalidRequest("limit is out of range.", param="limit")
+    for name, value in (("start_time", start_time), ("end_time", end_time)):
+        if value is not None and not 0 <= value <= _LAST_TIME:  # a database integer cannot hold every int
+            raise InvalidRequest(f"{name} must be a Unix time in seconds, 0 to {_LAST_TIME} (9999-12-31).",
+                                 param=name)  # fmt: skip
     width = BUCKETS[bucket_width]
     count = limit or {"1m": 60, "1h": 24, "1d": 7}[bucket_width]
     end = end_time or start_time + width * count
