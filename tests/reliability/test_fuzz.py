@@ -4,7 +4,8 @@ Every operation of ../shared/openai-openapi.yaml that Homeport routes gets gener
 (half of them steered to a model the server has, so they reach the engines). Each answer must be:
 not a 5xx, OpenAI's error shape if a 4xx, and valid against the spec's response schema if a JSON
 2xx. `HOMEPORT_FUZZ_EXAMPLES` sets the examples per operation: a fixed-seed slice of 6 in
-`./run test`, 60 (over 5,000 requests) in `./run reliability`.
+`./run test`, 60 (over 5,000 requests) in `./run reliability`. The requests are the same on every
+run unless `HOMEPORT_FUZZ_SEED` names a seed: each seed draws other ones (and draws them again).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.reliability.authz import World, start_world
 from tests.spec import spec_document, validate, validate_against
 
 EXAMPLES = int(os.environ.get("HOMEPORT_FUZZ_EXAMPLES", "6"))
+SEED = os.environ.get("HOMEPORT_FUZZ_SEED")  # unset: hypothesis's fixed derandomized draws
 SERVED_MODELS = {"/embeddings": "fake-embed", "/moderations": "omni-moderation-latest"}  # others: fake-chat
 
 
@@ -38,6 +40,9 @@ KNOWN_SPEC_GAPS = {
         "the stored request's messages keep their roles; the spec types every item as the reply",
     ("POST /files", "'evals' is not one of"):
         "the upload purposes include `evals`, the file object's enum does not",
+    ("POST /embeddings", "'embedding']: '"):
+        "with encoding_format base64 the vector is a base64 string, as OpenAI sends it (and the SDK asks for it);"
+        " the spec types it as an array only",
 }  # fmt: skip
 
 
@@ -90,7 +95,7 @@ def test_fuzz_every_routed_operation(world: World) -> None:
 def _attack(operation: Any, world: World, http: httpx.Client, document: dict[str, Any],
             statuses: collections.Counter[int], failures: list[str]) -> None:  # fmt: skip
     """EXAMPLES generated requests to one operation, each answer judged."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, given, seed, settings
     from hypothesis import strategies as st
 
     admin = operation.path.startswith(("/organization/projects", "/organization/admin_api_keys"))
@@ -112,7 +117,7 @@ def _attack(operation: Any, world: World, http: httpx.Client, document: dict[str
         if problem:
             failures.append(f"{operation.label} → {answer.status_code}: {problem}")
 
-    attack()
+    (seed(int(SEED))(attack) if SEED else attack)()  # a seed overrides derandomize
 
 
 def _send(http: httpx.Client, case: Any, secret: str | None) -> httpx.Response:
