@@ -174,6 +174,18 @@ def test_an_admin_creates_and_revokes_a_key(site: Site, signed_in: Callable[[str
     page.fill("input[name=budget_usd]", "-5")
     page.click("#create-key button[type=submit]")
     assert "budget_usd" in page.text_content("[role=alert]") and "bad-budget" not in page.text_content("#keys")
+    page.select_option("select[name=project_id]", label="alpha")
+    page.fill("#create-key input[name=name]", "bad-expiry")
+    page.fill("input[name=expires_in_days]", "1e400")  # an infinity, once read
+    page.click("#create-key button[type=submit]")
+    assert "numbers are expected" in page.text_content("[role=alert]")
+    assert "bad-expiry" not in page.text_content("#keys")
+    page.fill("input[name=rpm]", "3000000000")  # past what the database holds
+    page.select_option("select[name=project_id]", label="alpha")
+    page.fill("#create-key input[name=name]", "bad-rpm")
+    page.click("#create-key button[type=submit]")
+    assert "max_requests_per_1_minute" in page.text_content("[role=alert]")
+    assert "bad-rpm" not in page.text_content("#keys")
     # A key limited to the chat model.
     page.select_option("select[name=project_id]", label="alpha")
     page.fill("#create-key input[name=name]", "made-in-browser")

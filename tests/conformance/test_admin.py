@@ -165,6 +165,37 @@ def test_per_model_and_per_day_limits(platform) -> None:
     assert bad.value.body["param"] == "max_images_per_1_minute"
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("expires_in_seconds", 2**64), ("budget_tokens", 2**63), ("budget_usd", 1e300),
+     ("max_requests_per_1_minute", 2**31), ("max_tokens_per_1_day", 2**63)],
+)  # fmt: skip
+def test_numbers_past_what_is_stored_are_400_and_change_nothing(platform, field: str, value: float) -> None:
+    server, client, admin_secret = platform
+    org = client.admin.organization
+    project = _new_project(client, f"too-big-{field}")
+    r = httpx.post(f"{server.base_url}/homeport/projects/{project.id}/api_keys", json={"name": "k", field: value},
+                   headers={"Authorization": f"Bearer {admin_secret}"})  # fmt: skip
+    assert r.status_code == 400, r.text
+    validate("ErrorResponse", r.json())
+    assert r.json()["error"]["param"] == field
+    assert org.projects.api_keys.list(project.id).data == []
+    if field == "max_requests_per_1_minute":  # the same on the rate-limit objects; the limits stay as they were
+        limits = org.projects.rate_limits
+        for name, bad_value in ((field, value), ("batch_1_day_max_input_tokens", 2**63),
+                                ("batch_1_day_max_input_tokens", -1)):  # fmt: skip
+            with pytest.raises(openai.BadRequestError) as bad:
+                limits.update_rate_limit("rl-*", project_id=project.id, **{name: bad_value})
+            assert bad.value.body["param"] == name
+        assert all(x.max_requests_per_1_minute == x.batch_1_day_max_input_tokens == 0
+                   for x in limits.list_rate_limits(project.id).data)  # fmt: skip
+        largest = limits.update_rate_limit("rl-*", project_id=project.id, max_requests_per_1_minute=2**31 - 1,
+                                           batch_1_day_max_input_tokens=2**63 - 1)  # fmt: skip
+        assert (largest.max_requests_per_1_minute, largest.batch_1_day_max_input_tokens) == (2**31 - 1, 2**63 - 1)
+    # A filter past every time a database holds finds nothing, rather than failing.
+    assert org.audit_logs.list(effective_at={"gt": 2**64}).data == []
+
+
 def test_admin_keys(platform) -> None:
     server, client, _ = platform
     keys = client.admin.organization.admin_api_keys

@@ -9,6 +9,11 @@ from pydantic import BaseModel, Field, JsonValue
 
 from .common import Request
 
+# What the database columns hold (storage/tables.py): requests-per-period limits are 32-bit
+# integers, token counts and times 64-bit. A larger number is a 400 naming the field, not a 500.
+_INT32, _INT64 = 2**31 - 1, 2**63 - 1
+_CENTURY_S = 100 * 365 * 86400
+
 __all__ = [
     "Project",
     "ProjectCreate",
@@ -72,13 +77,13 @@ class ProjectApiKeyCreate(Request):
     """POST /v1/homeport/projects/{project_id}/api_keys (OpenAI creates keys only in its dashboard)."""
 
     name: str = Field(min_length=1, max_length=200)
-    max_requests_per_1_minute: int | None = Field(default=None, ge=0)
-    max_tokens_per_1_minute: int | None = Field(default=None, ge=0)
-    max_requests_per_1_day: int | None = Field(default=None, ge=0)
-    max_tokens_per_1_day: int | None = Field(default=None, ge=0)
-    budget_tokens: int | None = Field(default=None, ge=0)
-    budget_usd: float | None = Field(default=None, ge=0)
-    expires_in_seconds: int | None = Field(default=None, ge=1)
+    max_requests_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
+    max_tokens_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
+    max_requests_per_1_day: int | None = Field(default=None, ge=0, le=_INT32)
+    max_tokens_per_1_day: int | None = Field(default=None, ge=0, le=_INT64)
+    budget_tokens: int | None = Field(default=None, ge=0, le=_INT64)
+    budget_usd: float | None = Field(default=None, ge=0, le=1e12)  # kept in millionths of a dollar
+    expires_in_seconds: int | None = Field(default=None, ge=1, le=_CENTURY_S)
     models: list[str] | None = None
     endpoints: list[str] | None = None
     read_only: bool = False
@@ -110,13 +115,13 @@ class ProjectRateLimit(BaseModel):
 
 
 class ProjectRateLimitUpdate(Request):
-    max_requests_per_1_minute: int | None = Field(default=None, ge=0)
-    max_tokens_per_1_minute: int | None = Field(default=None, ge=0)
-    max_requests_per_1_day: int | None = Field(default=None, ge=0)
-    max_tokens_per_1_day: int | None = Field(default=None, ge=0)
+    max_requests_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
+    max_tokens_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
+    max_requests_per_1_day: int | None = Field(default=None, ge=0, le=_INT32)
+    max_tokens_per_1_day: int | None = Field(default=None, ge=0, le=_INT64)
     max_images_per_1_minute: int | None = None
     max_audio_megabytes_per_1_minute: int | None = None
-    batch_1_day_max_input_tokens: int | None = None
+    batch_1_day_max_input_tokens: int | None = Field(default=None, ge=0, le=_INT64)
 
 
 class AdminApiKey(BaseModel):

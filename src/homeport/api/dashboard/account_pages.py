@@ -74,7 +74,7 @@ async def create_key(request: Request, viewer: SignedIn) -> Response:
         created, secret = await issue_project_key(request, viewer.key, str(form.get("project_id") or ""), body)
     except ValidationError as exc:
         return back("/dashboard/keys", error=f"The key was not created: {_first_error(exc)}")
-    except ValueError:
+    except (ValueError, OverflowError):  # int(float("1e400")): an infinity is no number either
         return back("/dashboard/keys", error="The key was not created: numbers are expected in the limit fields.")
     except HomeportError as exc:
         return back("/dashboard/keys", error=f"The key was not created: {exc.message}")

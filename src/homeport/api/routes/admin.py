@@ -326,7 +326,7 @@ async def list_audit_logs(request: Request, key: AdminKey, limit: int = 20, afte
         if raw is not None:
             if not raw.lstrip("-").isdigit():
                 raise InvalidRequest(f"'effective_at[{op}]' must be an integer (Unix seconds).", param="effective_at")
-            bounds[op] = int(raw)
+            bounds[op] = min(max(int(raw), -(2**63)), 2**63 - 1)  # what a database integer holds; same answer
     query = AuditQuery(
         event_types=tuple(params.getlist("event_types[]")), project_ids=tuple(params.getlist("project_ids[]")),
         actor_ids=tuple(params.getlist("actor_ids[]")), resource_ids=tuple(params.getlist("resource_ids[]")),
