@@ -123,6 +123,11 @@ def test_conversations_keep_the_turns(client) -> None:
     added = client.conversations.items.create(conversation.id, items=[{"role": "user", "content": "Hello"}])
     validate("ConversationItemList", wire(added))
     client.conversations.items.delete(added.data[0].id, conversation_id=conversation.id)
+    # A file search this server never ran is left out: nothing is added, and the answer says so.
+    before = [i.id for i in client.conversations.items.list(conversation.id).data]
+    foreign = {"type": "file_search_call", "id": "fs_elsewhere", "queries": ["x"], "status": "completed"}
+    assert client.conversations.items.create(conversation.id, items=[foreign]).data == []
+    assert [i.id for i in client.conversations.items.list(conversation.id).data] == before
     assert client.conversations.update(conversation.id, metadata={"topic": "x"}).metadata == {"topic": "x"}
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model=MODEL, input="Hi", conversation=conversation.id, previous_response_id=reply.id)

@@ -119,7 +119,9 @@ async def create_items(conversation_id: str, request: Request, key: CurrentKey) 
     known = {i["id"]: i for i in await conversations.items(key.project_id, conversation_id)}
     items = normalise(body.items, known, "items")
     await conversations.append(conversation_id, items)
-    return {"object": "list", "data": items, "first_id": items[0]["id"], "last_id": items[-1]["id"], "has_more": False}
+    # A file_search_call this server did not make is left out (normalise), so `items` may be empty.
+    first, last = (items[0]["id"], items[-1]["id"]) if items else (None, None)
+    return {"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": False}
 
 
 @router.get("/v1/conversations/{conversation_id}/items")
