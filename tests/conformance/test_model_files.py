@@ -172,6 +172,33 @@ def test_a_path_a_missing_template_a_taken_name_and_a_bad_hash(served, tmp_path)
     assert "bare" not in homeport_cli(env | {"COLUMNS": "300"}, "models", "list", *config)
 
 
+def test_a_damaged_gguf_or_an_impossible_path_is_a_400_and_adds_nothing(served, tmp_path) -> None:
+    server, env, _ = served
+    header = GGUF.read_bytes()[:4096]
+    damaged = {
+        "cut-short": header[:30],  # the header stops inside its first key
+        "long-key": b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 2**62) + b"k",  # a length past the end
+        "long-array": b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k"
+        + struct.pack("<I", 9) + struct.pack("<IQ", 4, 2**60),  # 2^60 uint32s in a few bytes
+        "many-keys": b"GGUF" + struct.pack("<IQQ", 3, 0, 2**63),
+    }  # fmt: skip
+    admin = httpx.Client(base_url=server.root, headers={"Authorization": f"Bearer {env['HOMEPORT_ADMIN_KEY']}"})
+
+    def served_ids() -> list[str]:
+        return sorted(m["id"] for m in admin.get("/v1/homeport/models").json()["data"])
+
+    before = served_ids()
+    for name, data in damaged.items():
+        (tmp_path / f"{name}.gguf").write_bytes(data)
+        r = admin.post("/v1/homeport/models", json={"source": str(tmp_path / f"{name}.gguf")})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "model", (name, r.text)
+        assert "damaged or cut short" in r.json()["error"]["message"]
+    r = admin.post("/v1/homeport/models", json={"source": "a" * 5000})  # no file system takes such a name
+    assert r.status_code == 400 and r.json()["error"]["param"] == "source", r.text
+    assert served_ids() == before
+    assert httpx.get(f"{server.root}/healthz").status_code == 200
+
+
 def test_a_repo_id_alone_takes_its_only_gguf_or_its_q4_k_m_else_says_which_there_are(served) -> None:
     _, env, config = served
     assert "added only-smol" in homeport_cli(env, "models", "add", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",

@@ -38,39 +38,53 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:
-    """The GGUF's metadata (arrays of more than 16 items are left out: the vocabulary)."""
+    """The GGUF's metadata (arrays of more than 16 items are left out: the vocabulary). A file that
+    says GGUF but whose header does not parse (cut short, or lengths past its end) is a 400."""
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
             raise InvalidRequest(f"{path} is not a GGUF file.", param="model")
-        version, _tensors, count = struct.unpack("<IQQ", f.read(20))
-        if version < 2:
-            raise InvalidRequest(f"{path} is GGUF version {version}; llama.cpp reads version 2 and later.")
-        found = {}
-        for _ in range(count):
-            key = _string(f)
-            value = _value(f, struct.unpack("<I", f.read(4))[0])
-            if value is not ...:
-                found[key] = value
+        size = path.stat().st_size
+        try:
+            version, _tensors, count = struct.unpack("<IQQ", f.read(20))
+            if version < 2:
+                raise InvalidRequest(f"{path} is GGUF version {version}; llama.cpp reads version 2 and later.")
+            found = {}
+            for _ in range(count):  # each entry takes bytes: a count past the file ends at its end
+                key = _string(f, size)
+                value = _value(f, struct.unpack("<I", f.read(4))[0], size)
+                if value is not ...:
+                    found[key] = value
+        except (struct.error, _Truncated, RecursionError):
+            raise InvalidRequest(f"{path} is not a readable GGUF file: its header is damaged or cut short.",
+                                 param="model") from None  # fmt: skip
     return found
 
 
-def _string(f: BinaryIO) -> str:
+class _Truncated(Exception):
+    """A length in the header reaches past the end of the file."""
+
+
+def _string(f: BinaryIO, size: int) -> str:
     (length,) = struct.unpack("<Q", f.read(8))
+    if length > size - f.tell():  # never allocate what the file cannot hold
+        raise _Truncated
     return f.read(length).decode("utf-8", "replace")
 
 
-def _value(f: BinaryIO, kind: int) -> Any:
+def _value(f: BinaryIO, kind: int, size: int) -> Any:
     if kind in _SCALARS:
         fmt = _SCALARS[kind]
         return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
     if kind == 8:
-        return _string(f)
+        return _string(f, size)
     if kind == 9:
         item, n = struct.unpack("<IQ", f.read(12))
         if item in _SCALARS and n > 16:  # skip a long array of scalars in one seek
+            if n * struct.calcsize(_SCALARS[item]) > size - f.tell():
+                raise _Truncated
             f.seek(n * struct.calcsize(_SCALARS[item]), 1)
             return ...
-        items = [_value(f, item) for _ in range(n)]
+        items = [_value(f, item, size) for _ in range(n)]
         return items if n <= 16 else ...
     raise InvalidRequest(f"Unknown GGUF metadata type {kind}.")
 
@@ -218,11 +232,15 @@ def model_from_source(
     """The config for a GGUF at a path on this machine, an installed package's, or a Hub repo's,
     and where its weights are here (blocking: a download can take minutes)."""
     path = Path(source)
-    if path.is_file():
+    try:
+        is_file, exists = path.is_file(), path.exists()
+    except OSError:  # a name no file system takes (too long): no file, and no package or repo either
+        is_file, exists = False, True
+    if is_file:
         return chat_model_config(path, model_id, template), path
     if package := _installed_package(source):
         return package_model_config(package, data_dir, model_id, template)
-    a_path = path.exists() or source.startswith(("/", ".")) or (":" not in source and source.endswith(".gguf"))
+    a_path = exists or source.startswith(("/", ".")) or (":" not in source and source.endswith(".gguf"))
     if a_path or ("/" not in source and ":" not in source):
         raise InvalidRequest(f"{source} is neither a file here, an installed package, nor a Hub repo_id[:file.gguf].",
                              param="source")  # fmt: skip
