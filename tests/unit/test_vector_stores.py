@@ -107,6 +107,19 @@ async def test_an_unreadable_file_fails_and_a_cancelled_batch_stops(fake_app) ->
     assert await _ingested(fake_app, store.id, text.id) in ("cancelled", "completed")  # whichever came first
 
 
+async def test_a_file_of_too_many_tokens_fails_with_the_limit_named(fake_app, monkeypatch) -> None:
+    from homeport.services.retrieval import chunking
+
+    monkeypatch.setattr(chunking, "MAX_FILE_TOKENS", 5)  # the real limit (5,000,000): tests/unit/test_extract.py
+    service = fake_app.state.vector_stores
+    long = await _upload(fake_app, "trains.txt", TEXTS["trains.txt"])
+    store = await service.create(None, VectorStoreCreate(file_ids=[long.id]))
+    assert await _ingested(fake_app, store.id, long.id) == "failed"
+    failed = await service.file(None, store.id, long.id)
+    assert failed.last_error is not None and failed.last_error.code == "invalid_file"
+    assert "file search reads at most 5 from one file" in failed.last_error.message
+
+
 async def test_files_left_in_progress_are_ingested_after_a_restart(fake_app) -> None:
     service, ingestion = fake_app.state.vector_stores, fake_app.state.vector_stores.ingestion
     trains = await _upload(fake_app, "trains.txt", TEXTS["trains.txt"])

@@ -24,6 +24,14 @@ class ExtractionError(Exception):
     """The file could not be read as its type says (a broken PDF, binary data in a .txt)."""
 
 
+# What a compressed document may unpack to. A DOCX is a zip that python-docx reads whole into memory
+# (about 4 bytes of memory per byte unpacked): a 750 KB one that unpacks to 310 MB took 1.1 GB, so a
+# zip bomb within the upload limit would take the server down. PDF streams are capped by pypdf
+# (75 MB each); their text together is capped here.
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+MAX_TEXT_CHARS = 100_000_000
+
+
 def check_supported(filename: str, param: str = "file") -> None:
     if PurePath(filename).suffix.lower() not in SUPPORTED_EXTENSIONS:
         raise InvalidRequest(
@@ -65,12 +73,26 @@ def _pdf(data: bytes) -> str:
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
-    return "\n\n".join(page.extract_text() or "" for page in reader.pages)
+    pages, chars = [], 0
+    for page in reader.pages:
+        pages.append(page.extract_text() or "")
+        chars += len(pages[-1])
+        if chars > MAX_TEXT_CHARS:
+            raise ExtractionError(f"The PDF holds more than {MAX_TEXT_CHARS:,} characters of text: more than file "
+                                  "search reads from one file.")  # fmt: skip
+    return "\n\n".join(pages)
 
 
 def _docx(data: bytes) -> str:
+    import zipfile
+
     from docx import Document
 
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:  # sizes as declared: zipfile never unpacks more
+        unpacked = sum(entry.file_size for entry in archive.infolist())
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ExtractionError(f"The document unpacks to {unpacked // 2**20:,} MB, more than the "
+                              f"{MAX_UNPACKED_BYTES // 2**20} MB a DOCX may (a zip bomb?).")  # fmt: skip
     doc = Document(io.BytesIO(data))
     parts = [p.text for p in doc.paragraphs]
     for table in doc.tables:

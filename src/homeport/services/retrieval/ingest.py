@@ -26,7 +26,7 @@ from ...storage.db import Database
 from ...storage.jobs import Jobs, heartbeating
 from ...storage.tables import ChunkRow, VectorStoreFileRow, VectorStoreRow
 from ..inference.registry import ModelRegistry
-from .chunking import chunk_text
+from .chunking import TooManyTokens, chunk_text
 from .extract import ExtractionError, extract_text
 from .files import FileStore
 
@@ -93,7 +93,11 @@ class Ingestion:
             await self._fail(store_id, file_id, "invalid_file", str(exc))
             return
         _, engine = self._registry.embedding(store.model)
-        chunks = await asyncio.to_thread(chunk_text, text, engine.tokenize, link.chunk_tokens, link.overlap_tokens)
+        try:
+            chunks = await asyncio.to_thread(chunk_text, text, engine.tokenize, link.chunk_tokens, link.overlap_tokens)
+        except TooManyTokens as exc:
+            await self._fail(store_id, file_id, "invalid_file", str(exc))
+            return
         vectors: list[np.ndarray] = []
         for start in range(0, len(chunks), _EMBED_BATCH):
             batch = engine.tokenize([c.text for c in chunks[start : start + _EMBED_BATCH]])
