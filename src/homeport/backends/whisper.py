@@ -10,6 +10,7 @@ worker thread runs one transcription at a time (CTranslate2 uses `threads` cores
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import importlib.util
 import io
@@ -66,9 +67,9 @@ class Transcript:
 def decode_audio(data: bytes, max_seconds: float) -> np.ndarray:
     """Any container `av` reads → float32 mono at 16 kHz. Unreadable, empty or longer than
     `max_seconds` → InvalidRequest. The length is read from the container first: 25 MB of
-    low-bitrate audio can hold many hours, which decoded would take gigabytes."""
+    low-bitrate audio can hold many hours, which decoded would take gigabytes. A container that
+    does not say (a FLAC stream whose length field is 0) is decoded only up to `max_seconds`."""
     import av
-    from faster_whisper.audio import decode_audio as decode
 
     if not data:
         raise InvalidRequest("The audio file is empty.", param="file")
@@ -80,7 +81,9 @@ def decode_audio(data: bytes, max_seconds: float) -> np.ndarray:
     if declared is not None and declared / 1e6 > max_seconds:
         raise _too_long(declared / 1e6, max_seconds)
     try:
-        audio = decode(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
+        audio = _decode(data, max_seconds)
+    except InvalidRequest:
+        raise
     except Exception as exc:  # av raises its own error types per container and codec
         raise InvalidRequest(f"The audio file could not be decoded ({type(exc).__name__}); send wav, mp3, m4a, "
                              "ogg, opus, flac or webm.", param="file") from None  # fmt: skip
@@ -91,9 +94,56 @@ def decode_audio(data: bytes, max_seconds: float) -> np.ndarray:
     return audio
 
 
-def _too_long(seconds: float, limit: float) -> InvalidRequest:
-    return InvalidRequest(f"The audio is {seconds / 60:.0f} minutes long; at most {limit / 60:.0f} minutes are "
-                          "transcribed.", param="file")  # fmt: skip
+def _decode(data: bytes, max_seconds: float) -> np.ndarray:
+    """faster-whisper's decode (PyAV: frames that fail to decode skipped, grouped by 500,000
+    samples, resampled to 16-bit mono at 16 kHz, then float32), the same samples, but it stops as
+    soon as they pass `max_seconds`: silence in FLAC takes a few bytes a frame, so 25 MB of it
+    unpacks to more memory than the machine has."""
+    import av
+
+    limit = int(max_seconds * SAMPLE_RATE)
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    fifo = av.AudioFifo()
+    parts: list[np.ndarray] = []
+    held = 0
+
+    def keep(frames: list[Any]) -> None:
+        nonlocal held
+        for frame in frames:
+            parts.append(frame.to_ndarray().reshape(-1))
+            held += parts[-1].size
+            if held > limit:
+                raise _too_long(None, max_seconds)
+
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            frames = container.decode(audio=0)
+            while True:
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                except av.error.InvalidDataError:
+                    continue
+                frame.pts = None  # no timestamp checks across the grouped frames
+                fifo.write(frame)
+                if fifo.samples >= 500_000:
+                    keep(resampler.resample(fifo.read()))
+            if fifo.samples > 0:
+                keep(resampler.resample(fifo.read()))
+            keep(resampler.resample(None))  # what the resampler still holds
+    finally:
+        del resampler, fifo
+        gc.collect()  # PyAV's resampler frees its buffers only then (faster-whisper issue 390)
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32) / 32768.0
+
+
+def _too_long(seconds: float | None, limit: float) -> InvalidRequest:
+    """`seconds`: how long the audio is, where known (None: longer than `limit`, decoding stopped there)."""
+    length = f"{seconds / 60:.0f} minutes long" if seconds is not None else f"longer than {limit / 60:.0f} minutes"
+    return InvalidRequest(f"The audio is {length}; at most {limit / 60:.0f} minutes are transcribed.", param="file")
 
 
 class WhisperEngine:
