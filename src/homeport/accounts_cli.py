@@ -14,6 +14,7 @@ import typer
 from .api.families import SCOPES
 from .cli_common import ConfigOption, console, project_named, with_app, with_store
 from .cli_common import settings as _settings
+from .protocol.admin import INT32_MAX, INT64_MAX, MAX_DAYS, MAX_USD
 from .services.platform.accounts import Accounts
 from .services.platform.audit import CLI, AuditLog
 from .services.platform.keys import key_scopes
@@ -21,6 +22,11 @@ from .services.platform.limits import Limit
 from .settings import Settings
 
 __all__ = ["keys_app", "limits_app", "projects_app"]
+
+# Limits, budgets and days as the database columns hold them (protocol/admin.py): past them, click
+# answers with a usage error naming the option, as the API answers a 400.
+_INT32: dict[str, Any] = {"min": 0, "max": INT32_MAX}
+_INT64: dict[str, Any] = {"min": 0, "max": INT64_MAX}
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 projects_app = typer.Typer(help="Projects: list, archive, opt in to prompt logging.", no_args_is_help=True)
@@ -32,13 +38,17 @@ limits_app = typer.Typer(help="Rate limits of keys and projects, per model, per 
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
     project: Annotated[str | None, typer.Option(help="Project the key belongs to (created if new).")] = None,
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute (default: unlimited).")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute (default: unlimited).")] = None,
-    rpd: Annotated[int | None, typer.Option(help="Requests per day (default: unlimited).")] = None,
-    tpd: Annotated[int | None, typer.Option(help="Tokens per day (default: unlimited).")] = None,
-    budget_tokens: Annotated[int | None, typer.Option(help="Tokens the key may use in all.")] = None,
-    budget_usd: Annotated[float | None, typer.Option(help="Spend (by the models' prices) the key may cause.")] = None,
-    expires_in_days: Annotated[float | None, typer.Option(help="Key stops working after this many days.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute (default: unlimited).", **_INT32)] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute (default: unlimited).", **_INT32)] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day (default: unlimited).", **_INT32)] = None,
+    tpd: Annotated[int | None, typer.Option(help="Tokens per day (default: unlimited).", **_INT64)] = None,
+    budget_tokens: Annotated[int | None, typer.Option(help="Tokens the key may use in all.", **_INT64)] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option(help="Spend (by the models' prices) the key may cause.", min=0, max=MAX_USD)
+    ] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(help="Key stops working after this many days.", min=0, max=MAX_DAYS)
+    ] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model ids the key may use.")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Only list models and read usage.")] = False,
     endpoints: Annotated[
@@ -145,10 +155,12 @@ def projects_set(
     ] = None,
     archive: Annotated[bool | None, typer.Option("--archive/--unarchive", help="Archived: its keys stop.")] = None,
     response_retention_days: Annotated[
-        int | None, typer.Option(help="Delete stored responses (and idle conversations) after N days; 0: keep.")
+        int | None, typer.Option(help="Delete stored responses (and idle conversations) after N days; 0: keep.",
+                                 min=0, max=MAX_DAYS)  # fmt: skip
     ] = None,
     retention_days: Annotated[
-        int | None, typer.Option(help="Delete the project's stored data after N days (docs/compliance.md); 0: keep.")
+        int | None, typer.Option(help="Delete the project's stored data after N days (docs/compliance.md); 0: keep.",
+                                 min=0, max=MAX_DAYS)  # fmt: skip
     ] = None,
     moderate: Annotated[
         Moderate | None, typer.Option(help="Moderate the inputs, the outputs or both of chat, completions and "
@@ -264,12 +276,13 @@ def limits_set(
     project: Annotated[str | None, typer.Option(help="The project (by name) the limits apply to.")] = None,
     key: Annotated[str | None, typer.Option(help="The key (by id) the limits apply to.")] = None,
     model: Annotated[str, typer.Option(help="A model id, or * for all models together.")] = "*",
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
-    rpd: Annotated[int | None, typer.Option(help="Requests per day.")] = None,
-    tpd: Annotated[int | None, typer.Option(help="Tokens per day.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.", **_INT32)] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.", **_INT32)] = None,
+    rpd: Annotated[int | None, typer.Option(help="Requests per day.", **_INT32)] = None,
+    tpd: Annotated[int | None, typer.Option(help="Tokens per day.", **_INT64)] = None,
     batch_tpd: Annotated[
-        int | None, typer.Option(help="Input tokens its batches may enqueue per day (batch_1_day_max_input_tokens).")
+        int | None, typer.Option(help="Input tokens its batches may enqueue per day (batch_1_day_max_input_tokens).",
+                                 **_INT64)  # fmt: skip
     ] = None,
     config: ConfigOption = None,
 ) -> None:

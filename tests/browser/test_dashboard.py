@@ -404,4 +404,15 @@ def test_every_page_renders_without_script_errors(site: Site, signed_in: Callabl
             return True
 
     _until(limited, what="the new limit")
+    # Numbers no column holds are a message, and nothing changes.
+    page.goto(f"{site.root}/dashboard/projects/{site.ids['beta']}")
+    page.fill(f"input[aria-label='{EMBED} max_requests_per_1_minute']", "1e400")
+    page.click(f"button[aria-label='Save limits on {EMBED}']")
+    assert "whole numbers are expected" in page.text_content("[role=alert]")
+    for days, message in (("1e400", "whole number of days"), ("40000", "at most 36500")):
+        page.fill("input[name=retention_days]", days)
+        page.click("#project-settings button[type=submit]")
+        assert message in page.text_content("[role=alert]")
+        assert page.input_value("input[name=retention_days]") == ""  # still kept for ever
+    assert limited()
     assert not errors, errors

@@ -4,13 +4,14 @@ projects (another project's object is 404, not 403); archived projects and delet
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import create_key, start_server, stop_server
+from tests.conftest import create_key, homeport_cli, start_server, stop_server
 from tests.spec import validate
 
 MODELS = [
@@ -194,6 +195,23 @@ def test_numbers_past_what_is_stored_are_400_and_change_nothing(platform, field:
         assert (largest.max_requests_per_1_minute, largest.batch_1_day_max_input_tokens) == (2**31 - 1, 2**63 - 1)
     # A filter past every time a database holds finds nothing, rather than failing.
     assert org.audit_logs.list(effective_at={"gt": 2**64}).data == []
+
+
+def test_the_cli_refuses_numbers_past_what_is_stored(platform) -> None:
+    server, client, _ = platform
+    env = {"HOMEPORT_DATA_DIR": str(server.data_dir)}
+    for args in (["limits", "set", "--project", "cli-big", "--rpm", str(2**31)],
+                 ["keys", "create", "--name", "cli-big", "--budget-tokens", str(2**63)],
+                 ["keys", "create", "--name", "cli-big", "--expires-in-days", "1e400"],
+                 ["projects", "set", "cli-big", "--retention-days", "36501"]):  # fmt: skip
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            homeport_cli(env, *args)
+        assert f"Invalid value for '{args[-2]}'" in refused.value.stdout + refused.value.stderr
+    org = client.admin.organization
+    assert "cli-big" not in {p.name for p in org.projects.list(limit=100).data}
+    homeport_cli(env, "limits", "set", "--project", "cli-big", "--rpm", str(2**31 - 1))  # the largest it holds
+    made = next(p for p in org.projects.list(limit=100).data if p.name == "cli-big")
+    assert org.projects.rate_limits.list_rate_limits(made.id).data[0].max_requests_per_1_minute == 2**31 - 1
 
 
 def test_admin_keys(platform) -> None:

@@ -9,12 +9,18 @@ from pydantic import BaseModel, Field, JsonValue
 
 from .common import Request
 
-# What the database columns hold (storage/tables.py): requests-per-period limits are 32-bit
-# integers, token counts and times 64-bit. A larger number is a 400 naming the field, not a 500.
-_INT32, _INT64 = 2**31 - 1, 2**63 - 1
-_CENTURY_S = 100 * 365 * 86400
+# What the database columns hold (storage/tables.py): requests-per-period limits and retention days
+# are 32-bit integers, token counts and times 64-bit. A larger number is a 400 naming the field (an
+# error from the CLI, a message on the dashboard), not a 500.
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+MAX_USD = 1e12  # budgets are kept in millionths of a dollar
+MAX_DAYS = 36_500  # a key's life, a retention period: a century
 
 __all__ = [
+    "INT32_MAX",
+    "INT64_MAX",
+    "MAX_USD",
+    "MAX_DAYS",
     "Project",
     "ProjectCreate",
     "ProjectUpdate",
@@ -77,13 +83,13 @@ class ProjectApiKeyCreate(Request):
     """POST /v1/homeport/projects/{project_id}/api_keys (OpenAI creates keys only in its dashboard)."""
 
     name: str = Field(min_length=1, max_length=200)
-    max_requests_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
-    max_tokens_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
-    max_requests_per_1_day: int | None = Field(default=None, ge=0, le=_INT32)
-    max_tokens_per_1_day: int | None = Field(default=None, ge=0, le=_INT64)
-    budget_tokens: int | None = Field(default=None, ge=0, le=_INT64)
-    budget_usd: float | None = Field(default=None, ge=0, le=1e12)  # kept in millionths of a dollar
-    expires_in_seconds: int | None = Field(default=None, ge=1, le=_CENTURY_S)
+    max_requests_per_1_minute: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_tokens_per_1_minute: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_requests_per_1_day: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_tokens_per_1_day: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    budget_tokens: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    budget_usd: float | None = Field(default=None, ge=0, le=MAX_USD)
+    expires_in_seconds: int | None = Field(default=None, ge=1, le=MAX_DAYS * 86400)
     models: list[str] | None = None
     endpoints: list[str] | None = None
     read_only: bool = False
@@ -115,13 +121,13 @@ class ProjectRateLimit(BaseModel):
 
 
 class ProjectRateLimitUpdate(Request):
-    max_requests_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
-    max_tokens_per_1_minute: int | None = Field(default=None, ge=0, le=_INT32)
-    max_requests_per_1_day: int | None = Field(default=None, ge=0, le=_INT32)
-    max_tokens_per_1_day: int | None = Field(default=None, ge=0, le=_INT64)
+    max_requests_per_1_minute: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_tokens_per_1_minute: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_requests_per_1_day: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_tokens_per_1_day: int | None = Field(default=None, ge=0, le=INT64_MAX)
     max_images_per_1_minute: int | None = None
     max_audio_megabytes_per_1_minute: int | None = None
-    batch_1_day_max_input_tokens: int | None = Field(default=None, ge=0, le=_INT64)
+    batch_1_day_max_input_tokens: int | None = Field(default=None, ge=0, le=INT64_MAX)
 
 
 class AdminApiKey(BaseModel):

@@ -153,7 +153,7 @@ async def set_limits(project_id: str, request: Request, viewer: SignedIn) -> Res
         await update_rate_limit(request, viewer.key, project_id, f"rl-{form.get('model')}", body)
     except ValidationError as exc:
         return back(here, error=f"Limits not changed: {_first_error(exc)}")
-    except ValueError:
+    except (ValueError, OverflowError):
         return back(here, error="Limits not changed: whole numbers are expected (empty: no limit).")
     except HomeportError as exc:
         return back(here, error=f"Limits not changed: {exc.message}")
@@ -172,10 +172,10 @@ async def set_settings(project_id: str, request: Request, viewer: SignedIn) -> R
     try:
         retention = _optional_int(form, "retention_days") or 0
         response_retention = _optional_int(form, "response_retention_days") or 0
-    except ValueError:
+    except (ValueError, OverflowError):
         return back(here, error="Retention is a whole number of days (empty: keep).")
-    if retention < 0 or response_retention < 0:
-        return back(here, error="Retention is a whole number of days (empty: keep).")
+    if not (0 <= retention <= wire.MAX_DAYS and 0 <= response_retention <= wire.MAX_DAYS):
+        return back(here, error=f"Retention is a whole number of days, at most {wire.MAX_DAYS} (empty: keep).")
     changes: dict[str, Any] = {
         "log_prompts": form.get("log_prompts") == "on", "retention_days": retention,
         "response_retention_days": response_retention, "moderate": moderate, "moderation_action": action,
