@@ -47,7 +47,8 @@ def keys_create(
         float | None, typer.Option(help="Spend (by the models' prices) the key may cause.", min=0, max=MAX_USD)
     ] = None,
     expires_in_days: Annotated[
-        float | None, typer.Option(help="Key stops working after this many days.", min=0, max=MAX_DAYS)
+        float | None, typer.Option(help="Key stops working after this many days (negative: expired already).",
+                                   min=-MAX_DAYS, max=MAX_DAYS)  # fmt: skip
     ] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model ids the key may use.")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Only list models and read usage.")] = False,
