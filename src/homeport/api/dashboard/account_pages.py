@@ -53,8 +53,12 @@ async def keys_page(request: Request, viewer: SignedIn) -> Response:
 
 
 def _optional_int(form: Any, name: str, scale: int = 1) -> int | None:
+    """A form's number field (empty: None); ValueError for anything else, infinities (1e400) included."""
     raw = str(form.get(name) or "").strip()
-    return None if not raw else int(float(raw) * scale)
+    try:
+        return None if not raw else int(float(raw) * scale)
+    except OverflowError:
+        raise ValueError(f"{name} is not a finite number") from None
 
 
 @router.post("/dashboard/keys")
@@ -74,7 +78,7 @@ async def create_key(request: Request, viewer: SignedIn) -> Response:
         created, secret = await issue_project_key(request, viewer.key, str(form.get("project_id") or ""), body)
     except ValidationError as exc:
         return back("/dashboard/keys", error=f"The key was not created: {_first_error(exc)}")
-    except (ValueError, OverflowError):  # int(float("1e400")): an infinity is no number either
+    except ValueError:
         return back("/dashboard/keys", error="The key was not created: numbers are expected in the limit fields.")
     except HomeportError as exc:
         return back("/dashboard/keys", error=f"The key was not created: {exc.message}")
@@ -153,7 +157,7 @@ async def set_limits(project_id: str, request: Request, viewer: SignedIn) -> Res
         await update_rate_limit(request, viewer.key, project_id, f"rl-{form.get('model')}", body)
     except ValidationError as exc:
         return back(here, error=f"Limits not changed: {_first_error(exc)}")
-    except (ValueError, OverflowError):
+    except ValueError:
         return back(here, error="Limits not changed: whole numbers are expected (empty: no limit).")
     except HomeportError as exc:
         return back(here, error=f"Limits not changed: {exc.message}")
@@ -172,7 +176,7 @@ async def set_settings(project_id: str, request: Request, viewer: SignedIn) -> R
     try:
         retention = _optional_int(form, "retention_days") or 0
         response_retention = _optional_int(form, "response_retention_days") or 0
-    except (ValueError, OverflowError):
+    except ValueError:
         return back(here, error="Retention is a whole number of days (empty: keep).")
     if not (0 <= retention <= wire.MAX_DAYS and 0 <= response_retention <= wire.MAX_DAYS):
         return back(here, error=f"Retention is a whole number of days, at most {wire.MAX_DAYS} (empty: keep).")
