@@ -21,6 +21,9 @@ start together from idle: TTFT then measures how fast a server takes in a burst.
 draws each request's length (a quarter to 1.25x `--max-tokens`, the same draws for both servers in
 a round), so streams end at different steps and each new request arrives while others decode: the
 TTFT of steady traffic (the first wave, from idle, left out). Use more requests with it (48).
+
+`--variant-env KEY=VALUE ...` adds a second Homeport server started with those environment variables
+(a setting under test, e.g. OpenMP's OMP_WAIT_POLICY), taking its turn in every round like the others.
 """
 
 from __future__ import annotations
@@ -72,22 +75,28 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="*", default=list(CONCURRENCY))
     parser.add_argument("--staggered", action="store_true",
                         help="steady traffic: lengths vary, so requests arrive mid-stream (see serving._run)")
+    parser.add_argument("--variant-env", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="also run a second Homeport started with these environment variables")
     args = parser.parse_args()
+    variant = dict(pair.split("=", 1) for pair in args.variant_env)
     from homeport.services.inference.registry import locate_weights
     from homeport.settings import DEFAULT_MODELS
 
     model = "smollm2-135m-instruct"
-    rows: dict[int, dict[str, list[dict]]] = {c: {"homeport": [], "llama-server": []} for c in args.streams}
+    names = ["homeport", *(["homeport " + " ".join(args.variant_env)] if variant else []), "llama-server"]
+    rows: dict[int, dict[str, list[dict]]] = {c: {name: [] for name in names} for c in args.streams}
     with tempfile.TemporaryDirectory() as tmp:
         gguf = locate_weights(DEFAULT_MODELS[0], Path(tmp))
-        homeport = start_server(Path(tmp) / "homeport", {"load_models": [model], "cache_enabled": False,
-                                                         "access_log": False})  # fmt: skip
+        config = {"load_models": [model], "cache_enabled": False, "access_log": False}
+        homeports = [start_server(Path(tmp) / "homeport", config)]
+        if variant:
+            homeports.append(start_server(Path(tmp) / "variant", config, env=variant))
         peer, peer_url = _llama_server(args.llama_server, gguf, Path(tmp) / "llama-server.log")
-        ours = f"{homeport.base_url}/chat/completions"
         try:
-            asyncio.run(_run(ours, API_KEY, model, 1, 1, 8))  # warm-up, both
-            asyncio.run(_run(peer_url, "none", model, 1, 1, 8))
-            servers = [("homeport", ours, API_KEY), ("llama-server", peer_url, "none")]
+            servers = [(names[i], f"{h.base_url}/chat/completions", API_KEY) for i, h in enumerate(homeports)]
+            servers.append((names[-1], peer_url, "none"))
+            for _, url, key in servers:  # warm-up
+                asyncio.run(_run(url, key, model, 1, 1, 8))
             for c in args.streams:
                 for round_ in range(args.rounds):  # who goes first alternates (drift falls on both)
                     for name, url, key in servers if round_ % 2 == 0 else servers[::-1]:
@@ -95,7 +104,8 @@ def main() -> None:
                                    staggered=round_ if args.staggered else None)  # fmt: skip
                         rows[c][name].append(asyncio.run(run))
         finally:
-            stop_server(homeport)
+            for homeport in homeports:
+                stop_server(homeport)
             peer.kill()
             peer.wait()
     lengths = f"{args.max_tokens // 4}-{args.max_tokens * 5 // 4} tokens (staggered)" if args.staggered else (
@@ -104,14 +114,17 @@ def main() -> None:
     print("| streams | server | out tok/s | TTFT p50 ms | TTFT p99 ms | Homeport / llama-server tok/s |")
     print("|---|---|---|---|---|---|")
     for c, by in rows.items():
-        ratio = statistics.median(h["output_tok_per_s"] / p["output_tok_per_s"]
-                                  for h, p in zip(by["homeport"], by["llama-server"], strict=True))  # fmt: skip
         for name, runs in by.items():
             tok = statistics.median(r["output_tok_per_s"] for r in runs)
             p50 = statistics.median(r["ttft_p50_ms"] for r in runs)
             p99 = statistics.median(r["ttft_p99_ms"] for r in runs)
-            shown = f"{ratio:.2f}" if name == "homeport" else ""
+            shown = "" if name == "llama-server" else f"{_ratio(runs, by['llama-server']):.2f}"
             print(f"| {c} | {name} | {tok:.1f} | {p50:.0f} | {p99:.0f} | {shown} |")
+
+
+def _ratio(ours: list[dict], peer: list[dict]) -> float:
+    """The median over rounds of the tok/s ratio."""
+    return statistics.median(h["output_tok_per_s"] / p["output_tok_per_s"] for h, p in zip(ours, peer, strict=True))
 
 
 if __name__ == "__main__":
