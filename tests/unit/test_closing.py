@@ -34,6 +34,22 @@ NESTED = {"$defs": {"item": ITEM}, "type": "object", "properties": {
     "kind": {"anyOf": [KIND_A, KIND_B]},
 }, "required": ["items", "kind"], "additionalProperties": False}  # fmt: skip
 
+# Recursive schemas, as OpenAI's structured-outputs guide writes them (a linked list through $defs; a
+# UI tree whose children are `$ref: "#"`) and as pydantic writes a recursive model (the root a $ref).
+NODE = {"type": "object", "properties": {"value": {"type": "number"},
+                                         "next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]}},
+        "required": ["value", "next"], "additionalProperties": False}  # fmt: skip
+LINKED_LIST = {"$defs": {"node": NODE}, "type": "object", "properties": {"list": {"$ref": "#/$defs/node"}},
+               "required": ["list"], "additionalProperties": False}  # fmt: skip
+UI = {"type": "object", "properties": {
+    "type": {"type": "string", "enum": ["div", "button", "form"]}, "label": {"type": "string"},
+    "children": {"type": "array", "items": {"$ref": "#"}},
+}, "required": ["type", "label", "children"], "additionalProperties": False}  # fmt: skip
+TREE = {"$defs": {"Tree": {"type": "object", "title": "Tree", "properties": {
+    "name": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Tree"}, "minItems": 1}},
+    "required": ["name"]}}, "$ref": "#/$defs/Tree"}  # fmt: skip
+RECURSIVE = {"linked_list": LINKED_LIST, "ui": UI, "root_ref": TREE}
+
 DOCUMENTS = {
     "review": (REVIEW, [
         {"title": "Grand \"hotel\"", "tags": ["sea", "view", "caf\u00e9"], "rating": -12, "mood": "happy",
@@ -47,6 +63,11 @@ DOCUMENTS = {
         {"items": [{"name": "", "qty": 0}, {"name": "n", "qty": 1}, {"name": "o", "qty": 2}], "kind": {"a": 1}},
     ]),
     "json_object": ({"type": "object"}, [{"anything": [1, {"deep": None}], "s": "x"}, {}]),
+    "linked_list": (LINKED_LIST, [{"list": {"value": 1, "next": {"value": 2.5, "next": {"value": -3, "next": None}}}}]),
+    "ui": (UI, [{"type": "form", "label": "Sign in", "children": [
+        {"type": "button", "label": "Go", "children": []},
+        {"type": "div", "label": "", "children": [{"type": "div", "label": "deep", "children": []}]}]}]),
+    "root_ref": (TREE, [{"name": "a", "kids": [{"name": "b", "kids": [{"name": "c"}]}, {"name": "d"}]}, {"name": "e"}]),
 }
 
 
@@ -135,3 +156,20 @@ def test_a_pattern_string_has_no_known_closing() -> None:
     assert closer.closing() is None
     closer.feed(b'{"code": "AB')
     assert closer.closing() is None
+
+
+def test_recursive_schemas_close_at_their_shortest() -> None:
+    """The shortest value of a recursive schema takes the way out at each level (null, an empty array,
+    an optional property left out), however deep the output has gone."""
+    shortest = {name: Closer(OutputConstraint(answer=schema)).closing() for name, schema in RECURSIVE.items()}
+    assert shortest == {"linked_list": '{"list":{"value":0,"next":null}}',
+                        "ui": '{"type":"div","label":"","children":[]}', "root_ref": '{"name":""}'}  # fmt: skip
+    closer = Closer(OutputConstraint(answer=LINKED_LIST))
+    closer.feed(b'{"list": {"value": 1, "next": {"value": 2, "next": {"value": 3, "next": {')
+    assert closer.closing() == '"value":0,"next":null}}}}}'
+
+
+def test_a_recursion_no_value_can_end_has_no_closing() -> None:
+    endless = {"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}, "required": ["next"]}},
+               "$ref": "#/$defs/n"}  # fmt: skip
+    assert Closer(OutputConstraint(answer=endless)).closing() is None

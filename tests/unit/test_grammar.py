@@ -6,9 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from homeport.backends.constraints import JSON_OBJECT_SCHEMA, OutputConstraint, ToolSignature, check_schema
+from homeport.backends.constraints import (
+    JSON_OBJECT_SCHEMA,
+    MAX_ALTERNATIVES,
+    MAX_COUNT,
+    MAX_DEPTH,
+    MAX_NESTED_REPEAT,
+    OutputConstraint,
+    ToolSignature,
+    check_schema,
+)
 from homeport.backends.llamacpp import grammar as gbnf
 from homeport.errors import InvalidRequest
+
+from .test_closing import RECURSIVE
 
 GOOD = [
     {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": False},
@@ -18,7 +29,31 @@ GOOD = [
     {"$defs": {"Item": {"type": "object", "properties": {"n": {"type": "number"}}}}, "type": "array",
      "items": {"$ref": "#/$defs/Item"}, "description": "annotations are fine", "title": "T"},
     {"type": "string", "pattern": "^[a-z]+$"},
+    *RECURSIVE.values(),
 ]  # fmt: skip
+
+# At each bound constrained decoding enforces: llama.cpp must still accept the grammar.
+LARGEST = [
+    {"type": "string", "minLength": MAX_COUNT - 1, "maxLength": MAX_COUNT},
+    {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "integer"}}}, "maxItems": MAX_COUNT},
+    {"type": "array", "items": {"type": "integer"}, "minItems": MAX_COUNT},
+    {"type": "string", "pattern": f"^[a-z]{{0,{MAX_COUNT}}}$"},
+    {"type": "string", "pattern": "^([a-z]{1,30}){0,30}$"},
+    {"type": "string", "pattern": "^([a-z]?)*(ab?){0,50}$"},
+]  # fmt: skip
+
+
+def _nested(levels: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+def _doubling(levels: int) -> dict:
+    """Each definition is either of two $refs to the next: 2^levels alternatives."""
+    defs = {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(levels)}
+    return {"$defs": {**defs, f"d{levels}": {"type": "string"}}, "$ref": "#/$defs/d0"}
 
 BAD = [
     ({"type": "integer", "minimum": 1}, "minimum"),
@@ -28,7 +63,34 @@ BAD = [
     ({"$ref": "https://example.com/schema.json"}, "local"),
     ({"type": "thing"}, "thing"),
     ({"type": "object", "properties": {"a": True}}, "Boolean"),
-]
+    # Bounds past what a grammar holds (10^6 nested rules crashed llama.cpp's parser, and the server
+    # with it), and bounds no value satisfies.
+    ({"type": "string", "maxLength": 10**6}, "'maxLength' (at the schema root) must be a whole number from 0 to 1000"),
+    ({"type": "array", "items": {"type": "string", "minLength": MAX_COUNT + 1}}, "'minLength' (at /items)"),
+    ({"type": "string", "maxLength": -1}, "'maxLength'"),
+    ({"type": "array", "minItems": "3"}, "'minItems'"),
+    ({"type": "array", "maxItems": 2.5}, "'maxItems'"),
+    ({"type": "string", "minLength": 5, "maxLength": 2}, "'minLength' (5) is greater than 'maxLength' (2)"),
+    ({"type": "array", "minItems": 3, "maxItems": 1}, "greater than"),
+    ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["b"]}, "names 'b'"),
+    ({"type": "object", "required": "a"}, "'required'"),
+    ({"enum": []}, "'enum'"),
+    ({"type": "string", "pattern": "^a{5000}$"}, "5000 times"),
+    # A counted repeat of a part that can match nothing: at {0,30} a token took seconds to minutes while
+    # every stream waited.
+    ({"type": "string", "pattern": "^([a-z]{0,30}){0,30}$"}, "can match nothing"),
+    ({"type": "string", "pattern": "^([a-z]?){0,1000}$"}, "'{0,1000}'"),
+    ({"type": "string", "pattern": "^([a-z]{1,40}){0,30}$"}, "1200 repetitions"),
+    ({"type": "string", "pattern": 7}, "'pattern'"),
+    # A $ref loop with nothing in between hung the event loop.
+    ({"anyOf": [{"$ref": "#/$defs/x"}], "$defs": {"x": {"$ref": "#/$defs/x"}}}, "loop"),
+    ({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/b"}, {"type": "null"}]}, "b": {"$ref": "#/$defs/a"}},
+      "$ref": "#/$defs/a"}, "loop"),
+    ({"$ref": "#/$defs/nope"}, "'#/$defs/nope'"),
+    ({"type": "object", "properties": {"a": {"$ref": "#/properties"}}}, "does not point to a schema"),
+    (_nested(MAX_DEPTH + 1), f"deeper than {MAX_DEPTH}"),
+    (_doubling(11), f"more than {MAX_ALTERNATIVES} alternatives"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("schema", GOOD)
@@ -71,6 +133,20 @@ def test_grammars_compile(vocab, schema: dict) -> None:
     tools = [("a", schema if schema.get("type") == "object" else {}), ("b", GOOD[4]), ("c", GOOD[4])]
     assert _compiles(vocab, gbnf.tool_calls_grammar(tools, parallel=True))
     assert _compiles(vocab, gbnf.tool_calls_grammar(tools, parallel=False, answer_schema=schema))
+
+
+@pytest.mark.parametrize("schema", LARGEST)
+def test_the_largest_bounds_pass_and_compile(vocab, schema: dict) -> None:
+    check_schema(schema, param="p")
+    assert _compiles(vocab, gbnf.schema_grammar(schema))
+
+
+def test_bounds_just_past_the_largest_are_named() -> None:
+    past = [({"type": "string", "maxLength": MAX_COUNT + 1}, "maxLength"),
+            ({"type": "string", "pattern": "^([a-z]{1,101}){0,10}$"}, f"at most {MAX_NESTED_REPEAT}")]  # fmt: skip
+    for schema, word in past:
+        with pytest.raises(InvalidRequest, match=word):
+            check_schema(schema, param="p")
 
 
 def test_json_object_grammar_compiles(vocab) -> None:

@@ -47,7 +47,7 @@ class Closer:
         try:
             for c in data:
                 self._feed(c)
-        except (Lost, ValueError, KeyError, IndexError, TypeError):
+        except (Lost, ValueError, KeyError, IndexError, TypeError, RecursionError):
             self._lost = True
 
     def _feed(self, c: int) -> None:
@@ -86,7 +86,7 @@ class Closer:
             return None
         try:
             return self._closing()
-        except (Lost, ValueError, KeyError, IndexError, TypeError):
+        except (Lost, ValueError, KeyError, IndexError, TypeError, RecursionError):
             return None
 
     def _closing(self) -> str | None:

@@ -23,6 +23,10 @@ _FORMATS = {"date": "2000-01-01", "time": "00:00:00Z", "date-time": "2000-01-01T
             "uuid": "00000000-0000-0000-0000-000000000000"}  # fmt: skip
 
 
+_NO_CUT = 1 << 62  # JsonValue.shortest: no evaluation was cut short
+_ANY: dict[str, Any] = {}  # the schema of any value (one object, so JsonValue.shortest keeps one result for it)
+
+
 class Lost(Exception):
     """The output left what the closer can follow: it stops (closing() is None from then on)."""
 
@@ -52,6 +56,11 @@ class JsonValue:
     def __init__(self, schema: dict[str, Any], root: dict[str, Any]) -> None:
         self.root = root  # the document $refs point into
         self.stack = [_Frame("root", [_Entry(schema, -1)], "value")]
+        # shortest(): values found, by schema (kept alive with it, so its id is not reused), and the
+        # schemas being evaluated, by their depth in that evaluation (see shortest)
+        self._shortest: dict[int, tuple[dict[str, Any], str | None]] = {}
+        self._open: dict[int, int] = {}
+        self._cut = _NO_CUT
 
     @property
     def done(self) -> bool:
@@ -153,7 +162,7 @@ class JsonValue:
         if parent.count < len(prefix):
             return prefix[parent.count]
         items = schema.get("items")
-        return items if isinstance(items, dict) else {} if items is None else None
+        return items if isinstance(items, dict) else _ANY if items is None else None
 
     def _alternatives(self, schema: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The schema as a list of single-type alternatives ($refs resolved, anyOf/oneOf and type lists split)."""
@@ -170,9 +179,9 @@ class JsonValue:
         return [schema]
 
     def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in schema:
-            target: Any = self.root
-            for part in schema["$ref"].removeprefix("#/").split("/"):
+        while "$ref" in schema:  # a chain of $refs ends (constraints.check_schema refuses cycles)
+            ref, target = schema["$ref"], self.root
+            for part in ref.removeprefix("#/").split("/") if ref != "#" else []:  # "#": the root itself
                 target = target[part]
             schema = {**{k: v for k, v in schema.items() if k != "$ref"}, **target}
         return schema
@@ -233,8 +242,9 @@ class JsonValue:
                 options.append(join(json.dumps(name)[1 + len(typed) :] + ":" + value, "",
                                      self._close_object(schema, [*obj.seen, name])))
         extra = schema.get("additionalProperties", True)
-        if extra is not False and key.escape == 0:
-            value = self.shortest(extra if isinstance(extra, dict) else {})
+        if extra is not False and key.escape == 0 and typed not in (schema.get("properties") or {}):
+            # the key closed as typed: not one of the properties, whose own schemas apply
+            value = self.shortest(extra if isinstance(extra, dict) else _ANY)
             if value is not None:
                 options.append(join('":' + value, "", self._close_object(schema, [*obj.seen, typed])))
         return shortest(options)
@@ -254,20 +264,20 @@ class JsonValue:
             count = frame.count + (not completed)
             text = ""
             if completed and frame.state == "value":  # after a comma: one more item is due
-                item = self.shortest(self._child_schema(frame, schema) or {})
+                item = self.shortest(self._child_schema(frame, schema) or _ANY)
                 if item is None:
                     return None
                 text, count = item, count + 1
             for i in range(count, int(schema.get("minItems", 0))):
                 probe = _Frame("array", [], count=i)
-                item = self.shortest(self._child_schema(probe, schema) or {})
+                item = self.shortest(self._child_schema(probe, schema) or _ANY)
                 if item is None:
                     return None
                 text += ("," if i or text else "") + item
             return text + "]"
         # object
         if completed and frame.state in ("colon", "value"):
-            value = self.shortest(_property(schema, frame.seen[-1]) or {})
+            value = self.shortest(_property(schema, frame.seen[-1]) or _ANY)
             head = ":" if frame.state == "colon" else ""
             return None if value is None else join(head + value, "", self._close_object(schema, frame.seen))
         if completed and frame.state == "key":  # after a comma: a key is due
@@ -293,7 +303,7 @@ class JsonValue:
                 options.append(join(json.dumps(name) + ":" + value, "", self._close_object(schema, [*seen, name])))
         extra = schema.get("additionalProperties", True)
         if extra is not False:
-            value = self.shortest(extra if isinstance(extra, dict) else {})
+            value = self.shortest(extra if isinstance(extra, dict) else _ANY)
             if value is not None:
                 options.append(join('"":' + value, "", self._close_object(schema, [*seen, ""])))
         return shortest(options)
@@ -321,8 +331,30 @@ class JsonValue:
         return "a" * max(short, 0) + '"'
 
     def shortest(self, schema: dict[str, Any]) -> str | None:
-        """The shortest valid JSON text under `schema`; None if unknown (a `pattern`)."""
-        return shortest([self._shortest_one(alt) for alt in self._alternatives(schema)])
+        """The shortest valid JSON text under `schema`; None if unknown (a `pattern`) or if none is finite.
+
+        A recursive schema (a list node whose required `next` is a node or null) reaches itself: the
+        shortest value never holds a value of the same schema inside it (the inner one would be
+        shorter), so a schema met again while it is being evaluated counts as having no value there.
+        A result that relied on such a cut depends on where the evaluation started and is not kept;
+        every other result is, so each schema is evaluated about once."""
+        key = id(schema)
+        if key in self._shortest:
+            return self._shortest[key][1]
+        if key in self._open:
+            self._cut = min(self._cut, self._open[key])
+            return None
+        depth, outer = len(self._open), self._cut
+        self._open[key], self._cut = depth, _NO_CUT
+        try:
+            value = shortest([self._shortest_one(alt) for alt in self._alternatives(schema)])
+        finally:
+            del self._open[key]
+        if self._cut >= depth:  # no cut reached past this schema: the value is its own
+            self._shortest[key] = (schema, value)
+            self._cut = _NO_CUT
+        self._cut = min(outer, self._cut)
+        return value
 
     def _shortest_one(self, schema: dict[str, Any]) -> str | None:
         if "const" in schema:
@@ -344,7 +376,7 @@ class JsonValue:
         if typed == "array":
             items = []
             for i in range(int(schema.get("minItems", 0))):
-                item = self.shortest(self._child_schema(_Frame("array", [], count=i), schema) or {})
+                item = self.shortest(self._child_schema(_Frame("array", [], count=i), schema) or _ANY)
                 if item is None:
                     return None
                 items.append(item)
@@ -385,7 +417,7 @@ def _property(schema: dict[str, Any], name: str) -> dict[str, Any] | None:
     if name in properties:
         return properties[name]
     extra = schema.get("additionalProperties", True)
-    return None if extra is False else extra if isinstance(extra, dict) else {}
+    return None if extra is False else extra if isinstance(extra, dict) else _ANY
 
 
 def _scalar(frame: _Frame) -> Any:

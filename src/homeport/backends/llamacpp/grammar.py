@@ -57,7 +57,7 @@ def compile_constraint(constraint: OutputConstraint) -> Grammar:
     key = [constraint.answer, [(t.name, t.parameters) for t in constraint.tools], constraint.calls, constraint.parallel]
     try:
         return _compile(json.dumps(key))
-    except (AssertionError, ValueError, KeyError, TypeError) as exc:  # llama.cpp's converter asserts
+    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:  # llama.cpp's converter asserts
         raise InvalidRequest(f"The output constraint could not be compiled into a grammar: {exc}") from None
 
 
@@ -132,8 +132,22 @@ def _converter():  # -> llama_cpp.llama_grammar.SchemaConverter
 
 def _namespaced(schema: dict[str, Any], prefix: str) -> dict[str, Any]:
     """A copy whose $defs names carry `prefix`: llama.cpp names ref rules by their last path
-    segment, so two schemas that both define `#/$defs/Item` would otherwise share one rule."""
+    segment, so two schemas that both define `#/$defs/Item` would otherwise share one rule.
+
+    Two forms llama.cpp's converter cannot follow are rewritten: a `$ref` to the root itself (`#`,
+    OpenAI's recursive UI example) points to a copy of the root among the $defs, and a root that is
+    itself a `$ref` beside its $defs (what pydantic writes for a recursive model) becomes what it
+    points to (over its other keys, as backends/json_closing.py resolves a $ref), its $defs kept."""
     schema = copy.deepcopy(schema)
+    root = f"#/$defs/{prefix}-root"
+    if _rewrite_refs(schema, "#", root):
+        copied = copy.deepcopy({k: v for k, v in schema.items() if k not in ("$defs", "definitions")})
+        schema.setdefault("$defs", {})[f"{prefix}-root"] = copied
+    while isinstance(schema.get("$ref"), str) and schema["$ref"].startswith("#/"):  # check_schema: the chain ends
+        target: Any = schema
+        for part in schema.pop("$ref").removeprefix("#/").split("/"):
+            target = target[part]
+        schema.update({k: v for k, v in copy.deepcopy(target).items() if k not in ("$defs", "definitions")})
 
     def visit(node: Any) -> None:
         if isinstance(node, list):
@@ -152,3 +166,17 @@ def _namespaced(schema: dict[str, Any], prefix: str) -> dict[str, Any]:
 
     visit(schema)
     return schema
+
+
+def _rewrite_refs(node: Any, old: str, new: str) -> bool:
+    """Point every `$ref` that is `old` to `new` instead, in place; whether there was one."""
+    found = False
+    if isinstance(node, list):
+        for item in node:
+            found = _rewrite_refs(item, old, new) or found
+    elif isinstance(node, dict):
+        if node.get("$ref") == old:
+            node["$ref"], found = new, True
+        for value in node.values():
+            found = _rewrite_refs(value, old, new) or found
+    return found
