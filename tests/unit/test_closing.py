@@ -49,6 +49,9 @@ TREE = {"$defs": {"Tree": {"type": "object", "title": "Tree", "properties": {
     "name": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Tree"}, "minItems": 1}},
     "required": ["name"]}}, "$ref": "#/$defs/Tree"}  # fmt: skip
 RECURSIVE = {"linked_list": LINKED_LIST, "ui": UI, "root_ref": TREE}
+UI_DOC = {"type": "form", "label": "Sign in", "children": [
+    {"type": "button", "label": "Go", "children": []},
+    {"type": "div", "label": "", "children": [{"type": "div", "label": "deep", "children": []}]}]}  # fmt: skip
 
 DOCUMENTS = {
     "review": (REVIEW, [
@@ -64,9 +67,7 @@ DOCUMENTS = {
     ]),
     "json_object": ({"type": "object"}, [{"anything": [1, {"deep": None}], "s": "x"}, {}]),
     "linked_list": (LINKED_LIST, [{"list": {"value": 1, "next": {"value": 2.5, "next": {"value": -3, "next": None}}}}]),
-    "ui": (UI, [{"type": "form", "label": "Sign in", "children": [
-        {"type": "button", "label": "Go", "children": []},
-        {"type": "div", "label": "", "children": [{"type": "div", "label": "deep", "children": []}]}]}]),
+    "ui": (UI, [UI_DOC]),
     "root_ref": (TREE, [{"name": "a", "kids": [{"name": "b", "kids": [{"name": "c"}]}, {"name": "d"}]}, {"name": "e"}]),
 }
 
@@ -173,3 +174,28 @@ def test_a_recursion_no_value_can_end_has_no_closing() -> None:
     endless = {"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}, "required": ["next"]}},
                "$ref": "#/$defs/n"}  # fmt: skip
     assert Closer(OutputConstraint(answer=endless)).closing() is None
+
+
+def test_tool_arguments_whose_refs_point_into_their_own_defs_close() -> None:
+    """A tool's parameters are their own document (pydantic puts nested models in `$defs`): its
+    $refs resolve there, with other tools beside it, recursive ones included."""
+    order = {"$defs": {"Line": {"type": "object", "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
+                                "required": ["sku", "qty"], "additionalProperties": False}},
+             "type": "object", "properties": {"lines": {"type": "array", "items": {"$ref": "#/$defs/Line"},
+                                                        "minItems": 1}},
+             "required": ["lines"], "additionalProperties": False}  # fmt: skip
+    tools = (ToolSignature("order", order), ToolSignature("draw", UI), ToolSignature("tree", TREE))
+    calls = {"order": {"lines": [{"sku": "A-1", "qty": 2}, {"sku": "B", "qty": 10}]},
+             "draw": UI_DOC, "tree": {"name": "a", "kids": [{"name": "b"}]}}  # fmt: skip
+    schemas = {"order": order, "draw": UI, "tree": TREE}
+    assert Closer(OutputConstraint(tools=tools)).closing() == (
+        TOOL_CALL_OPEN + '{"name":"tree","arguments":{"name":""}}' + TOOL_CALL_CLOSE)
+    for name, arguments in calls.items():
+        data = (TOOL_CALL_OPEN + json.dumps({"name": name, "arguments": arguments}) + TOOL_CALL_CLOSE).encode()
+        for at in range(len(TOOL_CALL_OPEN) + 1, len(data), 3):
+            closer = Closer(OutputConstraint(tools=tools))
+            closer.feed(data[:at])
+            closing = closer.closing()
+            assert closing is not None, data[:at]
+            call = json.loads((data[:at].decode() + closing).removeprefix(TOOL_CALL_OPEN).removesuffix(TOOL_CALL_CLOSE))
+            jsonschema.validate(call["arguments"], schemas[call["name"]])

@@ -17,6 +17,8 @@ be cut by the budget, as without a closer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, OutputConstraint
 from .json_closing import JsonValue, Lost, join, shortest
 
@@ -29,11 +31,15 @@ class Closer:
     def __init__(self, constraint: OutputConstraint) -> None:
         self._constraint = constraint
         self._answer = constraint.answer
+        # Each tool's parameters, their $refs rebased so that they point into one document: the
+        # call schemas' `root` (a tool's `#/$defs/Item` is `#/tools/0/$defs/Item` there).
+        arguments = [_rebased(t.parameters or {"type": "object", "properties": {}}, f"#/tools/{i}")
+                     for i, t in enumerate(constraint.tools)]  # fmt: skip
+        self._root = {"tools": {str(i): a for i, a in enumerate(arguments)}}
         self._calls = [
-            {"type": "object", "properties": {"name": {"const": t.name},
-                                              "arguments": t.parameters or {"type": "object", "properties": {}}},
+            {"type": "object", "properties": {"name": {"const": t.name}, "arguments": a},
              "required": ["name", "arguments"], "additionalProperties": False}
-            for t in constraint.tools
+            for t, a in zip(constraint.tools, arguments, strict=True)
         ]  # fmt: skip
         self._mode = "json" if not constraint.tools else "outside"
         self._json = None if constraint.tools else JsonValue(self._answer or {}, self._answer or {})
@@ -65,7 +71,7 @@ class Closer:
             stripped = text.lstrip()
             if stripped.endswith(TOOL_CALL_OPEN.encode()):
                 self._mode, self._outside = "open", bytearray()
-                self._json = JsonValue({"anyOf": self._calls}, {})
+                self._json = JsonValue({"anyOf": self._calls}, self._root)
             elif (self._answer is not None and self._constraint.calls == "auto" and stripped
                   and not TOOL_CALL_OPEN.encode().startswith(stripped[:1])):  # fmt: skip
                 self._mode, self._json = "json", JsonValue(self._answer, self._answer)
@@ -90,7 +96,7 @@ class Closer:
             return None
 
     def _closing(self) -> str | None:
-        call = JsonValue({"anyOf": self._calls}, {}) if self._calls else None
+        call = JsonValue({"anyOf": self._calls}, self._root) if self._calls else None
         whole_call = None if call is None else join(TOOL_CALL_OPEN, call.closing(), TOOL_CALL_CLOSE)
         if self._mode == "json" and not self._constraint.tools:
             assert self._json is not None
@@ -110,3 +116,16 @@ class Closer:
         answer = JsonValue(self._answer, self._answer).closing() if self._answer is not None else None
         return shortest([whole_call, answer])
 
+
+
+def _rebased(schema: Any, base: str) -> Any:
+    """A copy of `schema` whose local $refs ('#', '#/...') point under `base` instead of its root."""
+    if isinstance(schema, list):
+        return [_rebased(item, base) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copied = {key: _rebased(value, base) for key, value in schema.items()}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+        copied["$ref"] = base + ref[1:]
+    return copied
