@@ -199,3 +199,24 @@ def test_tool_arguments_whose_refs_point_into_their_own_defs_close() -> None:
             assert closing is not None, data[:at]
             call = json.loads((data[:at].decode() + closing).removeprefix(TOOL_CALL_OPEN).removesuffix(TOOL_CALL_CLOSE))
             jsonschema.validate(call["arguments"], schemas[call["name"]])
+
+
+def test_the_next_property_written_is_the_first_required_one_else_the_shortest() -> None:
+    schema = {"type": "object", "properties": {"long_optional": {"type": "string"}, "b": {"type": "integer"},
+                                               "c": {"type": "boolean"}, "d": {"type": "string"}},
+              "required": ["c", "b"], "additionalProperties": False}  # fmt: skip
+
+    def closing(text: bytes) -> str | None:
+        closer = Closer(OutputConstraint(answer=schema))
+        closer.feed(text)
+        return closer.closing()
+
+    assert closing(b'{"d": "x",') == '"b":0,"c":true}'  # after a comma: the first required in `properties`
+    assert closing(b'{"d": "x", "') == 'b":0,"c":true}'  # a key just opened: the same
+    assert closing(b'{"d": "x", "l') == 'ong_optional":"","c":true,"b":0}'  # a key only an optional one fits
+    assert closing(b'{"c": true, "b": 1,') == '"d":""}'  # nothing required left: the shortest optional
+    wide = {"type": "object", "properties": {f"f{i}": {"type": "integer"} for i in range(2000)},
+            "required": [f"f{i}" for i in range(2000)]}  # fmt: skip
+    closer = Closer(OutputConstraint(answer=wide))
+    closer.feed(b'{"f0": 1, "f1": 2, "f')
+    assert closer.closing() == "2\":0," + ",".join(f'"f{i}":0' for i in range(3, 2000)) + "}"

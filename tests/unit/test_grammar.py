@@ -12,6 +12,7 @@ from homeport.backends.constraints import (
     MAX_COUNT,
     MAX_DEPTH,
     MAX_NESTED_REPEAT,
+    MAX_OPTIONAL,
     OutputConstraint,
     ToolSignature,
     check_schema,
@@ -40,6 +41,8 @@ LARGEST = [
     {"type": "string", "pattern": f"^[a-z]{{0,{MAX_COUNT}}}$"},
     {"type": "string", "pattern": "^([a-z]{1,30}){0,30}$"},
     {"type": "string", "pattern": "^([a-z]?)*(ab?){0,50}$"},
+    {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(2 * MAX_OPTIONAL)},
+     "required": [f"p{i}" for i in range(MAX_OPTIONAL)]},
 ]  # fmt: skip
 
 
@@ -89,6 +92,8 @@ BAD = [
     ({"$ref": "#/$defs/nope"}, "'#/$defs/nope'"),
     ({"type": "object", "properties": {"a": {"$ref": "#/properties"}}}, "does not point to a schema"),
     (_nested(MAX_DEPTH + 1), f"deeper than {MAX_DEPTH}"),
+    ({"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(MAX_OPTIONAL + 1)}},
+     f"{MAX_OPTIONAL + 1} optional properties"),
     (_doubling(11), f"more than {MAX_ALTERNATIVES} alternatives"),
 ]  # fmt: skip
 

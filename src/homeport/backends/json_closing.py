@@ -10,7 +10,7 @@ shortest valid values and the array items `minItems` asks for; and closes the br
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,7 @@ class JsonValue:
         self._shortest: dict[int, tuple[dict[str, Any], str | None]] = {}
         self._open: dict[int, int] = {}
         self._cut = _NO_CUT
+        self._parts: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}  # _required_parts, by schema
 
     @property
     def done(self) -> bool:
@@ -236,18 +237,18 @@ class JsonValue:
     def _close_key(self, key: _Frame, obj: _Frame, schema: dict[str, Any]) -> str | None:
         """Closing of a key being written, its value, and its object."""
         typed = bytes(key.text).decode("utf-8", "replace")
-        options = []
-        for name, sub in (schema.get("properties") or {}).items():
-            if name.startswith(typed) and name not in obj.seen and (value := self.shortest(sub)) is not None:
-                options.append(join(json.dumps(name)[1 + len(typed) :] + ":" + value, "",
-                                     self._close_object(schema, [*obj.seen, name])))
+        properties = schema.get("properties") or {}
+        seen = set(obj.seen)
         extra = schema.get("additionalProperties", True)
-        if extra is not False and key.escape == 0 and typed not in (schema.get("properties") or {}):
+        as_typed = None
+        if extra is not False and key.escape == 0 and typed not in properties:
             # the key closed as typed: not one of the properties, whose own schemas apply
             value = self.shortest(extra if isinstance(extra, dict) else _ANY)
-            if value is not None:
-                options.append(join('":' + value, "", self._close_object(schema, [*obj.seen, typed])))
-        return shortest(options)
+            as_typed = None if value is None else (typed, '":' + value)
+        names = [name for name in properties if name.startswith(typed) and name not in seen]
+        rest_of_key = len(typed) + 1  # the typed characters and the opening quote
+        return self._close_after(schema, seen, names, lambda name, value: json.dumps(name)[rest_of_key:] + ":" + value,
+                                 as_typed)  # fmt: skip
 
     def _close_frame(self, frame: _Frame, schema: dict[str, Any], *, completed: bool) -> str | None:
         """Text closing `frame`; `completed`: it is the top frame (else its child was just closed)."""
@@ -286,27 +287,70 @@ class JsonValue:
 
     def _close_object(self, schema: dict[str, Any], seen: list[str]) -> str | None:
         """The required properties not yet written, with their shortest values, and the brace."""
+        missing = self._missing(schema, set(seen))
+        if missing is None:
+            return None
+        return "".join(("," if seen or i else "") + part for i, part in enumerate(missing.values())) + "}"
+
+    def _missing(self, schema: dict[str, Any], seen: set[str]) -> dict[str, str] | None:
+        """The required properties not in `seen`, each as `"name":shortest value`; None if one's is unknown."""
+        parts = self._required_parts(schema)
+        if parts is None:
+            return None
+        return {name: part for name, part in parts.items() if name not in seen}
+
+    def _required_parts(self, schema: dict[str, Any]) -> dict[str, str] | None:
+        """Every required property of `schema` as `"name":shortest value` (None if one's is unknown),
+        built once per schema for the closings asked for after every token. Not kept when built
+        inside shortest(): a value there may rest on a cut (see shortest)."""
+        key = id(schema)
+        if key in self._parts:
+            return self._parts[key][1]
         properties = schema.get("properties") or {}
-        missing = [name for name in schema.get("required") or [] if name not in seen and name in properties]
-        parts = []
-        for name in missing:
-            if (value := self.shortest(properties[name])) is None:
-                return None
-            parts.append(json.dumps(name) + ":" + value)
-        return "".join(("," if seen or i else "") + part for i, part in enumerate(parts)) + "}"
+        parts: dict[str, str] = {}
+        for name in schema.get("required") or []:
+            if name in properties and name not in parts:
+                if (value := self.shortest(properties[name])) is None:
+                    return None
+                parts[name] = json.dumps(name) + ":" + value
+        if not self._open:
+            self._parts[key] = (schema, parts)
+        return parts
 
     def _close_after_comma(self, schema: dict[str, Any], seen: list[str]) -> str | None:
         properties = schema.get("properties") or {}
-        options = []
-        for name, sub in properties.items():
-            if name not in seen and (value := self.shortest(sub)) is not None:
-                options.append(join(json.dumps(name) + ":" + value, "", self._close_object(schema, [*seen, name])))
+        done = set(seen)
         extra = schema.get("additionalProperties", True)
+        empty_key = None
         if extra is not False:
             value = self.shortest(extra if isinstance(extra, dict) else _ANY)
-            if value is not None:
-                options.append(join('"":' + value, "", self._close_object(schema, [*seen, ""])))
-        return shortest(options)
+            empty_key = None if value is None else ("", '"":' + value)
+        names = [name for name in properties if name not in done]
+        return self._close_after(schema, done, names, lambda name, value: json.dumps(name) + ":" + value, empty_key)
+
+    def _close_after(self, schema: dict[str, Any], seen: set[str], names: list[str],
+                     head: Callable[[str, str], str], extra: tuple[str, str] | None) -> str | None:  # fmt: skip
+        """The shortest closing that writes one property next — `head(name, value)` for one of
+        `names` (in order), or `extra` (a key outside `properties` and its text) — then the required
+        properties still missing, each after a comma, and the brace; the first on a tie.
+
+        Every required property has to be written anyway, so writing one of them next costs the
+        same whichever it is, and less than writing any other first: the first required one among
+        `names` is the closing, and only without one are the others weighed. (Building every
+        option instead cost the object's size per property: 166 ms a token at 2,000 properties.)"""
+        missing = self._missing(schema, seen)
+        if missing is None:
+            return None
+        properties = schema.get("properties") or {}
+        first = next((name for name in names if name in missing), None)
+        options = [(first, head(first, self.shortest(properties[first]) or ""))] if first is not None else [
+            (name, head(name, value)) for name in names if (value := self.shortest(properties[name])) is not None]
+        if extra is not None and first is None:
+            options.append(extra)
+        if not options:
+            return None
+        name, text = min(options, key=lambda option: len(option[1]))
+        return text + "".join("," + part for other, part in missing.items() if other != name) + "}"
 
     def _close_string(self, frame: _Frame, schema: dict[str, Any]) -> str | None:
         typed = bytes(frame.text)
