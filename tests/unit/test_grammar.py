@@ -11,6 +11,7 @@ from homeport.backends.constraints import (
     MAX_ALTERNATIVES,
     MAX_COUNT,
     MAX_DEPTH,
+    MAX_ENUM_VALUES,
     MAX_NESTED_REPEAT,
     MAX_OPTIONAL,
     OutputConstraint,
@@ -43,6 +44,7 @@ LARGEST = [
     {"type": "string", "pattern": "^([a-z]?)*(ab?){0,50}$"},
     {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(2 * MAX_OPTIONAL)},
      "required": [f"p{i}" for i in range(MAX_OPTIONAL)]},
+    {"type": "string", "enum": [f"value {i}" for i in range(MAX_ENUM_VALUES)]},
 ]  # fmt: skip
 
 
@@ -95,6 +97,8 @@ BAD = [
     ({"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(MAX_OPTIONAL + 1)}},
      f"{MAX_OPTIONAL + 1} optional properties"),
     (_doubling(11), f"more than {MAX_ALTERNATIVES} alternatives"),
+    ({"type": "object", "properties": {"a": {"enum": list(range(600))}, "b": {"enum": [str(i) for i in range(401)]}}},
+     f"1001 enum values in all: constrained decoding enforces at most {MAX_ENUM_VALUES}"),
 ]  # fmt: skip
 
 
