@@ -67,6 +67,8 @@ BAD = [
     ({"allOf": [{"type": "object"}]}, "allOf"),
     ({"$ref": "https://example.com/schema.json"}, "local"),
     ({"type": "thing"}, "thing"),
+    ({"type": []}, "Unknown type []"),
+    ({"type": [["string"]]}, "Unknown type"),
     ({"type": "object", "properties": {"a": True}}, "Boolean"),
     # Bounds past what a grammar holds (10^6 nested rules crashed llama.cpp's parser, and the server
     # with it), and bounds no value satisfies.

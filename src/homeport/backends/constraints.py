@@ -117,7 +117,7 @@ def _check(node: Any, param: str, where: str, depth: int) -> None:
             )
         if key == "type":
             types = value if isinstance(value, list) else [value]
-            if not all(t in _TYPES for t in types):
+            if not types or not all(isinstance(t, str) and t in _TYPES for t in types):
                 raise InvalidRequest(f"Unknown type {value!r} (at {here}).", param=param)
         elif key == "format" and value not in _FORMATS:
             raise InvalidRequest(
