@@ -69,6 +69,8 @@ BAD = [
     ({"type": "thing"}, "thing"),
     ({"type": []}, "Unknown type []"),
     ({"type": [["string"]]}, "Unknown type"),
+    ({"type": "string", "format": ["date"]}, "format"),
+    ({"type": "object", "additionalProperties": 5}, "'additionalProperties' must be a boolean or a schema"),
     ({"type": "object", "properties": {"a": True}}, "Boolean"),
     # Bounds past what a grammar holds (10^6 nested rules crashed llama.cpp's parser, and the server
     # with it), and bounds no value satisfies.

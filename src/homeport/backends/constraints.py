@@ -119,7 +119,7 @@ def _check(node: Any, param: str, where: str, depth: int) -> None:
             types = value if isinstance(value, list) else [value]
             if not types or not all(isinstance(t, str) and t in _TYPES for t in types):
                 raise InvalidRequest(f"Unknown type {value!r} (at {here}).", param=param)
-        elif key == "format" and value not in _FORMATS:
+        elif key == "format" and not (isinstance(value, str) and value in _FORMATS):
             raise InvalidRequest(
                 f"The string format '{value}' (at {here}) cannot be enforced; supported: {sorted(_FORMATS)}.",
                 param=param,
@@ -134,6 +134,8 @@ def _check(node: Any, param: str, where: str, depth: int) -> None:
                 _check(sub, param, f"{where}/{key}/{i}", depth + 1)
         elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
             _check(value, param, f"{where}/{key}", depth + 1)
+        elif key == "additionalProperties" and not isinstance(value, bool):
+            raise InvalidRequest(f"'additionalProperties' must be a boolean or a schema (at {here}).", param=param)
 
 
 def _check_values(node: dict[str, Any], param: str, here: str) -> None:
