@@ -17,9 +17,9 @@ be cut by the budget, as without a closer.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-from .constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, OutputConstraint
+from .constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, OutputConstraint, with_refs
 from .json_closing import JsonValue, Lost, join, shortest
 
 __all__ = ["Closer"]
@@ -33,7 +33,7 @@ class Closer:
         self._answer = constraint.answer
         # Each tool's parameters, their $refs rebased so that they point into one document: the
         # call schemas' `root` (a tool's `#/$defs/Item` is `#/tools/0/$defs/Item` there).
-        arguments = [_rebased(t.parameters or {"type": "object", "properties": {}}, f"#/tools/{i}")
+        arguments = [with_refs(t.parameters or {"type": "object", "properties": {}}, _under(f"#/tools/{i}"))
                      for i, t in enumerate(constraint.tools)]  # fmt: skip
         self._root = {"tools": {str(i): a for i, a in enumerate(arguments)}}
         self._calls = [
@@ -117,15 +117,6 @@ class Closer:
         return shortest([whole_call, answer])
 
 
-
-def _rebased(schema: Any, base: str) -> Any:
-    """A copy of `schema` whose local $refs ('#', '#/...') point under `base` instead of its root."""
-    if isinstance(schema, list):
-        return [_rebased(item, base) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    copied = {key: _rebased(value, base) for key, value in schema.items()}
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
-        copied["$ref"] = base + ref[1:]
-    return copied
+def _under(base: str) -> Callable[[str], str]:
+    """A local $ref ('#', '#/a') moved under `base` ('#/b': '#/b', '#/b/a')."""
+    return lambda ref: base + ref[1:]

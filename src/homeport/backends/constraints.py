@@ -10,6 +10,7 @@ output the schema would reject.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ __all__ = [
     "TOOL_CALL_OPEN",
     "ToolSignature",
     "check_schema",
+    "pointer",
+    "with_refs",
 ]
 
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -270,7 +273,7 @@ def _check_refs(root: dict[str, Any], param: str) -> None:
     for node, where in schemas:
         moves[id(node)] = [o for key in ("anyOf", "oneOf") for o in node.get(key, [])]
         if "$ref" in node:
-            target = _pointer(root, node["$ref"])
+            target = pointer(root, node["$ref"])
             if id(target) not in ids:
                 raise InvalidRequest(f"'$ref' (at {where}) does not point to a schema in this one: {node['$ref']!r}.",
                                      param=param)  # fmt: skip
@@ -329,14 +332,27 @@ def _schemas(root: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     return found
 
 
-def _pointer(root: dict[str, Any], ref: str) -> Any:
-    """What a local $ref ('#' or '#/a/b') points to, or None."""
+def pointer(root: Any, ref: str) -> Any:
+    """What a local $ref ('#' or '#/a/b') points to in the document `root`, or None."""
     target: Any = root
     for part in ref.removeprefix("#/").split("/") if ref != "#" else []:
         if not isinstance(target, dict) or part not in target:
             return None
         target = target[part]
     return target
+
+
+def with_refs(schema: Any, change: Callable[[str], str]) -> Any:
+    """A copy of `schema` whose local $refs ('#', '#/...') are `change(ref)`."""
+    if isinstance(schema, list):
+        return [with_refs(item, change) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copied = {key: with_refs(value, change) for key, value in schema.items()}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+        copied["$ref"] = change(ref)
+    return copied
 
 
 def _as_dict(value: Any, key: str, param: str, where: str) -> dict:

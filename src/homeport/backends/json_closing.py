@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .constraints import pointer
+
 __all__ = ["JsonValue", "Lost", "join", "shortest"]
 
 _WS = b" \t\n\r"
@@ -181,9 +183,9 @@ class JsonValue:
 
     def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:  # a chain of $refs ends (constraints.check_schema refuses cycles)
-            ref, target = schema["$ref"], self.root
-            for part in ref.removeprefix("#/").split("/") if ref != "#" else []:  # "#": the root itself
-                target = target[part]
+            target = pointer(self.root, schema["$ref"])
+            if not isinstance(target, dict):
+                raise Lost
             schema = {**{k: v for k, v in schema.items() if k != "$ref"}, **target}
         return schema
 

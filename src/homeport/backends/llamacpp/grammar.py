@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from ...errors import InvalidRequest
-from ..constraints import JSON_OBJECT_SCHEMA, TOOL_CALL_CLOSE, TOOL_CALL_OPEN, OutputConstraint
+from ..constraints import JSON_OBJECT_SCHEMA, TOOL_CALL_CLOSE, TOOL_CALL_OPEN, OutputConstraint, pointer, with_refs
 
 __all__ = [
     "JSON_OBJECT",
@@ -138,45 +138,25 @@ def _namespaced(schema: dict[str, Any], prefix: str) -> dict[str, Any]:
     OpenAI's recursive UI example) points to a copy of the root among the $defs, and a root that is
     itself a `$ref` beside its $defs (what pydantic writes for a recursive model) becomes what it
     points to (over its other keys, as backends/json_closing.py resolves a $ref), its $defs kept."""
-    schema = copy.deepcopy(schema)
-    root = f"#/$defs/{prefix}-root"
-    if _rewrite_refs(schema, "#", root):
-        copied = copy.deepcopy({k: v for k, v in schema.items() if k not in ("$defs", "definitions")})
-        schema.setdefault("$defs", {})[f"{prefix}-root"] = copied
-    while isinstance(schema.get("$ref"), str) and schema["$ref"].startswith("#/"):  # check_schema: the chain ends
-        target: Any = schema
-        for part in schema.pop("$ref").removeprefix("#/").split("/"):
-            target = target[part]
-        schema.update({k: v for k, v in copy.deepcopy(target).items() if k not in ("$defs", "definitions")})
+    root, to_root = f"{prefix}-root", []
 
-    def visit(node: Any) -> None:
-        if isinstance(node, list):
-            for item in node:
-                visit(item)
-        elif isinstance(node, dict):
-            for key in ("$defs", "definitions"):
-                if isinstance(node.get(key), dict):
-                    node[key] = {f"{prefix}-{k}": v for k, v in node[key].items()}
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.count("/") == 2 and ref.split("/")[1] in ("$defs", "definitions"):
-                _, section, name = ref.split("/")
-                node["$ref"] = f"#/{section}/{prefix}-{name}"
-            for value in node.values():
-                visit(value)
+    def rename(ref: str) -> str:
+        if ref == "#":
+            to_root.append(ref)
+            return f"#/$defs/{root}"
+        parts = ref.split("/")
+        return f"#/{parts[1]}/{prefix}-{parts[2]}" if len(parts) == 3 and parts[1] in _DEFS else ref
 
-    visit(schema)
+    schema = with_refs(schema, rename)
+    for key in _DEFS:
+        if isinstance(schema.get(key), dict):
+            schema[key] = {f"{prefix}-{name}": sub for name, sub in schema[key].items()}
+    if to_root:
+        schema.setdefault("$defs", {})[root] = copy.deepcopy({k: v for k, v in schema.items() if k not in _DEFS})
+    while isinstance(schema.get("$ref"), str):  # check_schema: the chain ends, at a schema
+        target = pointer(schema, schema.pop("$ref"))
+        schema.update({k: v for k, v in copy.deepcopy(target).items() if k not in _DEFS})
     return schema
 
 
-def _rewrite_refs(node: Any, old: str, new: str) -> bool:
-    """Point every `$ref` that is `old` to `new` instead, in place; whether there was one."""
-    found = False
-    if isinstance(node, list):
-        for item in node:
-            found = _rewrite_refs(item, old, new) or found
-    elif isinstance(node, dict):
-        if node.get("$ref") == old:
-            node["$ref"], found = new, True
-        for value in node.values():
-            found = _rewrite_refs(value, old, new) or found
-    return found
+_DEFS = ("$defs", "definitions")
