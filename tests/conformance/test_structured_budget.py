@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import API_KEY
+from tests.spec import validate
 from tests.unit.test_closing import RECURSIVE
 
 PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "tags": {"type": "array",
@@ -142,6 +143,7 @@ def test_schemas_past_what_decoding_holds_are_400s_and_the_server_serves_on(serv
             body = {"model": "smollm2-135m-instruct", "messages": ASK, "max_tokens": 16, **extra}
             reply = http.post("/chat/completions", json=body)
             assert reply.status_code == 400, reply.text
+            validate("ErrorResponse", reply.json())
             error = reply.json()["error"]
             assert error["param"] == param and needle in error["message"], error
         fine = http.post("/chat/completions", json={"model": "smollm2-135m-instruct", "messages": ASK, "max_tokens": 4})
