@@ -70,6 +70,12 @@ def test_invalid_utf8_and_nul_bytes(server: Server) -> None:
     _refused(_post(server, "/chat/completions", CHAT % b'"a\x00b"'))  # a raw NUL: not JSON
     escaped = _post(server, "/chat/completions", CHAT % b'"a\\u0000b"')  # an escaped one is a character
     assert escaped.status_code == 200
+    # Half a UTF-16 surrogate pair, escaped: valid JSON, but no Unicode text (it was a 500).
+    for lone in (b'"\\ud800 x"', b'"x \\udfff"', b'"\\udbff\\ud800"'):
+        _refused(_post(server, "/chat/completions", CHAT % lone))
+    _refused(_post(server, "/vector_stores", b'{"metadata": {"\\ud800": "x"}}'))  # in a key
+    paired = _post(server, "/chat/completions", CHAT % b'"\\ud83d\\ude00 and \\\\ud800"')  # an emoji; a backslash
+    assert paired.status_code == 200, paired.text
     _still_serving(server)
 
 
