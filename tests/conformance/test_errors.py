@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -124,6 +125,28 @@ def test_context_length_exceeded(client) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.embeddings.create(model="all-minilm-l6-v2", input=long)
     _check(err.value, 400, "input", "context_length_exceeded")
+
+
+def test_fifty_thousand_turns_are_refused_while_other_requests_are_served(server, client) -> None:
+    """llama.cpp's tokenizer costs the square of a text's special tokens: this conversation took a
+    minute to tokenize, on the event loop, and no other request was answered meanwhile. Now it is
+    tokenized in pieces, in a worker thread: small requests sent meanwhile are answered at once."""
+    turns = [{"role": "user", "content": "a"}] * 50_000  # <|im_start|>user\na<|im_end|>\n: 6 tokens a turn
+    with ThreadPoolExecutor(1) as pool:
+        began = time.monotonic()
+        big = pool.submit(client.chat.completions.create, model=CHAT, messages=turns, max_tokens=2)
+        waits = []
+        while not big.done():
+            sent = time.monotonic()
+            assert client.models.list().data
+            waits.append(time.monotonic() - sent)
+        with pytest.raises(openai.BadRequestError) as err:
+            big.result()
+        took = time.monotonic() - began
+    error = _check(err.value, 400, "messages", "context_length_exceeded")
+    assert "you requested 300027 tokens (300025 in the messages, 2 in the completion)" in error["message"]
+    # Parsing the 1.6 MB body still holds the loop for a moment; tokenizing no longer does.
+    assert len(waits) >= 3 and max(waits) < took / 3, (took, sorted(waits)[-3:])
 
 
 def test_completions_specific_errors(client) -> None:

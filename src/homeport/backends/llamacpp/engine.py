@@ -27,6 +27,7 @@ from .batching import BatchScheduler, Sequence
 from .budget import ClosingBudget
 from .grammar import compile_constraint
 from .templates import ChatTemplate
+from .tokenizing import SpecialPieces
 
 __all__ = ["LlamaCppEngine"]
 
@@ -54,6 +55,7 @@ class LlamaCppEngine:
         self._n_vocab = self.vocab_size = self._llm.n_vocab()
         meta = self._llm.metadata
         model = self._llm._model
+        self._special_pieces = SpecialPieces(_special_tokens(llama_cpp, self._vocab, self._n_vocab))
         self._add_bos = model.add_bos_token()
         self.eos_token = model.token_eos()
         self._bos_text = self.token_piece(model.token_bos()).decode("utf-8", "replace")
@@ -84,7 +86,10 @@ class LlamaCppEngine:
     # ---- tokens -------------------------------------------------------------------------
 
     def tokenize(self, text: str, *, special: bool) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        data = text.encode("utf-8")
+        if not special:
+            return self._llm.tokenize(data, add_bos=False, special=False)
+        return self._special_pieces.tokenize(data, partial(self._llm.tokenize, add_bos=False, special=True))
 
     def token_piece(self, token: int) -> bytes:
         return _detokenize(self._llm._model, token, special=True)
@@ -190,3 +195,16 @@ def _fingerprint(path: Path, engine_version: str) -> str:
         digest.update(f.read(1 << 20))
     digest.update(str(path.stat().st_size).encode())
     return "fp_" + digest.hexdigest()[:10]
+
+
+def _special_tokens(lib: Any, vocab: Any, n_vocab: int) -> dict[bytes, bool]:
+    """The texts llama.cpp splits a prompt at before tokenizing it (control, user-defined and
+    unknown tokens), each with whether it strips the whitespace before it."""
+    special = lib.LLAMA_TOKEN_ATTR_CONTROL | lib.LLAMA_TOKEN_ATTR_USER_DEFINED | lib.LLAMA_TOKEN_ATTR_UNKNOWN
+    out: dict[bytes, bool] = {}
+    for token in range(n_vocab):
+        attr = lib.llama_vocab_get_attr(vocab, token)
+        if attr & special:
+            text = lib.llama_vocab_get_text(vocab, token)
+            out[text] = out.get(text, False) or bool(attr & lib.LLAMA_TOKEN_ATTR_LSTRIP)
+    return out

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from functools import partial
 
-from ...backends.base import ChatEngine, SamplingParams, Token
+from ...backends.base import ChatEngine, SamplingParams, Token, prepared
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...ids import new_id, sortable_id
 from ...protocol.chat import (
@@ -79,7 +79,8 @@ class ChatService:
         _reject_unsupported(request)
         config, engine = self._registry.chat(request.model)
         structure = plan_structure(request)
-        prompt = engine.apply_chat_template(to_turns(request, structure.prompt))
+        turns = to_turns(request, structure.prompt)
+        prompt = await prepared(partial(engine.apply_chat_template, turns), sum(len(t.content) for t in turns))
         max_tokens = request.max_completion_tokens or request.max_tokens
         param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         max_tokens = gen.resolve_max_tokens(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from ...backends.base import ChatEngine, SamplingParams, Token
+from ...backends.base import ChatEngine, SamplingParams, Token, prepared
 from ...errors import InvalidRequest, UnsupportedParameter
 from ...ids import new_id
 from ...protocol.common import Usage
@@ -83,12 +83,14 @@ class CompletionService:
         config, engine = self._registry.chat(request.model, "v1/completions")
         requested = _DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         base = sampling_params(request, config, engine.vocab_size, requested, top_logprobs=request.logprobs)
-        prompts = []
-        for ids, text in _prompts(request.prompt, engine):
-            max_tokens = resolve_max_tokens(
-                requested, len(ids), engine.context_length, prompt_param="prompt", max_param="max_tokens"
-            )
-            prompts.append(_Prompt(ids, text, replace(base, max_tokens=max_tokens)))
+        fit = partial(resolve_max_tokens, requested, context_length=engine.context_length, prompt_param="prompt",
+                      max_param="max_tokens")  # fmt: skip
+        raw = _listed(request.prompt)
+        chars = sum(len(p) for p in raw)
+        prompts = [
+            _Prompt(ids, text, replace(base, max_tokens=max_tokens))
+            for ids, text, max_tokens in await prepared(partial(_prompts, raw, engine, fit), chars)
+        ]
         return _Plan(request, engine, prompts, stop_list(request.stop), n)
 
     async def create(self, plan: _Plan) -> Completion:
@@ -145,27 +147,34 @@ class CompletionService:
             yield chunk(choices=[], usage=plan.usage)
 
 
-def _prompts(prompt: object, engine: ChatEngine) -> list[tuple[list[int], str]]:
+def _listed(prompt: object) -> list[str | list[int]]:
+    """The request's prompts: one string, one list of token ids, or a list of either."""
     if prompt is None or isinstance(prompt, str):
-        prompts: list = [prompt or ""]
-    elif prompt and isinstance(prompt[0], int):  # type: ignore[index]
-        prompts = [prompt]
-    else:
-        prompts = list(prompt)  # type: ignore[call-overload]
+        return [prompt or ""]
+    if prompt and isinstance(prompt[0], int):  # type: ignore[index]
+        return [prompt]  # type: ignore[list-item]
+    return list(prompt)  # type: ignore[call-overload]
+
+
+def _prompts(
+    prompts: list[str | list[int]], engine: ChatEngine, fit: Callable[[int], int]
+) -> list[tuple[list[int], str, int]]:
+    """(ids, text, max_tokens) of each prompt; `fit(prompt_tokens)` is its max_tokens, or raises
+    when it does not fit the context: checked as each is read, before the next is tokenized."""
     out = []
     for i, p in enumerate(prompts):
         param = "prompt" if len(prompts) == 1 else f"prompt.[{i}]"
         if isinstance(p, str):
             ids = engine.tokenize(p, special=True)
-            text = p
         else:
             if any(not 0 <= t < engine.vocab_size for t in p):
                 raise InvalidRequest(f"Token ids must be in 0..{engine.vocab_size - 1}.", param=param)
             ids = list(p)
-            text = b"".join(engine.token_piece(t) for t in ids).decode("utf-8", "replace")
         if not ids:
             raise InvalidRequest("The prompt is empty.", param=param)
-        out.append((ids, text))
+        max_tokens = fit(len(ids))
+        text = p if isinstance(p, str) else b"".join(engine.token_piece(t) for t in ids).decode("utf-8", "replace")
+        out.append((ids, text, max_tokens))
     return out
 
 

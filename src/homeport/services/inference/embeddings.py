@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from ...backends.base import EmbeddingEngine
+from ...backends.base import EmbeddingEngine, prepared
 from ...errors import ContextLengthExceeded, InvalidRequest
 from ...protocol.embeddings import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from .registry import ModelRegistry
@@ -40,7 +41,9 @@ class EmbeddingService:
                 f"This model has {engine.dimensions} dimensions; 'dimensions' cannot be {request.dimensions}.",
                 param="dimensions",
             )
-        batch = _token_batch(request.input, engine.tokenize, engine.vocab_size)
+        raw = request.input
+        chars = len(raw) if isinstance(raw, str) else sum(len(x) if isinstance(x, str | list) else 1 for x in raw)
+        batch = await prepared(partial(_token_batch, raw, engine.tokenize, engine.vocab_size), chars)
         for i, ids in enumerate(batch):
             if len(ids) > engine.max_tokens:
                 raise ContextLengthExceeded(

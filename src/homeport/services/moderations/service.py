@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from ...backends.base import EmbeddingEngine
+from ...backends.base import EmbeddingEngine, prepared
 from ...backends.toxicity import ToxicityEngine
 from ...errors import InvalidRequest
 from ...ids import new_id
@@ -85,7 +86,7 @@ class ModerationService:
         _, classifier, embedder = self._registry.moderation(request.model)
         texts = _texts(request.input)
         plan = _Plan(request, classifier, embedder, texts)
-        plan.tokens = embedder.tokenize([t or " " for t in texts])
+        plan.tokens = await prepared(partial(embedder.tokenize, [t or " " for t in texts]), sum(map(len, texts)))
         return plan
 
     async def create(self, plan: _Plan) -> ModerationResponse:

@@ -100,7 +100,7 @@ class Ingestion:
             return
         vectors: list[np.ndarray] = []
         for start in range(0, len(chunks), _EMBED_BATCH):
-            batch = engine.tokenize([c.text for c in chunks[start : start + _EMBED_BATCH]])
+            batch = await asyncio.to_thread(engine.tokenize, [c.text for c in chunks[start : start + _EMBED_BATCH]])
             vectors.append(await engine.embed([ids[: engine.max_tokens] for ids in batch]))
         matrix = np.concatenate(vectors) if vectors else np.zeros((0, engine.dimensions), dtype=np.float32)
         rows = [

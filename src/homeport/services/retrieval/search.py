@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select, text
 
+from ...backends.base import prepared
 from ...errors import NotFound
 from ...protocol.vector_stores import ComparisonFilter, Filter, SearchResult, TextContent
 from ...storage.db import Database
@@ -67,7 +69,8 @@ class Search:
         if allowed == set():
             return []
         _, engine = self._registry.embedding(row.model)
-        vectors = await engine.embed([ids[: engine.max_tokens] for ids in engine.tokenize(queries)])
+        tokens = await prepared(partial(engine.tokenize, queries), sum(map(len, queries)))
+        vectors = await engine.embed([ids[: engine.max_tokens] for ids in tokens])
         best: dict[int, Hit] = {}
         for query, vector in zip(queries, vectors, strict=True):
             q = np.asarray(vector, dtype=np.float32)
