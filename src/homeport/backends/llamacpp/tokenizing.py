@@ -64,7 +64,7 @@ class SpecialPieces:
     def _can_cut(self, data: bytes, start: int, end: int) -> bool:
         if data[start] in _WHITESPACE:
             return False
-        if start and data[start - 1] in _WHITESPACE and self._specials[data[start:end]]:
+        if data[start - 1] in _WHITESPACE and self._specials[data[start:end]]:  # start > 0: never cut at 0
             return False
         for text in self._texts:
             n = len(text)
