@@ -3,6 +3,8 @@ ArrivalMiddleware): counted from arrival to hand-over, never left counted."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,6 +12,7 @@ import openai
 import pytest
 
 from homeport.backends.base import Arrivals, arrivals
+from homeport.backends.llamacpp import batching
 from tests.unit.conftest import FAKE_KEY
 
 
@@ -92,3 +95,45 @@ async def test_no_model_call_is_left_counted(fake_app) -> None:
         chunked = await http.post("/v1/chat/completions", content=slowly(), headers=headers)
         assert chunked.status_code == 200
     assert arrivals.pending() == 0
+
+
+class _Waiting:
+    """What batching._gather reads of a scheduler: its queue of waiting requests."""
+
+    def __init__(self, n: int) -> None:
+        self._waiting = [object()] * n
+
+
+def test_a_burst_waits_a_moment_for_its_last_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting from idle with several requests waiting, the driver waits for one more that comes on
+    its way within _BURST_S, until it is handed over; with one waiting it does not wait at all. (The
+    windows are stretched to seconds, so that nothing depends on this machine's speed.)"""
+    monkeypatch.setattr(batching, "_GATHER_S", 120.0)
+    monkeypatch.setattr(batching, "_BURST_S", 60.0)
+    began = time.monotonic()
+    batching._gather([_Waiting(1)])  # type: ignore[list-item]
+    assert time.monotonic() - began < 30  # returned at once, not after _BURST_S
+
+    monkeypatch.setattr(batching, "_BURST_S", 2.0)  # after the last arrival, it waits this long for another
+    listening, wait_for_some = threading.Event(), arrivals.wait_for_some
+
+    def listen(timeout: float) -> bool:
+        listening.set()
+        return wait_for_some(timeout)
+
+    monkeypatch.setattr(arrivals, "wait_for_some", listen)
+    events: list[str] = []
+
+    def gather() -> None:
+        batching._gather([_Waiting(2)])  # type: ignore[list-item]
+        events.append("started")
+
+    gatherer = threading.Thread(target=gather)
+    gatherer.start()
+    assert listening.wait(timeout=60)  # two waiting: it waits for more
+    with arrivals.arriving():
+        events.append("arrived")
+        arrivals.handed_over()
+        events.append("handed over")
+    gatherer.join(timeout=60)
+    assert events == ["arrived", "handed over", "started"]

@@ -80,7 +80,7 @@ class Arrivals:
     _COUNTED, _READING, _SETTLED = range(3)  # a request's states; only the first is counted
 
     def __init__(self) -> None:
-        self._none = threading.Condition()  # notified when the count falls to zero
+        self._none = threading.Condition()  # notified whenever the count changes
         self._count = 0
         self._current: ContextVar[list[int] | None] = ContextVar("homeport_arrival", default=None)
 
@@ -91,6 +91,11 @@ class Arrivals:
         """Returns once no request is on its way, or after `timeout` seconds."""
         with self._none:
             self._none.wait_for(lambda: self._count == 0, timeout)
+
+    def wait_for_some(self, timeout: float) -> bool:
+        """Whether a request came on its way within `timeout` seconds."""
+        with self._none:
+            return self._none.wait_for(lambda: self._count > 0, timeout)
 
     @contextmanager
     def arriving(self) -> Iterator[Callable[[bool], None]]:
@@ -115,9 +120,10 @@ class Arrivals:
         with self._none:
             if state[0] == self._SETTLED:
                 return
-            self._count += (to == self._COUNTED) - (state[0] == self._COUNTED)
+            change = (to == self._COUNTED) - (state[0] == self._COUNTED)
+            self._count += change
             state[0] = to
-            if self._count == 0:
+            if change:
                 self._none.notify_all()
 
 

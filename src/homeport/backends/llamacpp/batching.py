@@ -23,7 +23,8 @@ slot at the next step; the slot's cache stays for the next prompt.
 
 Starting from idle, the driver waits (at most 20 ms) while model requests are still on their way
 to an engine (backends.base.Arrivals: received, not yet planned): requests that arrive together start
-in one step, rather than the first alone while the event loop prepares the rest.
+in one step, rather than the first alone while the event loop prepares the rest. With two or more
+already waiting (a burst), it also waits a few milliseconds for the burst's last request to arrive.
 
 Background sequences (batch lines: backends.base.background_work) take only what interactive ones
 leave: an interactive request waiting at a step's start is admitted first, and if every slot is
@@ -384,7 +385,7 @@ class _Driver:
                     self.cv.wait()
                 ready = [s for s in self._schedulers if s._has_work()]
             if not any(s._running for s in ready):
-                arrivals.wait_for_none(_GATHER_S)
+                _gather(ready)
             self._round(ready)
             del ready  # a closed scheduler is not kept alive here while this thread waits
 
@@ -404,10 +405,24 @@ class _Driver:
 _DRIVER = _Driver()
 
 
+def _gather(ready: list[BatchScheduler]) -> None:
+    """Starting from idle: wait while requests are on their way (at most _GATHER_S in all). When
+    several are already waiting (a burst), also wait _BURST_S for one more to come on its way:
+    the last of a burst is often not yet read when the others are ready, and would start a whole
+    step later (at 4 streams, one wave in three; bench/llama_server.py's TTFT p99)."""
+    deadline = time.monotonic() + _GATHER_S
+    arrivals.wait_for_none(_GATHER_S)
+    while sum(len(s._waiting) for s in ready) >= 2 and (left := deadline - time.monotonic()) > 0:
+        if not arrivals.wait_for_some(min(_BURST_S, left)):
+            return
+        arrivals.wait_for_none(max(0.0, deadline - time.monotonic()))
+
+
 # Starting from idle, the driver waits up to this long while requests are still on their way to an
 # engine: requests that arrive together then start in one step rather than the first alone and
 # the rest a step later, while the event loop prepares them on cores the first step is using.
 _GATHER_S = 0.02
+_BURST_S = 0.004
 
 
 def _deliver(items: list[tuple[Sequence, Item]]) -> None:
