@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -31,9 +33,9 @@ class ScriptedEngine:
             raise
 
 
-async def _run(engine: ScriptedEngine, stops: list[str]) -> tuple[list[str], Done]:
+async def _run(engine: ScriptedEngine, stops: list[str], max_tokens: int = 50) -> tuple[list[str], Done]:
     texts, done = [], None
-    async for item in generate_text(engine, [1], SamplingParams(max_tokens=50), stops):  # type: ignore[arg-type]
+    async for item in generate_text(engine, [1], SamplingParams(max_tokens=max_tokens), stops):  # type: ignore[arg-type]
         if isinstance(item, Piece):
             texts.append(item.text)
         else:
@@ -70,6 +72,43 @@ async def test_partial_stop_prefix_is_released_at_the_end() -> None:
 async def test_earliest_of_several_stops_wins() -> None:
     texts, _ = await _run(ScriptedEngine([b"one two three"]), ["three", "two"])
     assert "".join(texts) == "one "
+
+
+def _reference(pieces: list[str], stops: list[str]) -> str:
+    """What a stream must show: the text before the first stop to appear (the earliest, of those the
+    same token completes), or all of it."""
+    text = ""
+    for piece in pieces:
+        text += piece
+        hits = [i for s in stops if (i := text.find(s)) >= 0]
+        if hits:
+            return text[: min(hits)]
+    return text
+
+
+@pytest.mark.anyio
+async def test_streamed_text_matches_the_whole_text_cut_at_its_first_stop() -> None:
+    rng = random.Random(7)
+    for _ in range(400):
+        pieces = ["".join(rng.choice("ab ") for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 12))]
+        stops = ["".join(rng.choice("ab ") for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(1, 4))]
+        texts, done = await _run(ScriptedEngine([p.encode() for p in pieces], finish="length"), stops)
+        expected = _reference(pieces, stops)
+        assert "".join(texts) == expected, (pieces, stops)
+        assert done.finish_reason == ("length" if expected == "".join(pieces) else "stop"), (pieces, stops)
+
+
+@pytest.mark.anyio
+async def test_a_megabyte_stop_string_costs_each_token_its_own_tail() -> None:
+    # The held-back search looked at the whole text for each token: with a stop of a megabyte, 2,000 tokens
+    # cost more for each token than the one before (a second in all for these 500; ten times that for 2,000).
+    pieces = [b"word "] * 500
+    started = time.perf_counter()
+    texts, done = await _run(ScriptedEngine(pieces), ["x" * 1_000_000, "word word x"], len(pieces))
+    assert "".join(texts) == "word " * 500 and done.finish_reason == "stop"
+    alone = time.perf_counter()
+    await _run(ScriptedEngine(pieces), [], len(pieces))
+    assert time.perf_counter() - alone > (alone - started) / 20
 
 
 def test_resolve_max_tokens() -> None:

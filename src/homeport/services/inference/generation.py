@@ -78,7 +78,7 @@ async def generate_text(
                 tracing.engine_spans(request.info, count)
                 yield Done("stop", count, pending, request.info.cached_tokens)
                 return
-            safe = len(text) - _held_back(text, stops)
+            safe = len(text) - _held_back(text, sent, stops)
             if safe > sent:
                 yield Piece(text[sent:safe], pending)
                 sent, pending = safe, []
@@ -109,19 +109,23 @@ async def generate_whole(engine: ChatEngine, prompt: list[int], sampling: Sampli
 
 
 def _find_stop(text: str, sent: int, stops: list[str]) -> int | None:
-    hits = [i for s in stops if (i := text.find(s, max(0, sent - len(s) + 1))) >= 0]
+    # A stop cannot start before `sent`: text was sent only once no stop could start in it (`_held_back`).
+    hits = [i for s in stops if (i := text.find(s, sent)) >= 0]
     return min(hits) if hits else None
 
 
-def _held_back(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of a stop string."""
-    longest = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:n]):
-                longest = n
-                break
-    return longest
+def _held_back(text: str, sent: int, stops: list[str]) -> int:
+    """Length of the longest suffix of `text[sent:]` that is a proper prefix of a stop string.
+
+    Only the unsent tail is searched, so a token costs its tail, not the whole text times a stop's
+    length (a stop string of a megabyte used to cost a tenth of a second a token, on the event loop).
+    """
+    end = len(text)
+    for start in range(max(sent, end - max(map(len, stops), default=0) + 1), end):
+        tail = text[start:]
+        if any(len(stop) > len(tail) and stop.startswith(tail) for stop in stops):
+            return end - start
+    return 0
 
 
 def check_stream_options(stream: bool | None, options: object) -> None:
