@@ -90,6 +90,16 @@ async def test_truncation_auto_drops_the_oldest_context(fake_app) -> None:
     assert fits.estimate[0] < 2048
 
 
+async def test_truncation_auto_keeps_as_many_of_the_newest_items_as_fit(fake_app) -> None:
+    service = fake_app.state.model_services["/v1/responses"].local
+    items = [{"role": "user", "content": f"message {n:03} " + "x" * 40} for n in range(200)]  # ~60 tokens each
+    conversation = await service.conversations.create(None, {}, normalise(_request(input=items).input, {}))
+    fits = await service.plan(_request(input="hi", conversation=conversation["id"], truncation="auto",
+                                       max_output_tokens=16), None)  # fmt: skip
+    assert 2048 - 16 - 70 < fits.estimate[0] <= 2048 - 16  # one more item would not have fit
+    assert "message 199" in fits.chat.request.messages[-2].content
+
+
 async def test_retention_deletes_a_projects_old_responses_and_idle_conversations(fake_app) -> None:
     service, projects = fake_app.state.model_services["/v1/responses"].local, fake_app.state.projects
     brief = await projects.create("brief")

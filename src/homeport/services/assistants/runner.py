@@ -18,6 +18,7 @@ from ...protocol.chat import ChatCompletionChunk, ChatCompletionRequest
 from ...protocol.vector_stores import SearchResult
 from ...storage.jobs import Jobs
 from ..inference.chat import ChatPlan, ChatService
+from ..inference.truncation import fewest_dropped
 from ..platform.admission import Admitter
 from ..platform.usage import UsageEvent, UsageRecorder
 from ..retrieval.stores import VectorStoreService
@@ -123,21 +124,26 @@ class Runner:
         return request
 
     async def _plan(self, run: Document, request: dict[str, Any]) -> ChatPlan | None:
-        """The chat plan; the oldest thread messages are dropped until the prompt fits."""
-        while True:
+        """The chat plan; with truncation `auto`, the fewest oldest thread messages go that make the
+        prompt fit (and keep it within `max_prompt_tokens`)."""
+        messages, limit = request["messages"], run.get("max_prompt_tokens")
+        droppable = [i for i, m in enumerate(messages) if isinstance(m, _ThreadMessage)]
+
+        async def attempt(dropped: int) -> ChatPlan | None:
+            gone = set(droppable[:dropped])
+            kept = [m for i, m in enumerate(messages) if i not in gone]
             try:
-                plan: ChatPlan | None = await self._chat.plan(ChatCompletionRequest.model_validate(request))
+                plan = await self._chat.plan(ChatCompletionRequest.model_validate(request | {"messages": kept}))
             except ContextLengthExceeded:
-                plan = None
-            limit = run.get("max_prompt_tokens")
-            if plan is not None and (limit is None or plan.estimate[0] <= limit):
-                return plan
-            droppable = [i for i, m in enumerate(request["messages"]) if isinstance(m, _ThreadMessage)]
-            if run["truncation_strategy"]["type"] != "auto" or len(droppable) <= 1:
-                await self._record.finish(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"},
-                                          completed_at=int(time.time()))  # fmt: skip
                 return None
-            del request["messages"][droppable[0]]
+            return plan if limit is None or plan.estimate[0] <= limit else None
+
+        most = len(droppable) - 1 if run["truncation_strategy"]["type"] == "auto" else 0
+        plan = await fewest_dropped(attempt, most)
+        if plan is None:
+            await self._record.finish(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"},
+                                      completed_at=int(time.time()))  # fmt: skip
+        return plan
 
     async def _prompt(
         self, project_id: str | None, run: Document, steps: list[Document], sources: list[SearchResult]

@@ -29,6 +29,7 @@ from ...protocol.responses import (
 from ...protocol.vector_stores import SearchResult
 from ..inference.chat import ChatPlan, ChatService
 from ..inference.relay import Raw, RelayPlan, UpstreamService
+from ..inference.truncation import fewest_dropped
 from ..kit import Kit
 from .background import Background
 from .items import Item, normalise, to_messages, user_text
@@ -109,21 +110,27 @@ class ResponseService:
         self, req: ResponseCreate, messages: list[dict[str, Any]], system: str | None, droppable: int
     ) -> ChatPlan | RelayPlan:
         """The chat plan (the local engine's, or the upstream relay's for a model served elsewhere);
-        with truncation `auto`, the oldest context messages go until the prompt fits."""
-        body = _chat_request(req)
-        while True:
-            body["messages"] = ([{"role": "system", "content": system}] if system else []) + messages
+        with truncation `auto`, the fewest oldest context messages go that make the prompt fit."""
+        body, refused = _chat_request(req), list[ContextLengthExceeded]()
+        instructions = [{"role": "system", "content": system}] if system else []
+
+        async def attempt(dropped: int) -> ChatPlan | RelayPlan | None:
             try:
-                request = ChatCompletionRequest.model_validate(body)
+                request = ChatCompletionRequest.model_validate(body | {"messages": instructions + messages[dropped:]})
                 if self._relay.handles(req.model):
                     return await self._relay.plan(request)
                 return await self._chat.plan(request)
             except ContextLengthExceeded as exc:
-                if req.truncation != "auto" or droppable <= 0 or len(messages) <= 1:
-                    raise _renamed(exc) from None
-                messages, droppable = messages[1:], droppable - 1
+                refused.append(exc)
+                return None
             except HomeportError as exc:
                 raise _renamed(exc) from None
+
+        most = min(droppable, len(messages) - 1) if req.truncation == "auto" else 0
+        plan: ChatPlan | RelayPlan | None = await fewest_dropped(attempt, most)
+        if plan is None:
+            raise _renamed(refused[-1]) from None
+        return plan
 
     async def _file_search(
         self, req: ResponseCreate, project_id: str | None, items: list[Item]
