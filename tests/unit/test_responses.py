@@ -90,14 +90,19 @@ async def test_truncation_auto_drops_the_oldest_context(fake_app) -> None:
     assert fits.estimate[0] < 2048
 
 
-async def test_truncation_auto_keeps_as_many_of_the_newest_items_as_fit(fake_app) -> None:
+async def test_truncation_auto_keeps_the_first_message_as_a_conversation_grows(fake_app) -> None:
     service = fake_app.state.model_services["/v1/responses"].local
-    items = [{"role": "user", "content": f"message {n:03} " + "x" * 40} for n in range(200)]  # ~60 tokens each
+    items = [{"role": "user", "content": f"message {n:03} " + "x" * 40} for n in range(100)]  # ~60 tokens each
     conversation = await service.conversations.create(None, {}, normalise(_request(input=items).input, {}))
-    fits = await service.plan(_request(input="hi", conversation=conversation["id"], truncation="auto",
-                                       max_output_tokens=16), None)  # fmt: skip
-    assert 2048 - 16 - 70 < fits.estimate[0] <= 2048 - 16  # one more item would not have fit
-    assert "message 199" in fits.chat.request.messages[-2].content
+    firsts = []
+    for turn in range(12):
+        plan = await service.plan(_request(input=f"turn {turn:02} " + "y" * 40, conversation=conversation["id"],
+                                           truncation="auto", max_output_tokens=16), None)  # fmt: skip
+        assert 2048 - 16 - 2048 // 4 - 70 < plan.estimate[0] <= 2048 - 16  # within a quarter and a message of full
+        assert f"turn {turn:02}" in plan.chat.request.messages[-1].content
+        firsts.append(plan.chat.request.messages[0].content)
+        await service.conversations.append(conversation["id"], plan.inputs)
+    assert len(set(firsts)) <= 2  # 12 turns of ~60 tokens grow the history by less than a quarter of 2,048
 
 
 async def test_retention_deletes_a_projects_old_responses_and_idle_conversations(fake_app) -> None:

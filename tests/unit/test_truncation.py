@@ -1,4 +1,5 @@
-"""Truncation drops the fewest oldest messages that make a prompt fit, in about log2(N) tries."""
+"""Truncation drops the oldest messages down to a stable point that fits, in about log2(N) tries,
+and a growing history keeps its first message (so the engine's cached prefix) across turns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 
 import pytest
 
-from homeport.services.inference.truncation import fewest_dropped
+from homeport.services.inference.truncation import STABLE_SHARE, dropped_to_fit, stable_points
 
 
 def _suffix_sums(sizes: list[int]) -> list[int]:
@@ -17,33 +18,68 @@ def _suffix_sums(sizes: list[int]) -> list[int]:
     return sums
 
 
-async def _fewest(sizes: list[int], budget: int, most: int) -> tuple[int | None, int]:
-    """Messages of `sizes` tokens (oldest first) under a budget: the count dropped, and the tries."""
+async def _dropped(sizes: list[int], context: int, most: int) -> tuple[int | None, int]:
+    """Messages of `sizes` tokens (oldest first) in a context: the count dropped, and the tries."""
     tries: list[int] = []
     left = _suffix_sums(sizes)
 
     async def attempt(dropped: int) -> int | None:
         tries.append(dropped)
-        return dropped if left[dropped] <= budget else None
+        return dropped if left[dropped] <= context else None
 
-    return await fewest_dropped(attempt, most), len(tries)
+    async def measured() -> tuple[list[int], int]:
+        return sizes[:most], context
+
+    return await dropped_to_fit(attempt, most, measured), len(tries)
+
+
+def test_stable_points_mark_each_multiple_once() -> None:
+    assert stable_points([3, 3, 3, 3], 4) == [2, 3, 4]  # running totals 3, 6, 9, 12 reach 4, 8, 12
+    assert stable_points([10, 1, 1], 4) == [1, 3]  # 10 passes 4 and 8 at once; 12 reaches 12
+    assert stable_points([1, 1], 4) == []
 
 
 @pytest.mark.anyio
-async def test_the_fewest_dropped_in_logarithmic_tries() -> None:
+async def test_the_fewest_stable_points_dropped_in_logarithmic_tries() -> None:
     rng = random.Random(3)
     for _ in range(500):
         sizes = [rng.randint(1, 50) for _ in range(rng.randint(1, 3000))]
-        budget, most = rng.randint(1, 2000), len(sizes) - 1
+        context, most = rng.randint(50, 2000), len(sizes) - 1
         left = _suffix_sums(sizes)
-        expected = next((n for n in range(most + 1) if left[n] <= budget), None)
-        dropped, tries = await _fewest(sizes, budget, most)
-        assert dropped == expected
-        assert tries <= 2 + math.ceil(math.log2(most + 1))
+        fewest = next((n for n in range(most + 1) if left[n] <= context), None)
+        dropped, tries = await _dropped(sizes, context, most)
+        if fewest is None:
+            assert dropped is None
+            continue
+        assert dropped is not None and left[dropped] <= context
+        if fewest == 0:
+            assert (dropped, tries) == (0, 1)
+            continue
+        candidates = [p for p in stable_points(sizes[:most], context // STABLE_SHARE) if p < most] + [most]
+        assert dropped == min(p for p in candidates if p >= fewest)
+        assert dropped == most or left[fewest] - left[dropped] <= context // STABLE_SHARE + max(sizes)
+        assert tries <= 3 + math.ceil(math.log2(len(candidates)))
+
+
+@pytest.mark.anyio
+async def test_a_growing_history_keeps_its_first_message_until_it_has_grown_by_a_quarter() -> None:
+    rng = random.Random(5)
+    sizes = [rng.randint(20, 120) for _ in range(400)]
+    context, first, changes = 2048, [], 0
+    for turn in range(60, 400):
+        dropped, _ = await _dropped(sizes[:turn], context, turn - 1)
+        assert dropped is not None
+        if first and dropped != first[-1]:
+            changes += 1
+            assert dropped > first[-1]  # never back to an older first message
+        first.append(dropped)
+    grown = sum(sizes[60:400])
+    assert changes <= grown / (context // STABLE_SHARE) + 1  # dropping the fewest changes it nearly every turn
+    assert changes >= grown / context  # and it does move on
 
 
 @pytest.mark.anyio
 async def test_nothing_dropped_when_it_fits_or_nothing_may_go() -> None:
-    assert await _fewest([5, 5, 5], 100, 2) == (0, 1)
-    assert await _fewest([5, 5, 5], 1, 0) == (None, 1)
-    assert await _fewest([5, 5, 5], 4, 2) == (None, 2)  # even the last one alone is too long
+    assert await _dropped([5, 5, 5], 100, 2) == (0, 1)
+    assert await _dropped([5, 5, 5], 1, 0) == (None, 1)
+    assert await _dropped([5, 5, 5], 4, 2) == (None, 2)  # even the last one alone is too long

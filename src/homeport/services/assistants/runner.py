@@ -18,7 +18,7 @@ from ...protocol.chat import ChatCompletionChunk, ChatCompletionRequest
 from ...protocol.vector_stores import SearchResult
 from ...storage.jobs import Jobs
 from ..inference.chat import ChatPlan, ChatService
-from ..inference.truncation import fewest_dropped
+from ..inference.truncation import dropped_to_fit, message_text
 from ..platform.admission import Admitter
 from ..platform.usage import UsageEvent, UsageRecorder
 from ..retrieval.stores import VectorStoreService
@@ -124,8 +124,8 @@ class Runner:
         return request
 
     async def _plan(self, run: Document, request: dict[str, Any]) -> ChatPlan | None:
-        """The chat plan; with truncation `auto`, the fewest oldest thread messages go that make the
-        prompt fit (and keep it within `max_prompt_tokens`)."""
+        """The chat plan; with truncation `auto`, the oldest thread messages go until the prompt fits
+        the context and `max_prompt_tokens` (truncation.py)."""
         messages, limit = request["messages"], run.get("max_prompt_tokens")
         droppable = [i for i, m in enumerate(messages) if isinstance(m, _ThreadMessage)]
 
@@ -139,7 +139,13 @@ class Runner:
             return plan if limit is None or plan.estimate[0] <= limit else None
 
         most = len(droppable) - 1 if run["truncation_strategy"]["type"] == "auto" else 0
-        plan = await fewest_dropped(attempt, most)
+
+        async def sizes() -> tuple[list[int], int]:
+            texts = [message_text(messages[i]) for i in droppable[:most]]
+            counts, context = await self._chat.token_counts(request["model"], texts)
+            return counts, min(context, limit or context)  # the budget the points divide
+
+        plan = await dropped_to_fit(attempt, most, sizes)
         if plan is None:
             await self._record.finish(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"},
                                       completed_at=int(time.time()))  # fmt: skip

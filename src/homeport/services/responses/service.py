@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ...errors import ContextLengthExceeded, HomeportError, InvalidRequest, UnsupportedParameter
@@ -29,7 +30,7 @@ from ...protocol.responses import (
 from ...protocol.vector_stores import SearchResult
 from ..inference.chat import ChatPlan, ChatService
 from ..inference.relay import Raw, RelayPlan, UpstreamService
-from ..inference.truncation import fewest_dropped
+from ..inference.truncation import dropped_to_fit, message_text
 from ..kit import Kit
 from .background import Background
 from .items import Item, normalise, to_messages, user_text
@@ -110,7 +111,7 @@ class ResponseService:
         self, req: ResponseCreate, messages: list[dict[str, Any]], system: str | None, droppable: int
     ) -> ChatPlan | RelayPlan:
         """The chat plan (the local engine's, or the upstream relay's for a model served elsewhere);
-        with truncation `auto`, the fewest oldest context messages go that make the prompt fit."""
+        with truncation `auto`, the oldest context messages go until the prompt fits (truncation.py)."""
         body, refused = _chat_request(req), list[ContextLengthExceeded]()
         instructions = [{"role": "system", "content": system}] if system else []
 
@@ -127,7 +128,8 @@ class ResponseService:
                 raise _renamed(exc) from None
 
         most = min(droppable, len(messages) - 1) if req.truncation == "auto" else 0
-        plan: ChatPlan | RelayPlan | None = await fewest_dropped(attempt, most)
+        sizes = partial(self._chat.token_counts, req.model, [message_text(m) for m in messages[:most]])
+        plan: ChatPlan | RelayPlan | None = await dropped_to_fit(attempt, most, sizes)
         if plan is None:
             raise _renamed(refused[-1]) from None
         return plan
