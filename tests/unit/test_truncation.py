@@ -1,5 +1,5 @@
-"""Truncation drops the oldest messages down to a stable point that fits, in about log2(N) tries,
-and a growing history keeps its first message (so the engine's cached prefix) across turns."""
+"""Truncation drops the fewest oldest messages that fit, rounded up to a stable point, in about
+log2(N) tries; a growing history keeps its first message (so the engine's cached prefix) across turns."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from homeport.services.inference.truncation import STABLE_SHARE, dropped_to_fit, stable_points
+from homeport.services.inference.truncation import dropped_to_fit, spacing_for, stable_points
 
 
 def _suffix_sums(sizes: list[int]) -> list[int]:
@@ -27,8 +27,8 @@ async def _dropped(sizes: list[int], context: int, most: int) -> tuple[int | Non
         tries.append(dropped)
         return dropped if left[dropped] <= context else None
 
-    async def measured() -> tuple[list[int], int]:
-        return sizes[:most], context
+    async def measured() -> list[int]:
+        return sizes[:most]
 
     return await dropped_to_fit(attempt, most, measured), len(tries)
 
@@ -37,10 +37,11 @@ def test_stable_points_mark_each_multiple_once() -> None:
     assert stable_points([3, 3, 3, 3], 4) == [2, 3, 4]  # running totals 3, 6, 9, 12 reach 4, 8, 12
     assert stable_points([10, 1, 1], 4) == [1, 3]  # 10 passes 4 and 8 at once; 12 reaches 12
     assert stable_points([1, 1], 4) == []
+    assert [spacing_for(n) for n in (0, 7, 8, 2047, 2048, 8191, 8192)] == [1, 1, 2, 256, 512, 1024, 2048]
 
 
 @pytest.mark.anyio
-async def test_the_fewest_stable_points_dropped_in_logarithmic_tries() -> None:
+async def test_the_fewest_dropped_rounded_up_to_a_stable_point_in_logarithmic_tries() -> None:
     rng = random.Random(3)
     for _ in range(500):
         sizes = [rng.randint(1, 50) for _ in range(rng.randint(1, 3000))]
@@ -55,14 +56,15 @@ async def test_the_fewest_stable_points_dropped_in_logarithmic_tries() -> None:
         if fewest == 0:
             assert (dropped, tries) == (0, 1)
             continue
-        candidates = [p for p in stable_points(sizes[:most], context // STABLE_SHARE) if p < most] + [most]
-        assert dropped == min(p for p in candidates if p >= fewest)
-        assert dropped == most or left[fewest] - left[dropped] <= context // STABLE_SHARE + max(sizes)
-        assert tries <= 3 + math.ceil(math.log2(len(candidates)))
+        kept = left[fewest] - left[most]
+        points = [p for p in stable_points(sizes[:most], spacing_for(kept)) if fewest <= p < most]
+        assert dropped == (points[0] if points else fewest)
+        assert left[fewest] - left[dropped] <= kept // 4 + max(sizes)  # at most a quarter and a message lost
+        assert tries <= 3 + math.ceil(math.log2(most + 1))
 
 
 @pytest.mark.anyio
-async def test_a_growing_history_keeps_its_first_message_until_it_has_grown_by_a_quarter() -> None:
+async def test_a_growing_history_keeps_its_first_message_for_many_turns() -> None:
     rng = random.Random(5)
     sizes = [rng.randint(20, 120) for _ in range(400)]
     context, first, changes = 2048, [], 0
@@ -74,7 +76,7 @@ async def test_a_growing_history_keeps_its_first_message_until_it_has_grown_by_a
             assert dropped > first[-1]  # never back to an older first message
         first.append(dropped)
     grown = sum(sizes[60:400])
-    assert changes <= grown / (context // STABLE_SHARE) + 1  # dropping the fewest changes it nearly every turn
+    assert changes <= grown / 256 + 4  # every 256 tokens of growth; dropping the fewest changes it nearly every turn
     assert changes >= grown / context  # and it does move on
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ...errors import ContextLengthExceeded
@@ -140,12 +141,8 @@ class Runner:
 
         most = len(droppable) - 1 if run["truncation_strategy"]["type"] == "auto" else 0
 
-        async def sizes() -> tuple[list[int], int]:
-            texts = [message_text(messages[i]) for i in droppable[:most]]
-            counts, context = await self._chat.token_counts(request["model"], texts)
-            return counts, min(context, limit or context)  # the budget the points divide
-
-        plan = await dropped_to_fit(attempt, most, sizes)
+        texts = [message_text(messages[i]) for i in droppable[:most]]
+        plan = await dropped_to_fit(attempt, most, partial(self._chat.token_counts, request["model"], texts))
         if plan is None:
             await self._record.finish(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"},
                                       completed_at=int(time.time()))  # fmt: skip

@@ -93,11 +93,10 @@ class ChatService:
         stops = gen.stop_list(request.stop)
         return ChatPlan(request, engine, prompt, sampling, stops, request.n or 1, structure, project_id)
 
-    async def token_counts(self, model: str, texts: list[str]) -> tuple[list[int], int]:
-        """Each text's tokens in the model's tokenizer (no template around it), and the model's context length."""
+    async def token_counts(self, model: str, texts: list[str]) -> list[int]:
+        """Each text's tokens in the model's tokenizer (no template around it)."""
         _, engine = self._registry.chat(model)
-        counts = await prepared(lambda: [len(engine.tokenize(t, special=False)) for t in texts], sum(map(len, texts)))
-        return counts, engine.context_length
+        return await prepared(lambda: [len(engine.tokenize(t, special=False)) for t in texts], sum(map(len, texts)))
 
     async def create(self, plan: ChatPlan) -> ChatCompletion:
         choices, completion_tokens, cached = [], 0, 0
