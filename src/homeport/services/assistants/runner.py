@@ -140,7 +140,6 @@ class Runner:
             return plan if limit is None or plan.estimate[0] <= limit else None
 
         most = len(droppable) - 1 if run["truncation_strategy"]["type"] == "auto" else 0
-
         texts = [message_text(messages[i]) for i in droppable[:most]]
         plan = await dropped_to_fit(attempt, most, partial(self._chat.token_counts, request["model"], texts))
         if plan is None:

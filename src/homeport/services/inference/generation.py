@@ -118,7 +118,8 @@ def _held_back(text: str, sent: int, stops: list[str]) -> int:
     """Length of the longest suffix of `text[sent:]` that is a proper prefix of a stop string.
 
     Only the unsent tail is searched, so a token costs its tail, not the whole text times a stop's
-    length (a stop string of a megabyte used to cost a tenth of a second a token, on the event loop).
+    length (with a stop string of a megabyte, 2,000 tokens used to cost 6 s of event loop, each
+    token more than the one before).
     """
     end = len(text)
     for start in range(max(sent, end - max(map(len, stops), default=0) + 1), end):
