@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -26,6 +25,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from heartbeat import Heartbeat  # noqa: E402
 
 from tests.conftest import API_KEY, start_server, stop_server  # noqa: E402
 
@@ -72,18 +74,7 @@ def stalls() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), {"access_log": False})
         client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=900)
-        beats: list[tuple[float, float]] = []  # (sent, waited) of each /healthz
-        done = threading.Event()
-
-        def beat() -> None:
-            with httpx.Client(timeout=900) as h:
-                while not done.is_set():
-                    sent = time.perf_counter()
-                    h.get(f"{server.root}/healthz")
-                    beats.append((sent, time.perf_counter() - sent))
-                    time.sleep(0.02)
-
-        threading.Thread(target=beat, daemon=True).start()
+        heartbeat = Heartbeat(server.root, timeout=900)
         try:
             for name, (path, body) in cases.items():
                 raw = json.dumps(body).encode()
@@ -91,13 +82,11 @@ def stalls() -> list[dict]:
                 began = time.perf_counter()
                 answer = client.post(path, content=raw, headers={"content-type": "application/json"})
                 ended = time.perf_counter()
-                while not beats or beats[-1][0] < ended:  # a /healthz sent after it has been answered
-                    time.sleep(0.01)
-                waits = [waited for sent, waited in beats if began <= sent + waited and sent <= ended]
                 rows.append({"request": name, "mb": round(len(raw) / 1e6, 1), "status": answer.status_code,
-                             "seconds": round(ended - began, 2), "longest_healthz_wait_ms": round(1000 * max(waits))})
+                             "seconds": round(ended - began, 2),
+                             "longest_healthz_wait_ms": heartbeat.longest_wait_ms(began, ended)})  # fmt: skip
         finally:
-            done.set()
+            heartbeat.stop()
             stop_server(server)
     return rows
 

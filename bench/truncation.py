@@ -25,7 +25,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +33,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from heartbeat import Heartbeat  # noqa: E402
 
 from tests.conftest import API_KEY, start_server, stop_server  # noqa: E402
 
@@ -64,7 +66,7 @@ def _thread(client: httpx.Client, n: int) -> str:
     return str(thread)
 
 
-def planning(client: httpx.Client, beats: list[tuple[float, float]], sizes: list[int]) -> list[dict]:
+def planning(client: httpx.Client, heartbeat: Heartbeat, sizes: list[int]) -> list[dict]:
     rows = []
     for n in sizes:
         conversation = _conversation(client, n)
@@ -73,12 +75,9 @@ def planning(client: httpx.Client, beats: list[tuple[float, float]], sizes: list
         answer = client.post("/responses/input_tokens", json={"model": CHAT, "conversation": conversation,
                                                                "input": "Say hi.", "truncation": "auto"})  # fmt: skip
         ended = time.perf_counter()
-        while not beats or beats[-1][0] < ended:  # a /healthz sent after it ended
-            time.sleep(0.01)
-        waits = [waited for sent, waited in beats if began <= sent + waited and sent <= ended]
         rows.append({"messages": n, "status": answer.status_code, "seconds": round(ended - began, 2),
                      "prompt_tokens": answer.json().get("input_tokens", 0),
-                     "longest_healthz_wait_ms": round(1000 * max(waits, default=0))})  # fmt: skip
+                     "longest_healthz_wait_ms": heartbeat.longest_wait_ms(began, ended)})  # fmt: skip
         print(rows[-1], flush=True)
     return rows
 
@@ -124,22 +123,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), {"access_log": False})
         client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=1800)
-        beats: list[tuple[float, float]] = []  # (sent, waited) of each /healthz
-        done = threading.Event()
-
-        def beat() -> None:
-            with httpx.Client(timeout=1800) as h:
-                while not done.is_set():
-                    sent = time.perf_counter()
-                    h.get(f"{server.root}/healthz")
-                    beats.append((sent, time.perf_counter() - sent))
-                    time.sleep(0.02)
-
-        threading.Thread(target=beat, daemon=True).start()
+        heartbeat = Heartbeat(server.root)
         try:
-            results["planning"] = planning(client, beats, args.items)
+            results["planning"] = planning(client, heartbeat, args.items)
         finally:
-            done.set()
+            heartbeat.stop()
             stop_server(server)
     if args.turns:
         from homeport.settings import DEFAULT_MODELS
